@@ -1,0 +1,38 @@
+# The verbs. Each sets up what it needs: a venv with the host tools and socat.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MICROPYTHON := $(VENV)/bin/micropython
+STAMP := $(VENV)/.installed
+SCENARIO ?= scenarios/default.json
+TCP_PORT ?= 5020
+RUN_DIR ?= run
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench clean socat
+
+setup: $(STAMP) socat
+
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+# socat links the RS485 pty pairs on the host (Debian package).
+socat:
+	@command -v socat >/dev/null 2>&1 || { \
+	  echo "installing socat (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq socat >/dev/null; }
+
+run: setup
+	$(PY) tools/host_run.py --scenario $(SCENARIO) --tcp-port $(TCP_PORT) --run-dir $(RUN_DIR)
+
+test: setup
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) tools/bench.py --out bench/results.json
+
+clean:
+	rm -rf $(VENV) run bench/results.json .pytest_cache

@@ -1,0 +1,46 @@
+"""The sim board: the MicroPython unix port with simulated parts.
+
+    from boards.sim.board import SimBoard
+    board = SimBoard(scenario)                 # RealClock; SimBoard(scn, clock=VirtualClock())
+    chip = board.ade7880()                     # drivers.ade7880.ADE7880 on the simulated SPI
+    asyncio.create_task(board.tick())          # keeps the simulated chip's IRQs on time
+
+Like a real board module it is the only place that knows how parts are wired: the
+ADE7880 (here ADE7880Sim) on SPI with CS and IRQ0, the clock, and later the RS485 UARTs
+(pty pairs), LEDs, button and the littlefs block device.
+"""
+import asyncio
+
+from boards.sim.ade7880 import ADE7880Sim
+from boards.sim.bus import SimPin, SimSPI
+from boards.sim.clock import RealClock
+
+
+class SimBoard:
+    name = "sim"
+
+    def __init__(self, scenario, clock=None):
+        self.clock = clock or RealClock()
+        self.chip = ADE7880Sim(self.clock, scenario)
+        self.cs = SimPin(1)
+        self.spi = SimSPI(self.chip, self.cs)
+
+    def ade7880(self, **kw):
+        from drivers.ade7880 import ADE7880
+        return ADE7880(self.spi, self.cs, irq0=self.chip.irq0, **kw)
+
+    def set_scenario(self, scenario):
+        self.chip.set_scenario(scenario)
+
+    async def tick(self):
+        # The simulated chip is evaluated lazily: wake it at its next window end so
+        # IRQ0 falls on time, as the real chip's would, at most 20 ms apart.
+        chip = self.chip
+        clock = self.clock
+        while True:
+            chip.advance()
+            nxt = chip.next_event_us()
+            delay = 20
+            if nxt is not None:
+                delay = min(20, max(1, (nxt - clock.now_us()) // 1000 + 1))
+            await asyncio.sleep_ms(delay)

@@ -1,0 +1,133 @@
+"""Meter configuration: defaults, validation with messages that name the key.
+
+    from firmware import config
+    cfg = config.validate({"metering": {"cycle_ms": 500}})   # merged over DEFAULTS
+    config.ConfigError: "metering.cycle_ms: must be one of (200, 500), got 300"
+
+Later steps persist it and accept Modbus writes through `validate`; nothing is applied
+that did not pass here.
+
+Calibration: the driver reports chip codes; these constants turn them into physical
+units. The defaults belong to the reference front end (1 MOhm : 1 kOhm voltage divider;
+internal 2500:1 CT with a 10 Ohm burden) and the ADE7880 datasheet:
+- ADC full scale 0.5 V peak = 0.35355 V rms -> xVRMS/xIRMS code 5,326,737/sqrt(2)
+  = 3,766,572 (anchors-public-facts.md section 3, no-OS ADE7880_RMS_FS_CODES).
+  V full scale = 0.35355 * 1001 = 353.907 V; I full scale = 0.35355 / 10 * 2500 = 88.388 A.
+  v_per_code = 353.907 / 3766572 = 9.395996e-5 V; i_per_code = 88.388 / 3766572
+  = 2.346652e-5 A.
+- Internal power at full scale PMAX = 27,059,678 (ADE7880 datasheet eq. 26); the 24-bit
+  xWATT/xFVAR/xVA registers carry PMAX/16 at full scale -> w_per_code = 353.907 * 88.388
+  / (27059678 / 16) = 1.849616e-2 W.
+- Energy: PMAX accumulated at 1.024 MHz, one xWATTHR LSB per WTHR * 2**27 with WTHR = 3
+  (datasheet eq. 26) -> 68,816.3 LSB/s at full scale -> wh_per_lsb = 31281.3 W /
+  68816.3 / 3600 = 1.262671e-4 Wh. The same holds for varh and VAh (VARTHR = VATHR = 3).
+A production meter is calibrated per unit: the per-phase gain registers (ADE7880
+xIGAIN, xVGAIN, xPGAIN, xPHCAL) trim each phase so that these nominal constants hold.
+"""
+
+DEFAULTS = {
+    "metering": {
+        "cycle_ms": 200,        # KSEM: measuring cycle 200 ms or 500 ms (manual 5.14.3)
+        "nominal_hz": 50,       # 50 or 60; sets COMPMODE.SELFREQ and LINECYC
+        "wiring": "3P4W",       # or "1P2W": L1 + N only (KSEM manual 4.7)
+        "ct_enabled": False,    # external CTs (KSEM: above 63 A direct)
+        "ct_primary_a": 100,    # 1..5000 A primary, secondary fixed at 5 A (KSEM 5.15.4)
+    },
+    "calibration": {
+        "v_per_code": 9.395996e-05,
+        "i_per_code": 2.346652e-05,
+        "w_per_code": 1.849616e-02,
+        "wh_per_lsb": 1.262671e-04,
+        # Per phase L1, L2, L3: [IGAIN, VGAIN, PGAIN] register values (signed 24-bit,
+        # factor 1 + gain / 2**23) and PHCAL (0..1023).
+        "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+        "phcal": [0, 0, 0],
+    },
+}
+
+CYCLES_MS = (200, 500)
+WIRINGS = ("3P4W", "1P2W")
+CT_SECONDARY_A = 5
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _num(path, v, lo, hi, integer=False):
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok or not lo <= v <= hi:
+        raise ConfigError("%s: must be %s in %s..%s, got %r"
+                          % (path, "an integer" if integer else "a number", lo, hi, v))
+    return v
+
+
+def _merge(base, over, path):
+    out = {}
+    for k in base:
+        out[k] = base[k]
+    for k in over:
+        if k not in base:
+            raise ConfigError("%s%s: unknown key" % (path, k))
+        if isinstance(base[k], dict):
+            if not isinstance(over[k], dict):
+                raise ConfigError("%s%s: must be an object" % (path, k))
+            out[k] = _merge(base[k], over[k], path + k + ".")
+        else:
+            out[k] = over[k]
+    return out
+
+
+def validate(cfg=None):
+    """Merge cfg over DEFAULTS and check every value. Returns the merged dict."""
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise ConfigError("config: must be an object")
+    c = _merge(DEFAULTS, cfg, "")
+    m = c["metering"]
+    if m["cycle_ms"] not in CYCLES_MS:
+        raise ConfigError("metering.cycle_ms: must be one of %r, got %r"
+                          % (CYCLES_MS, m["cycle_ms"]))
+    if m["nominal_hz"] not in (50, 60) or isinstance(m["nominal_hz"], bool):
+        raise ConfigError("metering.nominal_hz: must be 50 or 60, got %r" % (m["nominal_hz"],))
+    if m["wiring"] not in WIRINGS:
+        raise ConfigError("metering.wiring: must be one of %r, got %r" % (WIRINGS, m["wiring"]))
+    if not isinstance(m["ct_enabled"], bool):
+        raise ConfigError("metering.ct_enabled: must be true or false, got %r"
+                          % (m["ct_enabled"],))
+    _num("metering.ct_primary_a", m["ct_primary_a"], 1, 5000, integer=True)
+    cal = c["calibration"]
+    for k in ("v_per_code", "i_per_code", "w_per_code", "wh_per_lsb"):
+        v = _num("calibration." + k, cal[k], 1e-12, 1e3)
+        if v <= 0:
+            raise ConfigError("calibration.%s: must be > 0, got %r" % (k, v))
+    g = cal["gains"]
+    if not isinstance(g, list) or len(g) != 3:
+        raise ConfigError("calibration.gains: must be 3 rows [IGAIN, VGAIN, PGAIN]")
+    for ph in range(3):
+        if not isinstance(g[ph], list) or len(g[ph]) != 3:
+            raise ConfigError("calibration.gains[%d]: must be [IGAIN, VGAIN, PGAIN]" % ph)
+        for k in range(3):
+            _num("calibration.gains[%d][%d]" % (ph, k), g[ph][k], -(1 << 23), (1 << 23) - 1,
+                 integer=True)
+    pc = cal["phcal"]
+    if not isinstance(pc, list) or len(pc) != 3:
+        raise ConfigError("calibration.phcal: must be 3 values")
+    for ph in range(3):
+        _num("calibration.phcal[%d]" % ph, pc[ph], 0, 1023, integer=True)
+    return c
+
+
+def ct_ratio(cfg):
+    """(numerator, denominator) applied to currents, powers and energies."""
+    m = cfg["metering"]
+    if m["ct_enabled"]:
+        return m["ct_primary_a"], CT_SECONDARY_A
+    return 1, 1
+
+
+def line_cycles(cfg):
+    """LINECYC half cycles for one metering cycle at the nominal frequency."""
+    m = cfg["metering"]
+    return m["cycle_ms"] * 2 * m["nominal_hz"] // 1000

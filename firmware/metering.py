@@ -1,0 +1,292 @@
+"""Metering engine: chip windows -> physical values, quadrants and energy counters.
+
+    from firmware.metering import Meter
+    meter = Meter(chip, cfg, clock, events)   # chip: drivers.ade7880.ADE7880
+    meter.start()                             # chip bring-up (retried by poll on error)
+    asyncio.create_task(meter.run())          # or call meter.poll() from a test
+    snap = meter.front                        # last published Snapshot
+
+One cycle = one ADE7880 line-cycle window (LINECYC half cycles = 200 ms or 500 ms at the
+nominal frequency, so the cycle follows the mains and never splits a period). Per cycle
+the engine reads the window's codes, scales them with integer constants derived from
+the calibration config, classifies the window's energies by quadrant and adds them to
+integer counters, then publishes a new Snapshot by swapping the front/back pair.
+
+Counting rules (Enedis DTR 4.4.4 / IEC 62053-23 Annex C; import positive):
+- per phase: the window's signed active energy goes to that phase's import or export
+  counter; its reactive energy to the quadrant given by the signs of the window's
+  active and reactive energy; its apparent energy to import or export by the sign of P.
+- total: the same rules applied to the NET three-phase sums (a utility meter's vector
+  sum: export on L1 while L2 + L3 import more is net import).
+- quadrant boundaries are half-open [k*90, (k+1)*90) degrees: P > 0, Q >= 0 is Q1;
+  P <= 0, Q > 0 is Q2; P < 0, Q <= 0 is Q3; P >= 0, Q < 0 is Q4; P = Q = 0 is none.
+
+The hot path (poll with a window ready) allocates nothing on the unix port: integer
+arithmetic on small ints into preallocated arrays. On a 32-bit board small ints are
+31-bit, so the scaling products below become temporary long ints there (see README).
+"""
+from array import array
+import time
+from micropython import const
+
+from drivers.ade7880 import (ChipError, RAW_N, R_VRMS, R_IRMS, R_WATT, R_FVAR, R_VA,
+                             R_PERIOD, R_ANGLE, R_WATTHR, R_FVARHR, R_VAHR,
+                             EV_INIT, EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR,
+                             EV_IRQ_MISSED, EV_ACK_UNCONFIRMED)
+from firmware import config as config_mod
+from firmware.energy import EnergyRegisters
+from firmware.snapshot import (Snapshot, NQ, NE, N_COUNTERS, TOTAL, U_MV, I_MA, P_MW,
+                               Q_MVAR, S_MVA, PF_E4, ANGLE_CDEG, F_MHZ, QUADRANT,
+                               E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
+                               E_APPARENT_IMPORT, E_APPARENT_EXPORT, ST_CHIP_OK,
+                               ST_SINGLE_PHASE, ST_STALE)
+
+_SHIFT_UI = const(32)      # fixed-point shift for voltage and current scale factors
+_SHIFT_P = const(24)       # and for powers (keeps code * k below 2**62 at CT 5000/5)
+_PERIOD_CLOCK_MHZ = const(256000000)   # 256 kHz period clock, in mHz (datasheet)
+
+
+def quadrant(p, q):
+    """1..4 by the half-open rule above, 0 when there is no power at all."""
+    if p > 0:
+        return 1 if q >= 0 else 4
+    if p < 0:
+        return 3 if q <= 0 else 2
+    if q > 0:
+        return 2
+    if q < 0:
+        return 4
+    return 0
+
+
+def _rdiv(a, b):
+    """a / b rounded half up, b > 0, integers only."""
+    return (2 * a + b) // (2 * b)
+
+
+class Meter:
+    def __init__(self, chip, cfg, clock, events):
+        self.chip = chip
+        self.clock = clock
+        self.events = events
+        self.front = Snapshot()
+        self.back = Snapshot()
+        self.raw = array("l", [0] * (3 * RAW_N))
+        self.energy = EnergyRegisters(N_COUNTERS)
+        self._k = array("l", [0] * 12)     # per phase: kv, ki, kp, ke
+        self._need_init = True
+        self._booted = False
+        self._chip_ok = False
+        self._last_ms = clock.ticks_ms()
+        self.windows = 0
+        self.apply_config(cfg)
+
+    def apply_config(self, cfg):
+        """Derive the integer scale factors from a validated config (not the hot path)."""
+        cfg = config_mod.validate(cfg)
+        m = cfg["metering"]
+        cal = cfg["calibration"]
+        num, den = config_mod.ct_ratio(cfg)
+        kv = int(cal["v_per_code"] * 1000 * (1 << _SHIFT_UI) + 0.5)
+        ki = int(cal["i_per_code"] * 1000 * num / den * (1 << _SHIFT_UI) + 0.5)
+        kp = int(cal["w_per_code"] * 1000 * num / den * (1 << _SHIFT_P) + 0.5)
+        ke = int(cal["wh_per_lsb"] * 1e12 * num / den + 0.5)     # pWh per LSB
+        for ph in range(3):
+            self._k[4 * ph] = kv
+            self._k[4 * ph + 1] = ki
+            self._k[4 * ph + 2] = kp
+            self._k[4 * ph + 3] = ke
+        self.single_phase = m["wiring"] == "1P2W"
+        self.cycle_ms = m["cycle_ms"]
+        # A window not seen for 1.5 cycles means a lost IRQ or a stopped chip.
+        self._timeout_ms = m["cycle_ms"] * 3 // 2
+        self.cfg = cfg
+        chip = self.chip
+        chip.line_cycles = config_mod.line_cycles(cfg)
+        chip.zx_phases = 1 if self.single_phase else 3
+        chip.sixty_hz = m["nominal_hz"] == 60
+        chip.gains = cal["gains"]
+        chip.phcal = cal["phcal"]
+        self._need_init = True
+
+    def start(self):
+        self._recover()
+
+    # ---- faults ----
+    def _event(self, code):
+        self.events.add(self.clock.ticks_ms(), code)
+
+    def _recover(self):
+        try:
+            self.chip.recover()
+        except ChipError:
+            self._chip_ok = False
+            self._need_init = True
+            return False
+        if self.chip.reset_seen and self._booted:
+            self._event(EV_CHIP_RESET)   # not at power-up: the chip always reports it then
+        self._booted = True
+        self._event(EV_INIT)
+        self._chip_ok = True
+        self._need_init = False
+        return True
+
+    # ---- the cycle ----
+    def poll(self):
+        """Serve the chip: read a finished window if any and publish it. Returns True if
+        a new snapshot was published. Never raises for chip trouble: faults become
+        events and a re-initialisation."""
+        chip = self.chip
+        now = self.clock.ticks_ms()
+        late = time.ticks_diff(now, self._last_ms) >= self._timeout_ms
+        if not (chip.irq_pending or late):
+            return False
+        irq = chip.irq_pending
+        try:
+            if self._need_init and not self._recover():
+                self._last_ms = now
+                self._publish_stale(now)
+                return True
+            ev = chip.health()
+            if ev:
+                self._event(ev)
+                if not self._recover():
+                    return False
+            if chip.read_window(self.raw):
+                self.windows += 1
+                self._last_ms = now
+                self._publish(now, True)
+                if not irq:
+                    self._event(EV_IRQ_MISSED)
+                    self._recover()
+                elif chip.ack_unconfirmed:
+                    self._event(EV_ACK_UNCONFIRMED)
+                    self._recover()
+                return True
+            if late:
+                # No window (no voltage, or the chip is not measuring): publish the
+                # instantaneous values so readers see the meter is alive but stale.
+                self._last_ms = now
+                chip.read_instant(self.raw)
+                self._publish(now, False)
+                return True
+        except ChipError:
+            self._event(EV_SPI_ERROR)
+            self._chip_ok = False
+            self._need_init = True
+            self._last_ms = now
+        return False
+
+    def _publish_stale(self, now):
+        b = self.back
+        inst = b.inst
+        for i in range(len(inst)):
+            inst[i] = 0
+        self._finish(b, now, ST_STALE)
+
+    def _publish(self, now, with_energy):
+        raw = self.raw
+        b = self.back
+        inst = b.inst
+        k = self._k
+        reg = self.energy
+        nph = 1 if self.single_phase else 3
+        tp = tq = ts = ti = tu = 0
+        tep = teq = tes = 0
+        for ph in range(3):
+            blk = ph * NQ
+            if ph >= nph:
+                for j in range(NQ):
+                    inst[blk + j] = 0
+                continue
+            base = ph * RAW_N
+            kp = k[4 * ph + 2]
+            u = (raw[base + R_VRMS] * k[4 * ph] + (1 << 31)) >> _SHIFT_UI
+            i = (raw[base + R_IRMS] * k[4 * ph + 1] + (1 << 31)) >> _SHIFT_UI
+            p = (raw[base + R_WATT] * kp + (1 << 23)) >> _SHIFT_P
+            q = (raw[base + R_FVAR] * kp + (1 << 23)) >> _SHIFT_P
+            s = (raw[base + R_VA] * kp + (1 << 23)) >> _SHIFT_P
+            self._fill(inst, blk, u, i, p, q, s)
+            # f = 256 kHz / (xPERIOD + 1); ANGLEx counts the same clock from the voltage
+            # to the current zero crossing (datasheet, period and angle measurement).
+            period = raw[base + R_PERIOD] + 1
+            if period > 1 and u > 0:
+                inst[blk + F_MHZ] = _rdiv(_PERIOD_CLOCK_MHZ, period)
+                a = _rdiv(raw[base + R_ANGLE] * 36000, period) % 36000
+                quad = inst[blk + QUADRANT]
+                # ANGLE is a zero-crossing delay: resolve its half from the P/Q signs.
+                if quad and (a >= 18000) != (quad >= 3):
+                    a = (a + 18000) % 36000
+                inst[blk + ANGLE_CDEG] = a
+            else:
+                inst[blk + F_MHZ] = 0
+                inst[blk + ANGLE_CDEG] = 0
+            tp += p
+            tq += q
+            ts += s
+            ti += i
+            tu += u
+            if with_energy:
+                ke = k[4 * ph + 3]
+                ep = raw[base + R_WATTHR] * ke
+                eq = raw[base + R_FVARHR] * ke
+                es = raw[base + R_VAHR] * ke
+                self._count(reg, ph * NE, ep, eq, es)
+                tep += ep
+                teq += eq
+                tes += es
+        self._fill(inst, TOTAL, tu // nph, ti, tp, tq, ts)
+        inst[TOTAL + F_MHZ] = inst[F_MHZ]
+        inst[TOTAL + ANGLE_CDEG] = 0
+        if with_energy:
+            self._count(reg, 3 * NE, tep, teq, tes)
+        status = ST_CHIP_OK if self._chip_ok else 0
+        if self.single_phase:
+            status |= ST_SINGLE_PHASE
+        if not with_energy:
+            status |= ST_STALE
+        self._finish(b, now, status)
+
+    @staticmethod
+    def _fill(inst, blk, u, i, p, q, s):
+        inst[blk + U_MV] = u
+        inst[blk + I_MA] = i
+        inst[blk + P_MW] = p
+        inst[blk + Q_MVAR] = q
+        inst[blk + S_MVA] = s
+        inst[blk + PF_E4] = _rdiv(p * 10000, s) if s > 0 else 0
+        inst[blk + QUADRANT] = quadrant(p, q)
+
+    @staticmethod
+    def _count(reg, c, ep, eq, es):
+        """Add one window's energies (pWh, signed) to the counters starting at c."""
+        if ep > 0:
+            reg.add(c + E_ACTIVE_IMPORT, ep)
+        elif ep < 0:
+            reg.add(c + E_ACTIVE_EXPORT, -ep)
+        quad = quadrant(ep, eq)
+        if quad:
+            reg.add(c + E_REACTIVE_Q1 + quad - 1, eq if eq >= 0 else -eq)
+        if es:
+            reg.add(c + (E_APPARENT_EXPORT if ep < 0 else E_APPARENT_IMPORT), es)
+
+    def _finish(self, b, now, status):
+        reg = self.energy
+        hi, lo = b.e_hi, b.e_lo
+        for c in range(N_COUNTERS):
+            hi[c] = reg.hi[c]
+            lo[c] = reg.lo[c]
+        f = self.front
+        b.seq = f.seq + 1
+        b.t_ms = now
+        b.status = status
+        b.events = self.events.total
+        # Publish: one reference swap, so a reader sees either cycle, never half of two.
+        self.back = f
+        self.front = b
+
+    async def run(self, poll_ms=10):
+        import asyncio
+        while True:
+            self.poll()
+            await asyncio.sleep_ms(poll_ms)

@@ -1,0 +1,109 @@
+"""KOSTAL KSEM internal register map and KSEM/RM PnP block (FC 03, big-endian words).
+
+    from firmware.regmaps import ksem
+    rows = ksem.rows(ident)          # table rows, see firmware/regmaps/table.py
+    groups = ksem.GROUPS
+
+Layout by OBIS index, as the KSEM does (anchors-public-facts.md section 4, from the
+KOSTAL "Interface Description KSEM" and the openWB / pmcgn / hs_kostalKSEM clients):
+instantaneous value of OBIS index n at register 2*(n-1) (total 1..14, L1 21.., L2 41..,
+L3 61..), energy of index n at 512 + 4*(n-1) as uint64. Powers are uint32 in 0.1 W /
+0.1 var / 0.1 VA; "+" and "-" are the unsigned import and export parts of the signed
+value (one of each pair is 0). Q+ = QI + QII and Q- = QIII + QIV, for power and energy
+(IEC 62053-23 / Enedis four-quadrant convention). QI..QIV at OBIS 5..8 (registers
+8..15, 528..543) follow the OBIS pattern; the anchors mark that as inferred.
+Registers inside a group that this table leaves out read 0: the total block's OBIS
+11/12 (registers 20..23: no total current/voltage in the anchored map), per-phase
+OBIS 34..40 (66..79 etc.) and energy indexes 31..40 of each phase block.
+
+PnP block 0x2000..0x2038 (8192..8248): product id at 0x2001 (KSEM ids 18498, 18514,
+18530 in the Victron probe; default 18514), hardware version 0x2002, firmware version
+0x2003 (uint16, major << 8 | minor), serial number as a 32-character string at
+0x2024..0x2033. Sources disagree on the serial (0x2024 per cFos, 0x2033 read as one
+uint16 per pmcgn, who found it "not populated correctly"): a 16-register string at
+0x2024 ends exactly at 0x2033, so both readers see part of the same string.
+"""
+from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
+                               F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
+                               E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
+                               E_APPARENT_IMPORT, E_APPARENT_EXPORT)
+from firmware.regmaps.table import (U16, U32, I32, U64, STR16, CONST, TEXT, INST, IMP, EXP,
+                                    QUAD, ENERGY, ESUM, expand, text)
+
+# Register groups the KSEM answers (KSEM manual section 5.14.3 register groups) + PnP.
+GROUPS = ((0, 27), (40, 145), (512, 551), (592, 791), (8192, 8248))
+
+# Power values of one block: (offset, type, kind, a, b, divisor, name); mW -> 0.1 W.
+_POWER = (
+    (0, U32, IMP, P_MW, P_MW, 100, "P+"),         # OBIS x.4.0 active import
+    (2, U32, EXP, P_MW, P_MW, 100, "P-"),         # active export
+    (4, U32, IMP, Q_MVAR, Q_MVAR, 100, "Q+"),     # reactive, QI + QII
+    (6, U32, EXP, Q_MVAR, Q_MVAR, 100, "Q-"),     # reactive, QIII + QIV
+    (8, U32, QUAD, 0, 1, 100, "QI"),              # |Q| while in quadrant I, else 0
+    (10, U32, QUAD, 0, 2, 100, "QII"),
+    (12, U32, QUAD, 0, 3, 100, "QIII"),
+    (14, U32, QUAD, 0, 4, 100, "QIV"),
+    (16, U32, IMP, S_MVA, P_MW, 100, "S+"),       # apparent while P >= 0
+    (18, U32, EXP, S_MVA, P_MW, 100, "S-"),       # apparent while P < 0
+)
+_TOTAL_TAIL = (
+    (24, I32, INST, PF_E4, 0, 10, "PF"),          # OBIS 13: 1e-4 -> 0.001
+    (26, U32, INST, F_MHZ, 0, 1, "f"),            # OBIS 14: mHz = 0.001 Hz
+)
+_PHASE_TAIL = (
+    (20, U32, INST, I_MA, 0, 1, "I"),             # OBIS 31/51/71: mA
+    (22, U32, INST, U_MV, 0, 1, "U"),             # OBIS 32/52/72: mV
+    (24, I32, INST, PF_E4, 0, 10, "PF"),          # OBIS 33/53/73: 0.001
+)
+# Energies of one block: uint64, mWh -> 0.1 Wh (floor).
+_Q_IMP = (1 << E_REACTIVE_Q1) | (1 << E_REACTIVE_Q2)
+_Q_EXP = (1 << E_REACTIVE_Q3) | (1 << E_REACTIVE_Q4)
+_ENERGY = (
+    (0, U64, ENERGY, 0, E_ACTIVE_IMPORT, 100, "E P+"),    # OBIS x.8.0
+    (4, U64, ENERGY, 0, E_ACTIVE_EXPORT, 100, "E P-"),
+    (8, U64, ESUM, 0, _Q_IMP, 100, "E Q+"),
+    (12, U64, ESUM, 0, _Q_EXP, 100, "E Q-"),
+    (16, U64, ENERGY, 0, E_REACTIVE_Q1, 100, "E QI"),
+    (20, U64, ENERGY, 0, E_REACTIVE_Q2, 100, "E QII"),
+    (24, U64, ENERGY, 0, E_REACTIVE_Q3, 100, "E QIII"),
+    (28, U64, ENERGY, 0, E_REACTIVE_Q4, 100, "E QIV"),
+    (32, U64, ENERGY, 0, E_APPARENT_IMPORT, 100, "E S+"),
+    (36, U64, ENERGY, 0, E_APPARENT_EXPORT, 100, "E S-"),
+)
+_TOTAL = ((0, TOTAL, "total"),)
+_PHASES = ((40, L1, "L1"), (80, L2, "L2"), (120, L3, "L3"))
+_E_BLOCKS = ((512, TOTAL, "total"), (592, L1, "L1"), (672, L2, "L2"), (752, L3, "L3"))
+
+PNP_BASE = 0x2000
+DEFAULT_PRODUCT_ID = 18514
+
+
+def version_code(v):
+    """uint16 of a version: an int as is, "major.minor[...]" as major << 8 | minor."""
+    if isinstance(v, int):
+        return v & 0xFFFF
+    parts = str(v).split(".")
+    try:
+        major = int(parts[0])
+        minor = int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return 0
+    return ((major & 0xFF) << 8) | (minor & 0xFF)
+
+
+def rows(ident):
+    """All rows of the KSEM internal map and PnP block for this identity."""
+    out = expand(_TOTAL, _POWER + _TOTAL_TAIL)
+    out += expand(_PHASES, _POWER + _PHASE_TAIL)
+    out += expand(_E_BLOCKS, _ENERGY)
+    out += [
+        (PNP_BASE + 1, U16, CONST, ident.get("product_id", DEFAULT_PRODUCT_ID), 0, 1,
+         "product id"),
+        (PNP_BASE + 2, U16, CONST, version_code(ident.get("hw_version", 0)), 0, 1,
+         "hardware version"),
+        (PNP_BASE + 3, U16, CONST, version_code(ident.get("fw_version", 0)), 0, 1,
+         "firmware version"),
+        (PNP_BASE + 0x24, STR16, TEXT, text(ident.get("serial", ""), STR16), 0, 1,
+         "serial number"),
+    ]
+    return out

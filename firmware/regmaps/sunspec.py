@@ -1,0 +1,210 @@
+"""SunSpec map at 40000: "SunS", common model 1, wye meter model 203, end marker (FC 03).
+
+    from firmware.regmaps import sunspec
+    sf = sunspec.scale_factors(config)      # {"W_SF": 0, ...}, fixed at construction
+    rows = sunspec.rows(ident, config)
+    groups = sunspec.GROUPS
+
+Point order and sizes follow sunspec/models json/model_1.json and model_203.json (the
+copies in pysunspec2 1.3.7; tests/test_regmaps.py compares every offset and L): model 1
+at 40002 with L = 66, model 203 at 40070 with L = 105, end marker 0xFFFF/0 at 40177
+(the KSEM layout since firmware 2.6.0, anchors-public-facts.md section 4).
+
+Signs: W, VAR positive = import / Q1-Q2, as in firmware/snapshot.py; a SunSpec meter
+counts energy delivered by the grid as "Imp", and evcc's kostal-ksem template reads
+203:W as grid power with import positive. PF is in percent (PF_SF = -2: raw = PF*1e4)
+with the sign of P. Energies are acc32 (wrap mod 2**32; the KSEM sent TotWhExp as a
+signed int32 until 2025, ioBroker/AdapterRequests#672). Points we cannot measure read
+SunSpec's not-implemented values (pysunspec2 mb.py): the line-to-line voltages (the
+snapshot has no inter-phase angle), as the KSEM also leaves them out.
+
+Scale factors are fixed when the map is built, from the rated current `i_max_a` (per
+phase; the CT primary rating for CT meters): clients may read an SF once and keep it.
+W/VA/VAR are sized so one phase at i_max_a and 253 V (230 V + 10 %) fits an int16:
+63 A -> W_SF = 0 (1 W, ten times the KSEM's 10 W); a total above 32767 W (possible
+from about 69 % of 3 x 63 A x 253 V) saturates at +-32767 instead of wrapping. Set
+config "sunspec_sf": {"W_SF": 1, "VA_SF": 1, "VAR_SF": 1} to reproduce the KSEM.
+Energy SFs keep ten years at rated three-phase power inside one acc32 turn.
+"""
+from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
+                               F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
+                               E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
+                               E_APPARENT_IMPORT, E_APPARENT_EXPORT)
+from firmware.regmaps.table import (U16, I16, U32, ACC32, SSF, BF32, STR8, STR16, SIZES, NI,
+                                    CONST, TEXT, INST, ENERGY, EVT, text)
+
+BASE = 40000            # SUNS_BASE_ADDR_DEFAULT (pysunspec2)
+MODEL1_ADDR = 40002
+MODEL203_ADDR = 40070
+END_ADDR = 40177
+GROUPS = ((BASE, END_ADDR + 1),)
+SUNS = 0x53756E53       # "SunS"
+
+# Model 1 (common): (name, type, kind, ident key or value).
+_M1 = (
+    ("Mn", STR16, TEXT, "vendor"),
+    ("Md", STR16, TEXT, "model"),
+    ("Opt", STR8, TEXT, "options"),
+    ("Vr", STR8, TEXT, "fw_version"),
+    ("SN", STR16, TEXT, "serial"),
+    ("DA", U16, CONST, "sunspec_da"),   # from config; writes come with config (Step 3)
+    ("Pad", U16, CONST, 0),
+)
+
+_PH = ((L1, "A"), (L2, "B"), (L3, "C"))
+
+# Model 203 (wye meter): (name, type, kind, a, b, scale factor point).
+_M203 = (
+    ("A", I16, INST, TOTAL + I_MA, 0, "A_SF"),   # sum of phase currents
+    ("AphA", I16, INST, L1 + I_MA, 0, "A_SF"),
+    ("AphB", I16, INST, L2 + I_MA, 0, "A_SF"),
+    ("AphC", I16, INST, L3 + I_MA, 0, "A_SF"),
+    ("A_SF", SSF, CONST, 0, 0, None),
+    ("PhV", I16, INST, TOTAL + U_MV, 0, "V_SF"),  # mean of measured phases
+    ("PhVphA", I16, INST, L1 + U_MV, 0, "V_SF"),
+    ("PhVphB", I16, INST, L2 + U_MV, 0, "V_SF"),
+    ("PhVphC", I16, INST, L3 + U_MV, 0, "V_SF"),
+    ("PPV", I16, NI, 0, 0, None),
+    ("PhVphAB", I16, NI, 0, 0, None),
+    ("PhVphBC", I16, NI, 0, 0, None),
+    ("PhVphCA", I16, NI, 0, 0, None),
+    ("V_SF", SSF, CONST, 0, 0, None),
+    ("Hz", I16, INST, TOTAL + F_MHZ, 0, "Hz_SF"),
+    ("Hz_SF", SSF, CONST, 0, 0, None),
+    ("W", I16, INST, TOTAL + P_MW, 0, "W_SF"),
+    ("WphA", I16, INST, L1 + P_MW, 0, "W_SF"),
+    ("WphB", I16, INST, L2 + P_MW, 0, "W_SF"),
+    ("WphC", I16, INST, L3 + P_MW, 0, "W_SF"),
+    ("W_SF", SSF, CONST, 0, 0, None),
+    ("VA", I16, INST, TOTAL + S_MVA, 0, "VA_SF"),
+    ("VAphA", I16, INST, L1 + S_MVA, 0, "VA_SF"),
+    ("VAphB", I16, INST, L2 + S_MVA, 0, "VA_SF"),
+    ("VAphC", I16, INST, L3 + S_MVA, 0, "VA_SF"),
+    ("VA_SF", SSF, CONST, 0, 0, None),
+    ("VAR", I16, INST, TOTAL + Q_MVAR, 0, "VAR_SF"),
+    ("VARphA", I16, INST, L1 + Q_MVAR, 0, "VAR_SF"),
+    ("VARphB", I16, INST, L2 + Q_MVAR, 0, "VAR_SF"),
+    ("VARphC", I16, INST, L3 + Q_MVAR, 0, "VAR_SF"),
+    ("VAR_SF", SSF, CONST, 0, 0, None),
+    ("PF", I16, INST, TOTAL + PF_E4, 0, "PF_SF"),
+    ("PFphA", I16, INST, L1 + PF_E4, 0, "PF_SF"),
+    ("PFphB", I16, INST, L2 + PF_E4, 0, "PF_SF"),
+    ("PFphC", I16, INST, L3 + PF_E4, 0, "PF_SF"),
+    ("PF_SF", SSF, CONST, 0, 0, None),
+)
+# Energy groups of model 203: (point name, energy kind, scale factor point); each is
+# the total then phases A, B, C ("TotWhExp", "TotWhExpPhA", ...).
+_M203_E = (
+    (("TotWhExp", E_ACTIVE_EXPORT), ("TotWhImp", E_ACTIVE_IMPORT), "TotWh_SF"),
+    (("TotVAhExp", E_APPARENT_EXPORT), ("TotVAhImp", E_APPARENT_IMPORT), "TotVAh_SF"),
+    (("TotVArhImpQ1", E_REACTIVE_Q1), ("TotVArhImpQ2", E_REACTIVE_Q2),
+     ("TotVArhExpQ3", E_REACTIVE_Q3), ("TotVArhExpQ4", E_REACTIVE_Q4), "TotVArh_SF"),
+)
+
+# Fixed scale factors; the others come from the rating (scale_factors).
+_FIXED_SF = (("V_SF", -1), ("Hz_SF", -2), ("PF_SF", -2))
+# Decimal exponent of the snapshot unit per base unit: mA, mV, mHz, mW, mWh -> 3;
+# PF_E4 in percent (1e-4 = 0.01 %) -> 2.
+_SNAP_EXP = {"PF_SF": 2}
+_U_MAX_V = 253          # 230 V + 10 % (EN 50160 supply voltage band)
+_I16_MAX = 32767
+_ACC32_TURN = 1 << 32
+_TEN_YEARS_H = 87600
+
+
+def _fit_int16(max_base):
+    """Finest SF (>= -3) with max_base / 10**SF inside int16."""
+    sf = -3
+    while max_base * 10 ** max(0, -sf) > _I16_MAX * 10 ** max(0, sf):
+        sf += 1
+    return sf
+
+
+def _fit_acc32(wh):
+    """Finest SF (>= -3) with wh / 10**SF below one acc32 turn."""
+    sf = -3
+    while wh * 10 ** max(0, -sf) >= _ACC32_TURN * 10 ** max(0, sf):
+        sf += 1
+    return sf
+
+
+def scale_factors(config):
+    i_max = int(config.get("i_max_a", 63))
+    if i_max < 1:
+        raise ValueError("i_max_a must be >= 1 A, got %r" % i_max)
+    sf = dict(_FIXED_SF)
+    sf["A_SF"] = _fit_int16(3 * i_max * 6 // 5)     # total current with 20 % overload
+    p_phase = i_max * _U_MAX_V
+    for name in ("W_SF", "VA_SF", "VAR_SF"):
+        sf[name] = _fit_int16(p_phase)
+    e_sf = _fit_acc32(3 * p_phase * _TEN_YEARS_H)
+    for name in ("TotWh_SF", "TotVAh_SF", "TotVArh_SF"):
+        sf[name] = e_sf
+    for name, v in config.get("sunspec_sf", {}).items():
+        if name not in sf or not -3 <= v <= 6:   # divisor must fit a 32-bit array slot
+            raise ValueError("bad SunSpec scale factor %s=%r" % (name, v))
+        sf[name] = v
+    return sf
+
+
+def _div(sf_name, sf):
+    e = _SNAP_EXP.get(sf_name, 3) + sf[sf_name]
+    if e < 0:
+        raise ValueError("%s=%d is finer than the snapshot resolution" % (sf_name, sf[sf_name]))
+    return 10 ** e
+
+
+def _model203(sf):
+    pts = []
+    for name, typ, kind, a, b, sfn in _M203:
+        if typ == SSF:
+            pts.append((name, typ, CONST, sf[name], 0, 1))
+        elif sfn is None:
+            pts.append((name, typ, kind, a, b, 1))
+        else:
+            pts.append((name, typ, kind, a, b, _div(sfn, sf)))
+    for group in _M203_E:
+        sfn = group[-1]
+        d = _div(sfn, sf)
+        for name, kind in group[:-1]:
+            pts.append((name, ACC32, ENERGY, TOTAL, kind, d))
+            for blk, ph in _PH:
+                pts.append((name + "Ph" + ph, ACC32, ENERGY, blk, kind, d))
+        pts.append((sfn, SSF, CONST, sf[sfn], 0, 1))
+    pts.append(("Evt", BF32, EVT, 0, 0, 1))
+    return pts
+
+
+def _lay(addr, model_id, pts, out):
+    """Append ID, L and the points at addr; return the next model's address."""
+    n = 0
+    for p in pts:
+        n += SIZES[p[1]]
+    out.append((addr, U16, CONST, model_id, 0, 1, "ID"))
+    out.append((addr + 1, U16, CONST, n, 0, 1, "L"))
+    a = addr + 2
+    for name, typ, kind, x, y, div in pts:
+        out.append((a, typ, kind, x, y, div, name))
+        a += SIZES[typ]
+    return a
+
+
+def rows(ident, config):
+    m1 = []
+    for name, typ, kind, key in _M1:
+        if kind == TEXT:
+            m1.append((name, typ, TEXT, text(ident.get(key, ""), typ), 0, 1))
+        elif isinstance(key, str):
+            m1.append((name, typ, CONST, int(config.get(key, 1)), 0, 1))
+        else:
+            m1.append((name, typ, CONST, key, 0, 1))
+    out = [(BASE, U32, CONST, SUNS, 0, 1, "SunS")]
+    a = _lay(MODEL1_ADDR, 1, m1, out)
+    if a != MODEL203_ADDR:
+        raise ValueError("model 1 ends at %d" % a)
+    a = _lay(MODEL203_ADDR, 203, _model203(scale_factors(config)), out)
+    if a != END_ADDR:
+        raise ValueError("model 203 ends at %d" % a)
+    out.append((END_ADDR, U16, CONST, 0xFFFF, 0, 1, "ID"))
+    out.append((END_ADDR + 1, U16, CONST, 0, 0, 1, "L"))
+    return out

@@ -1,0 +1,47 @@
+"""Shared test helpers: run code on the real MicroPython unix port.
+
+`run_mpy(code)` runs a snippet with the project root on MICROPYPATH and returns what the
+snippet printed after a line `@@JSON` parsed as JSON (so tests can return structures).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+MICROPYTHON = str(VENV_BIN / "micropython")
+
+
+def mpy_env(extra=None):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ".frozen:" + str(ROOT)  # .frozen holds asyncio
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_mpy(code, timeout=120, heapsize=None, check=True):
+    """Run `code` on the unix port; return the JSON value printed after '@@JSON'."""
+    args = [MICROPYTHON]
+    if heapsize:
+        args += ["-X", "heapsize=%s" % heapsize]
+    args += ["-c", code]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                       env=mpy_env(), cwd=str(ROOT))
+    if check and p.returncode != 0:
+        raise AssertionError("micropython failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
+    out = p.stdout
+    if "@@JSON" not in out:
+        if check:
+            raise AssertionError("no @@JSON marker in output:\n" + out + p.stderr)
+        return None
+    return json.loads(out.split("@@JSON", 1)[1].strip().splitlines()[0])
+
+
+@pytest.fixture
+def mpy():
+    return run_mpy

@@ -1,0 +1,163 @@
+"""The host run contract: READY line, snapshot.json, scenario reload, clean stop, refusal.
+
+Starts tools/host_run.py as `make run` does (CPython launcher, socat pty pairs, the
+firmware on the MicroPython unix port) and talks to it only through the contract.
+"""
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_RE = re.compile(r"^READY tcp=127\.0\.0\.1:(\d+) rs485_a=(\S+) rs485_b=(\S+)$")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HostRun:
+    def __init__(self, tmp_path, scenario, extra=()):
+        self.run_dir = tmp_path / "run"
+        self.scn_path = tmp_path / "scenario.json"
+        self.scn_path.write_text(json.dumps(scenario) if not isinstance(scenario, str)
+                                 else scenario)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tools" / "host_run.py"), "--scenario",
+             str(self.scn_path), "--tcp-port", str(self.port), "--run-dir",
+             str(self.run_dir), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT))
+        self.lines = []
+
+    def wait_line(self, pred, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if pred(line):
+                return line
+        raise AssertionError("no matching line; output:\n" + "\n".join(self.lines[-40:]))
+
+    def snapshot(self):
+        return json.loads((self.run_dir / "snapshot.json").read_text())
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self.lines += out.splitlines()
+        return self.proc.returncode
+
+
+SCN = {"frequency_hz": 50.0, "phases": {
+    "L1": {"v_rms": 230.0, "i_rms": 10.0, "phi_deg": 0.0},
+    "L2": {"v_rms": 230.0, "i_rms": 5.0, "phi_deg": 90.5},
+    "L3": {"v_rms": 230.0, "i_rms": 2.0, "phi_deg": 200.0}}}
+
+
+@pytest.fixture
+def host(tmp_path):
+    h = HostRun(tmp_path, SCN)
+    yield h
+    h.stop()
+
+
+def test_ready_line_snapshot_reload_and_clean_stop(host):
+    ready = host.wait_line(lambda l: l.startswith("READY"))
+    m = READY_RE.match(ready)
+    assert m, ready
+    assert int(m.group(1)) == host.port
+    assert m.group(2) == str(host.run_dir / "rs485-a")
+    assert m.group(3) == str(host.run_dir / "rs485-b")
+    assert os.path.exists(m.group(2)) and os.path.exists(m.group(3))   # socat ptys
+    assert sum(1 for l in host.lines if l.startswith("READY")) == 1
+    snap = host.snapshot()
+    l1 = snap["phases"]["L1"]
+    assert l1["u_mv"] == pytest.approx(230000, rel=1e-3)
+    assert l1["p_mw"] == pytest.approx(2300000, rel=1e-3)
+    assert snap["phases"]["L2"]["quadrant"] == 2
+    assert snap["phases"]["L3"]["quadrant"] == 3
+    for ph in ("L1", "L2", "L3", "total"):
+        assert set(snap["energy"][ph]) == {
+            "active_import_mwh", "active_export_mwh", "reactive_q1_mvarh",
+            "reactive_q2_mvarh", "reactive_q3_mvarh", "reactive_q4_mvarh",
+            "apparent_import_mvah", "apparent_export_mvah"}
+    # The table comes once per second.
+    host.wait_line(lambda l: l.startswith("f = 50.000 Hz"))
+    # Snapshot rewritten once per second: the cycle number moves on.
+    seq0 = host.snapshot()["seq"]
+    time.sleep(1.3)
+    snap1 = host.snapshot()
+    assert snap1["seq"] > seq0
+    assert snap1["energy"]["L1"]["active_import_mwh"] > 0
+    # Scenario edit: the chip follows within 1 s; the next snapshot shows it.
+    new = json.loads(json.dumps(SCN))
+    new["phases"]["L1"]["i_rms"] = 20.0
+    new["phases"]["L1"]["phi_deg"] = 180.0
+    t_edit = time.monotonic()
+    host.scn_path.write_text(json.dumps(new))
+    host.wait_line(lambda l: l.startswith("SCENARIO reloaded"), timeout=5)
+    assert time.monotonic() - t_edit < 1.0
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        p = host.snapshot()["phases"]["L1"]["p_mw"]
+        if p == pytest.approx(-4600000, rel=1e-3):
+            break
+        time.sleep(0.1)
+    assert p == pytest.approx(-4600000, rel=1e-3)
+    # A broken edit is reported and the last good scenario kept.
+    host.scn_path.write_text('{"phases": {"L1": {"v_rms": "high"}}}')
+    err = host.wait_line(lambda l: l.startswith("SCENARIO ERROR"), timeout=5)
+    assert "phases.L1.v_rms" in err
+    time.sleep(1.2)
+    assert host.snapshot()["phases"]["L1"]["p_mw"] == pytest.approx(-4600000, rel=1e-3)
+    # SIGTERM: clean stop, final snapshot written, exit 0, ptys gone with socat.
+    e_before = host.snapshot()["energy"]["L1"]["active_export_mwh"]
+    rc = host.stop(signal.SIGTERM)
+    assert rc == 0
+    assert "STOPPED" in host.lines
+    assert host.snapshot()["energy"]["L1"]["active_export_mwh"] >= e_before
+
+
+def test_sigint_stops_cleanly(tmp_path):
+    h = HostRun(tmp_path, SCN)
+    h.wait_line(lambda l: l.startswith("READY"))
+    assert h.stop(signal.SIGINT) == 0
+    assert "STOPPED" in h.lines
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('{"phases": {"L2": {"v_rms": 230, "i_rms": -1, "phi_deg": 0}}}', "phases.L2.i_rms"),
+    ('{"frequency_hz": 80, "phases": {"L1": {"v_rms": 230, "i_rms": 1}}}', "frequency_hz"),
+    ('{"phases": {"L4": {"v_rms": 230}}}', "L4"),
+    ('{"phases": {"L1": {"v_rms": 230}}, "timeline": [{"at_s": 5}, {"at_s": 2}]}',
+     "timeline"),
+    ('{"phases": ', "JSON"),
+])
+def test_bad_scenario_refused(tmp_path, text, needle):
+    h = HostRun(tmp_path, text)
+    rc = h.proc.wait(timeout=20)
+    out = h.proc.stdout.read()
+    assert rc == 2, out
+    assert "READY" not in out
+    assert "ERROR scenario" in out and needle in out, out

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""`make bench`: every benchmark, results as JSON plus a human summary.
+
+    python tools/bench.py --out bench/results.json [--cycles 1000] [--skip-modbus]
+
+Timings are medians on a shared, noisy machine: compare ratios measured in the same
+run, not absolute figures between runs. Allocation figures are in bytes and stable.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = str(Path(sys.executable).parent / "micropython")
+
+
+def run_mpy(script, *args, timeout=600):
+    env = dict(os.environ, MICROPYPATH=".frozen:" + str(ROOT))  # .frozen: asyncio
+    p = subprocess.run([MICROPYTHON, script, *map(str, args)], capture_output=True,
+                       text=True, timeout=timeout, env=env, cwd=str(ROOT))
+    if p.returncode != 0 or "@@JSON" not in p.stdout:
+        raise SystemExit("benchmark %s failed:\n%s\n%s" % (script, p.stdout, p.stderr))
+    return json.loads(p.stdout.split("@@JSON", 1)[1].strip().splitlines()[0])
+
+
+def bench_metering(cycles):
+    return run_mpy("tools/mpy/bench_cycle.py", cycles)
+
+
+def bench_modbus(out_dir):
+    script = ROOT / "tools" / "bench_modbus.py"
+    if not script.exists():
+        return None
+    out = out_dir / "modbus.json"
+    p = subprocess.run([sys.executable, str(script), "--out", str(out)], cwd=str(ROOT),
+                       capture_output=True, text=True, timeout=900)
+    sys.stdout.write(p.stdout[-4000:])
+    if p.returncode != 0:
+        raise SystemExit("modbus benchmark failed:\n%s" % p.stderr[-4000:])
+    return json.loads(out.read_text())
+
+
+def summary(res):
+    m = res["metering"]
+    lines = [
+        "Metering cycle on the unix port (%d cycles, %d SPI frames per cycle):"
+        % (m["cycles"], m["frames_per_cycle"]),
+        "  driver + engine (recorded SPI): median %d us, p99 %d us per cycle"
+        % (m["driver_engine"]["median_us"], m["driver_engine"]["p99_us"]),
+        "  with the simulator in the loop:  median %d us, p99 %d us per cycle"
+        % (m["with_simulator"]["median_us"], m["with_simulator"]["p99_us"]),
+        "  allocation: %.1f bytes per steady-state cycle (driver + engine); "
+        "%.1f with the simulator" % (m["alloc_bytes_per_cycle"],
+                                     m["alloc_bytes_per_cycle_with_simulator"]),
+    ]
+    mb = res.get("modbus")
+    if mb and "summary" in mb:
+        lines.append(mb["summary"])
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/results.json")
+    ap.add_argument("--cycles", type=int, default=1000)
+    ap.add_argument("--skip-modbus", action="store_true")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                       "platform": platform.platform()}}
+    res["metering"] = bench_metering(a.cycles)
+    if not a.skip_modbus:
+        res["modbus"] = bench_modbus(out.parent)
+    text = summary(res)
+    res["summary"] = text
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    (out.parent / "summary.txt").write_text(text + "\n")
+    print(text)
+    print("results: %s" % out)
+
+
+if __name__ == "__main__":
+    main()
