@@ -9,7 +9,7 @@ TCP_PORT ?= 5020
 RUN_DIR ?= run
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench clean socat
+.PHONY: setup run test bench soak clean socat
 
 setup: $(STAMP) socat
 
@@ -33,6 +33,10 @@ test: setup
 
 bench: setup
 	$(PY) tools/bench.py --out bench/results.json
+
+# Ten years of 1 s energy increments through the real counter code (slow: minutes).
+soak: setup
+	MICROPYPATH=.frozen:$(CURDIR) $(MICROPYTHON) tools/mpy/soak_energy.py 1 50000
 
 clean:
 	rm -rf $(VENV) run bench/results.json .pytest_cache

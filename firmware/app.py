@@ -2,7 +2,7 @@
 
     from firmware.app import App
     app = App(board, cfg)          # cfg validated by firmware.config
-    tasks = app.start()            # inside a running asyncio loop
+    await app.start(tcp_port=502)  # metering, chip tick, Modbus RTU A/B and TCP
 
 The board supplies parts (board.ade7880(), board.clock and an optional board.tick()
 task for simulated parts); the app owns everything board-independent. Later steps add
@@ -23,10 +23,13 @@ class App:
         self.chip = board.ade7880()
         self.meter = Meter(self.chip, self.cfg, board.clock, self.events)
 
-    def start(self):
+    async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True):
         self.meter.start()
-        tasks = [asyncio.create_task(self.meter.run())]
+        self.tasks = [asyncio.create_task(self.meter.run())]
         tick = getattr(self.board, "tick", None)
         if tick:
-            tasks.append(asyncio.create_task(tick()))
-        return tasks
+            self.tasks.append(asyncio.create_task(tick()))
+        if modbus:
+            from firmware.ports import ModbusPorts
+            self.ports = ModbusPorts(self.meter, self.cfg, self.board)
+            await self.ports.start(tcp_host, tcp_port)

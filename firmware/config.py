@@ -43,9 +43,29 @@ DEFAULTS = {
         "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
         "phcal": [0, 0, 0],
     },
+    # Modbus slaves. RS485 defaults are the KSEM G2 factory presets (manual 5.14.1):
+    # A = PLENTICORE / PIKO IQ (address 1, 38400 8N2), B = PIKO MP plus (247, 19200 8E1).
+    "modbus": {
+        "rs485_a": {"enabled": True, "address": 1, "baud": 38400, "parity": "N", "stop": 2},
+        "rs485_b": {"enabled": True, "address": 247, "baud": 19200, "parity": "E",
+                    "stop": 1},
+        # The KSEM ships TCP off; energy managers and inverters expect it, so it is on
+        # here (port 502 on a board; the host run uses its TCP_PORT).
+        "tcp": {"enabled": True, "port": 502, "max_clients": 10, "idle_s": 60,
+                "own_id_only": False},
+        "sunspec_da": 1,
+    },
+    "identity": {
+        "vendor": "OpenMeter",
+        "model": "3P-ADE7880",
+        "serial": "00000000",
+        "hw_version": "1.0",
+        "product_id": 18514,     # KSEM PnP product id (anchors section 4)
+    },
 }
 
 CYCLES_MS = (200, 500)
+BAUDS = (9600, 19200, 38400, 57600, 115200)
 WIRINGS = ("3P4W", "1P2W")
 CT_SECONDARY_A = 5
 
@@ -116,6 +136,33 @@ def validate(cfg=None):
         raise ConfigError("calibration.phcal: must be 3 values")
     for ph in range(3):
         _num("calibration.phcal[%d]" % ph, pc[ph], 0, 1023, integer=True)
+    mb = c["modbus"]
+    for port in ("rs485_a", "rs485_b"):
+        p = mb[port]
+        path = "modbus.%s." % port
+        if not isinstance(p["enabled"], bool):
+            raise ConfigError(path + "enabled: must be true or false, got %r" % (p["enabled"],))
+        _num(path + "address", p["address"], 1, 247, integer=True)
+        if p["baud"] not in BAUDS or isinstance(p["baud"], bool):
+            raise ConfigError(path + "baud: must be one of %r, got %r" % (BAUDS, p["baud"]))
+        if p["parity"] not in ("N", "E", "O"):
+            raise ConfigError(path + "parity: must be N, E or O, got %r" % (p["parity"],))
+        if p["stop"] not in (1, 2) or isinstance(p["stop"], bool):
+            raise ConfigError(path + "stop: must be 1 or 2, got %r" % (p["stop"],))
+    t = mb["tcp"]
+    for k in ("enabled", "own_id_only"):
+        if not isinstance(t[k], bool):
+            raise ConfigError("modbus.tcp.%s: must be true or false, got %r" % (k, t[k]))
+    _num("modbus.tcp.port", t["port"], 1, 65535, integer=True)
+    _num("modbus.tcp.max_clients", t["max_clients"], 1, 32, integer=True)
+    _num("modbus.tcp.idle_s", t["idle_s"], 1, 86400, integer=True)
+    _num("modbus.sunspec_da", mb["sunspec_da"], 1, 247, integer=True)
+    idn = c["identity"]
+    for k, n in (("vendor", 32), ("model", 32), ("serial", 32), ("hw_version", 16)):
+        if not isinstance(idn[k], str) or len(idn[k]) > n:
+            raise ConfigError("identity.%s: must be a string of at most %d characters, got %r"
+                              % (k, n, idn[k]))
+    _num("identity.product_id", idn["product_id"], 0, 65535, integer=True)
     return c
 
 

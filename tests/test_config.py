@@ -17,6 +17,18 @@ CASES = [
     ({"calibration": {"gains": [[0, 0, 0], [0, 1 << 23, 0], [0, 0, 0]]}},
      "calibration.gains[1][1]"),
     ({"calibration": {"phcal": [0, 0, 1024]}}, "calibration.phcal[2]"),
+    ({"modbus": {"rs485_a": {"address": 0}}}, "modbus.rs485_a.address"),
+    ({"modbus": {"rs485_b": {"address": 248}}}, "modbus.rs485_b.address"),
+    ({"modbus": {"rs485_a": {"baud": 4800}}}, "modbus.rs485_a.baud"),
+    ({"modbus": {"rs485_b": {"parity": "X"}}}, "modbus.rs485_b.parity"),
+    ({"modbus": {"rs485_a": {"stop": 3}}}, "modbus.rs485_a.stop"),
+    ({"modbus": {"rs485_a": {"enabled": "yes"}}}, "modbus.rs485_a.enabled"),
+    ({"modbus": {"tcp": {"port": 70000}}}, "modbus.tcp.port"),
+    ({"modbus": {"tcp": {"max_clients": 0}}}, "modbus.tcp.max_clients"),
+    ({"modbus": {"tcp": {"own_id_only": 1}}}, "modbus.tcp.own_id_only"),
+    ({"modbus": {"sunspec_da": 0}}, "modbus.sunspec_da"),
+    ({"identity": {"serial": "x" * 33}}, "identity.serial"),
+    ({"identity": {"product_id": -1}}, "identity.product_id"),
 ]
 
 

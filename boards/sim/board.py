@@ -19,7 +19,8 @@ from boards.sim.clock import RealClock
 class SimBoard:
     name = "sim"
 
-    def __init__(self, scenario, clock=None):
+    def __init__(self, scenario, clock=None, run_dir=None):
+        self.run_dir = run_dir
         self.clock = clock or RealClock()
         self.chip = ADE7880Sim(self.clock, scenario)
         self.cs = SimPin(1)
@@ -28,6 +29,21 @@ class SimBoard:
     def ade7880(self, **kw):
         from drivers.ade7880 import ADE7880
         return ADE7880(self.spi, self.cs, irq0=self.chip.irq0, **kw)
+
+    def rs485(self, name, baud, parity, stop):
+        """RS485 port `name` ("a"/"b"): the firmware end of RUN_DIR/rs485-<name>-dev, a
+        socat pty pair made by tools/host_run.py. None without a run dir or pty."""
+        if not self.run_dir:
+            return None
+        from boards.sim.uart import PtyUART
+        from drivers.rs485 import RS485
+        path = "%s/rs485-%s-dev" % (self.run_dir, name)
+        try:
+            uart = PtyUART(path)
+        except OSError as e:
+            print("warning: RS485 %s unavailable: %s" % (name.upper(), e))
+            return None
+        return RS485(uart, None, baud, parity, stop)   # a pty needs no DE pin
 
     def set_scenario(self, scenario):
         self.chip.set_scenario(scenario)

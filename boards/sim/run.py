@@ -88,9 +88,9 @@ async def watch_scenario(board, path, text):
 
 
 async def serve(args, scn, text, cfg):
-    board = SimBoard(scn)
+    board = SimBoard(scn, run_dir=args["run-dir"])
     app = App(board, cfg)
-    app.start()
+    await app.start("127.0.0.1", args["tcp-port"])
     while app.meter.front.seq == 0:
         await asyncio.sleep_ms(10)
     run_dir = args["run-dir"]
