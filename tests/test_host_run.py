@@ -161,3 +161,19 @@ def test_bad_scenario_refused(tmp_path, text, needle):
     assert rc == 2, out
     assert "READY" not in out
     assert "ERROR scenario" in out and needle in out, out
+
+
+def test_tcp_port_in_use_is_refused(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        p = subprocess.run([sys.executable, str(ROOT / "tools" / "host_run.py"), "--tcp-port",
+                            str(port), "--run-dir", str(tmp_path / "run")],
+                           capture_output=True, text=True, timeout=30, cwd=str(ROOT))
+    finally:
+        busy.close()
+    assert p.returncode == 2
+    assert "ERROR tcp port %d" % port in p.stdout
+    assert "READY" not in p.stdout

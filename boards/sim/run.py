@@ -90,7 +90,11 @@ async def watch_scenario(board, path, text):
 async def serve(args, scn, text, cfg):
     board = SimBoard(scn, run_dir=args["run-dir"])
     app = App(board, cfg)
-    await app.start("127.0.0.1", args["tcp-port"])
+    try:
+        await app.start("127.0.0.1", args["tcp-port"])
+    except OSError as e:
+        print("ERROR tcp port %d: cannot listen (%s)" % (args["tcp-port"], e))
+        raise SystemExit(2)
     while app.meter.front.seq == 0:
         await asyncio.sleep_ms(10)
     run_dir = args["run-dir"]
