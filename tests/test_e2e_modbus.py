@@ -180,6 +180,10 @@ def test_pysunspec2_scan_and_model_203(meter, which):
     try:
         d.scan()          # raises or logs "Model error" on a bad length or marker
         assert 1 in d.models and 203 in d.models
+        # pysunspec2 records length/marker mismatches per model as error_info.
+        for mid in (1, 203):
+            assert d.models[mid][0].error_info == "", d.models[mid][0].error_info
+        assert [m.model_id for m in d.model_list] == [1, 203]
         m = d.models[203][0]
         m.read()
         common = d.models[1][0]

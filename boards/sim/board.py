@@ -25,6 +25,18 @@ class SimBoard:
         self.chip = ADE7880Sim(self.clock, scenario)
         self.cs = SimPin(1)
         self.spi = SimSPI(self.chip, self.cs)
+        # Parts later steps drive: the three LEDs (status, network, bus; 1 = lit),
+        # the recessed reset button (active low, idle high) and the flash for littlefs.
+        self.leds = {"status": SimPin(0), "network": SimPin(0), "bus": SimPin(0)}
+        self.button = SimPin(1)
+        self.flash = None
+
+    def block_device(self, blocks=64):
+        """The flash that holds the filesystem (boards/sim/blockdev.py SimFlash)."""
+        if self.flash is None:
+            from boards.sim.blockdev import SimFlash
+            self.flash = SimFlash(blocks)
+        return self.flash
 
     def ade7880(self, **kw):
         from drivers.ade7880 import ADE7880
