@@ -237,6 +237,9 @@ class Meter:
                 tes += es
         self._fill(inst, TOTAL, tu // nph, ti, tp, tq, ts)
         inst[TOTAL + F_MHZ] = inst[F_MHZ]
+        # Window length from L1's period: half cycles x (xPERIOD + 1) / 256 kHz / 2.
+        b.window_us = (self.chip.line_cycles * (raw[R_PERIOD] + 1) * 125 // 64
+                       if with_energy and inst[F_MHZ] else 0)
         inst[TOTAL + ANGLE_CDEG] = 0
         if with_energy:
             self._count(reg, 3 * NE, tep, teq, tes)

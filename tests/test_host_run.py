@@ -177,3 +177,13 @@ def test_tcp_port_in_use_is_refused(tmp_path):
     assert p.returncode == 2
     assert "ERROR tcp port %d" % port in p.stdout
     assert "READY" not in p.stdout
+
+
+def test_bad_config_refused(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"modbus": {"rs485_b": {"address": 300}}}))
+    h = HostRun(tmp_path, SCN, extra=("--config", str(cfg)))
+    rc = h.proc.wait(timeout=20)
+    out = h.proc.stdout.read()
+    assert rc == 2 and "READY" not in out
+    assert "ERROR config" in out and "modbus.rs485_b.address" in out, out

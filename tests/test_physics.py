@@ -138,6 +138,12 @@ def check_case(case, res):
             period = 256000 / f
             if not close(got["f_mhz"], f * 1000, 1e-3, f * 1000 / period + 1):
                 errors.append("%s f: got %s want %.3f" % (name_ph, got["f_mhz"], f * 1000))
+    # The cycle is LINECYC half cycles of the mains: cycle_ms at the nominal frequency.
+    if any(x["v_rms"] > 0 for x in s["phases"].values()) and "L1" in s["phases"]:
+        nominal = m.get("nominal_hz", 50)
+        want_us = m.get("cycle_ms", 200) * 1000 * nominal / f
+        if abs(res["window_us"] - want_us) > want_us * 1e-3:
+            errors.append("window_us: got %s want %.0f" % (res["window_us"], want_us))
     t = phases["total"]
     for k, key in (("p", "p_mw"), ("q", "q_mvar"), ("s", "s_mva"), ("i", "i_ma")):
         if not close(t[key], tot[k], 1e-3, 3 * (p_quant if k != "i" else 0.05 * ratio)):

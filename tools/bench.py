@@ -45,6 +45,15 @@ def bench_modbus(out_dir):
     return json.loads(out.read_text())
 
 
+def bench_heap(out_dir):
+    out = out_dir / "heap.json"
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "heap_budget.py"), "--out",
+                        str(out)], cwd=str(ROOT), capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        raise SystemExit("heap budget failed:\n%s%s" % (p.stdout[-2000:], p.stderr[-2000:]))
+    return json.loads(out.read_text())
+
+
 def summary(res):
     m = res["metering"]
     lines = [
@@ -58,6 +67,11 @@ def summary(res):
         "%.1f with the simulator" % (m["alloc_bytes_per_cycle"],
                                      m["alloc_bytes_per_cycle_with_simulator"]),
     ]
+    hp = res.get("heap")
+    if hp:
+        lines.append("Heap: the firmware boots and serves TCP + RS485 A + B with %d KiB "
+                     "(unix port, 64-bit objects, .mpy, simulator included)"
+                     % (hp["heap_bytes"] // 1024))
     mb = res.get("modbus")
     if mb and "summary" in mb:
         lines.append(mb["summary"])
@@ -69,6 +83,7 @@ def main():
     ap.add_argument("--out", default="bench/results.json")
     ap.add_argument("--cycles", type=int, default=1000)
     ap.add_argument("--skip-modbus", action="store_true")
+    ap.add_argument("--skip-heap", action="store_true")
     a = ap.parse_args()
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +91,8 @@ def main():
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "platform": platform.platform()}}
     res["metering"] = bench_metering(a.cycles)
+    if not a.skip_heap:
+        res["heap"] = bench_heap(out.parent)
     if not a.skip_modbus:
         res["modbus"] = bench_modbus(out.parent)
     text = summary(res)

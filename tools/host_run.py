@@ -54,19 +54,27 @@ def main(argv=None):
     ap.add_argument("--tcp-port", type=int, default=5020)
     ap.add_argument("--run-dir", default="run")
     ap.add_argument("--config", default=None)
+    ap.add_argument("--heapsize", type=int, default=None,
+                    help="MicroPython heap in bytes (emulate a board's heap)")
+    ap.add_argument("--pythonpath", default=None,
+                    help="module directory searched before the sources (e.g. build/mpy)")
     a = ap.parse_args(argv)
     run_dir = Path(a.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     scenario = Path(a.scenario).resolve()
     socats = [p for p in (start_pty_pair(run_dir, "rs485-a"),
                           start_pty_pair(run_dir, "rs485-b")) if p]
-    cmd = [micropython_cmd(), "-m", "boards.sim.run", "--scenario", str(scenario),
+    cmd = [micropython_cmd()]
+    if a.heapsize:
+        cmd += ["-X", "heapsize=%d" % a.heapsize]
+    cmd += ["-m", "boards.sim.run", "--scenario", str(scenario),
            "--run-dir", str(run_dir), "--tcp-port", str(a.tcp_port)]
     if a.config:
         cmd += ["--config", str(Path(a.config).resolve())]
     if sys.stdout.isatty():
         cmd.append("--tty")
-    env = dict(os.environ, MICROPYPATH=".frozen:" + str(ROOT))  # .frozen: asyncio
+    path = ".frozen:" + (a.pythonpath + ":" if a.pythonpath else "") + str(ROOT)
+    env = dict(os.environ, MICROPYPATH=path)     # .frozen holds asyncio
     child = subprocess.Popen(cmd, env=env, cwd=str(ROOT))
 
     def forward(signum, frame):
