@@ -265,3 +265,25 @@ def test_50_idle_sockets_do_not_lock_out_a_good_client(meter):
     finally:
         for s in idle:
             s.close()
+
+
+@pytest.mark.parametrize("which,unit", TRANSPORTS)
+def test_firmware_exceptions(meter, which, unit):
+    """The real maps answer the spec's exceptions: 02 outside the map or not writable,
+    03 bad count; and keep serving afterwards."""
+    c = client(meter, which)
+    try:
+        def exc(r):
+            return r.exception_code if r.isError() else None
+        assert exc(c.read_holding_registers(28, count=1, device_id=unit)) == 2   # gap 28..39
+        assert exc(c.read_holding_registers(26, count=4, device_id=unit)) == 2   # ends in gap
+        assert c.read_holding_registers(40177, count=2, device_id=unit).registers == [0xFFFF, 0]
+        assert exc(c.read_holding_registers(40179, count=1, device_id=unit)) == 2  # past SunSpec
+        assert exc(c.write_register(0, 5, device_id=unit)) == 2                  # read-only
+        assert exc(c.write_registers(512, [1, 2], device_id=unit)) == 2
+        assert exc(c.read_input_registers(0, count=81, device_id=unit)) == 3     # SDM630 max 80
+        assert exc(c.read_input_registers(1, count=2, device_id=unit)) == 2      # mid-float
+        r = c.read_holding_registers(0, count=28, device_id=unit)
+        assert not r.isError() and len(r.registers) == 28
+    finally:
+        c.close()
