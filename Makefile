@@ -26,7 +26,8 @@ socat:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq socat >/dev/null; }
 
 run: setup
-	$(PY) tools/host_run.py --scenario $(SCENARIO) --tcp-port $(TCP_PORT) --run-dir $(RUN_DIR)
+	$(PY) tools/host_run.py --scenario $(SCENARIO) --tcp-port $(TCP_PORT) --run-dir $(RUN_DIR) \
+	  $(if $(CONFIG),--config $(CONFIG))
 
 test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
