@@ -508,6 +508,43 @@ def test_tcp_pipelined_requests_answered_in_order(alive):
     assert got[-1][2] == bytes([4, 4, 0x40, 120, 0x40, 121])
 
 
+def test_tcp_burst_without_reading_stalls_only_that_client(alive):
+    """80000 pipelined reads (10 MB of replies, more than the kernel buffers hold) from a
+    client that reads nothing at first: the server's socket fills, that connection waits
+    for it to drain (nothing is queued in our memory), other clients are still answered
+    promptly, and then every reply comes, in order."""
+    n = 80000
+    blob = b"".join(mbap(i & 0xFFFF, pdu_read(3, i % 90, 60)) for i in range(n))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", alive.tcp))
+    with s:
+        sender = threading.Thread(target=s.sendall, args=(blob,))
+        sender.start()
+        time.sleep(0.5)                        # the server is stuck on a full socket now
+        for k in range(3):
+            t0 = time.time()
+            assert tcp_xfer(alive.tcp, pdu_read(3, k, 1), tid=k) == \
+                (k, 1, bytes([3, 2]) + struct.pack(">H", HOLD(k)))
+            assert time.time() - t0 < 1.0
+        size = 9 + 120
+        got = bytearray()
+        s.settimeout(10)
+        while len(got) < n * size:
+            d = s.recv(1 << 20)
+            assert d, "closed after %d replies" % (len(got) // size)
+            got += d
+        sender.join(5)
+        assert not sender.is_alive()
+    assert len(got) == n * size
+    for i in range(n):
+        head = struct.unpack_from(">HHHBBB", got, i * size)
+        assert head == (i & 0xFFFF, 0, size - 6, 1, 3, 120), (i, head)
+    for i in (0, 1, 4567, n - 1):
+        a = i % 90
+        assert got[i * size + 9:(i + 1) * size] == struct.pack(">60H", *map(HOLD, range(a, a + 60)))
+
+
 def test_tcp_length_field_larger_than_data_waits_for_it(alive):
     with connect(alive.tcp) as s:
         s.sendall(mbap(0x42, pdu_read(3, 0, 1), length=10))   # claims 9 PDU bytes, has 5

@@ -480,6 +480,64 @@ print(json.dumps(res))
     assert mpy(code) == ["ValueError"] * 4 + ["ok"]
 
 
+def test_page_cache_reads_equal_fresh_encoding(mpy):
+    """Reads served from the page cache equal a fresh space's over a run of snapshots:
+    new values in place with a new seq, the front swapping between two objects, reads
+    that cover one page, several pages, or half a value straddling a page edge."""
+    code = r'''
+import json, random
+from firmware.snapshot import Snapshot, N_COUNTERS
+from firmware.regmaps.build import build_spaces
+random.seed(11)
+r = random.randint
+pair = [Snapshot(), Snapshot()]
+class M:
+    front = pair[0]
+m = M()
+h, inp = build_spaces(m, {}, {})
+out1 = bytearray(260)
+out2 = bytearray(260)
+bad = []
+checked = 0
+for step in range(60):
+    s = pair[step % 2] if step % 3 == 0 else m.front
+    for i in range(len(s.inst)):
+        s.inst[i] = r(-2000000, 2000000)
+    for i in range(N_COUNTERS):
+        s.e_hi[i] = r(0, 3000)
+        s.e_lo[i] = r(0, 999999)
+    s.seq = step + 1
+    s.status = 1
+    m.front = s
+    fh, fi = build_spaces(m, {}, {})     # fresh: every page encoded from s
+    for _ in range(6):
+        sp, fresh = (h, fh) if r(0, 3) else (inp, fi)
+        lo, hi = sp.groups()[r(0, len(sp.groups()) - 1)]
+        a = r(lo, hi)
+        n = r(1, min(125, hi - a + 1))
+        c1 = sp.read(a, n, out1, 1)
+        c2 = fresh.read(a, n, out2, 1)
+        checked += 1
+        if c1 != c2 or (c1 == 0 and out1[1:1 + 2 * n] != out2[1:1 + 2 * n]):
+            bad.append([step, a, n, c1, c2])
+# Half of a value across a page edge, then the other half after a new cycle.
+e = m.front
+for half in (0, 1):
+    e.e_hi[6] = 1000 + half
+    e.seq += 1
+    fh, fi = build_spaces(m, {}, {})
+    for a, n in ((536, 2), (538, 2), (536, 4)):
+        c1 = h.read(a, n, out1, 0)
+        c2 = fh.read(a, n, out2, 0)
+        if c1 or c2 or out1[:2 * n] != out2[:2 * n]:
+            bad.append(["edge", half, a, n])
+print("@@JSON")
+print(json.dumps({"bad": bad, "checked": checked}))
+'''
+    res = mpy(code)
+    assert res["checked"] == 360 and res["bad"] == []
+
+
 def test_reads_allocate_little(mpy):
     code = r'''
 import gc, json

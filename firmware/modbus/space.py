@@ -81,11 +81,13 @@ class ArraySpace(Space):
         return False
 
     def read(self, addr, count, out, off):
-        if not self._covers(addr, count):
+        i = addr - self.start
+        if i < 0 or addr + count > self.end:
             return _ILLEGAL_ADDRESS
-        i = 2 * (addr - self.start)
-        n = 2 * count
-        memoryview(out)[off:off + n] = self._mv[i:i + n]
+        i *= 2
+        # One copy; the source slice is the only allocation (out may be a bytearray
+        # or a memoryview, both take a slice assignment).
+        out[off:off + 2 * count] = self._mv[i:i + 2 * count]
         return 0
 
     def write(self, addr, count, src, soff):
@@ -121,8 +123,11 @@ class SpaceSet(Space):
         return None
 
     def read(self, addr, count, out, off):
-        p = self._part(addr, count)
-        return _ILLEGAL_ADDRESS if p is None else p.read(addr, count, out, off)
+        end = addr + count
+        for p in self._parts:     # _part() inline: this runs for every read
+            if p.start <= addr and end <= p.end:
+                return p.read(addr, count, out, off)
+        return _ILLEGAL_ADDRESS
 
     def write(self, addr, count, src, soff):
         p = self._part(addr, count)

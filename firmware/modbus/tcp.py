@@ -28,10 +28,15 @@ Choices where the spec leaves room:
 
 Memory: each of the max_clients slots owns one receive buffer (400 bytes, room for a
 whole 260-byte ADU plus the head of the next) and one 260-byte send buffer, allocated
-once in the constructor. At most 4 replies are queued before waiting for the socket
-to drain, so a client that sends without reading holds about 1 KB of our memory.
+once in the constructor. A reply goes out with one send straight from the send buffer;
+if the socket takes only part, that connection reads nothing more until the rest is
+out, so a client that sends without reading costs no memory beyond its slot.
+
+Scheduling: a connection answers at most 4 pipelined requests before it yields the
+loop, so one busy client cannot hold off the others or the RTU ports for long.
 """
 import asyncio
+from asyncio import core as _core   # its _io_queue: what Stream.readinto waits on
 from time import ticks_ms, ticks_diff
 from micropython import const
 
@@ -42,7 +47,7 @@ _LEN_MIN = const(2)          # unit id + function code
 _LEN_MAX = const(254)        # unit id + 253-byte PDU (Application Protocol 4.1)
 _ADU_MAX = const(260)
 _RX_SIZE = const(400)
-_QUEUED_MAX = const(4)       # replies written before waiting for drain
+_TURN_MAX = const(4)         # pipelined requests answered before yielding the loop
 _REAP_MS = const(1000)
 
 
@@ -62,13 +67,12 @@ class TcpStats:
 
 
 class _Slot:
-    __slots__ = ("rx", "rxmv", "tx", "txmv", "task", "last", "used", "closing")
+    __slots__ = ("rx", "rxmv", "tx", "task", "last", "used", "closing")
 
     def __init__(self):
         self.rx = bytearray(_RX_SIZE)
         self.rxmv = memoryview(self.rx)
         self.tx = bytearray(_ADU_MAX)
-        self.txmv = memoryview(self.tx)
         self.task = None
         self.last = 0
         self.used = False     # has sent a request
@@ -184,7 +188,7 @@ class TcpServer:
         st.accepted += 1
         st.active += 1
         try:
-            await self._serve_conn(stream, slot)
+            await self._serve_conn(stream.s, slot)
         except (asyncio.CancelledError, OSError):
             pass              # evicted, timed out, server closing, or peer reset
         except Exception:
@@ -198,52 +202,77 @@ class TcpServer:
             except Exception:
                 pass
 
-    async def _serve_conn(self, stream, slot):
+    def _serve_conn(self, sock, slot):
+        # A plain generator, run by `await` (MicroPython coroutines are generators).
+        # It waits as asyncio's own Stream.readinto does, by yielding after queueing
+        # the task on the scheduler's IO queue, but reads and writes the socket itself:
+        # no awaitable object per request, no write queue, no slices in the common case.
         rx = slot.rx
         rxmv = slot.rxmv
         tx = slot.tx
-        txmv = slot.txmv
+        read = sock.readinto
+        write = sock.write
         handle = self.dispatcher.handle
         st = self.stats
+        own = self.unit_id if self.own_id_only else -1
         have = 0
+        drained = True
+        turn = 0              # requests answered since this task last gave up the loop
         while True:
-            k = await stream.readinto(rxmv[have:])
+            if drained:
+                turn = 0
+                yield _core._io_queue.queue_read(sock)
+            elif turn >= _TURN_MAX:
+                # More is waiting (the last read filled the buffer), but a client that
+                # keeps the socket full must not keep the loop: others go first.
+                turn = 0
+                yield from asyncio.sleep_ms(0)
+            # readinto() reads until the buffer is full or the socket is empty, so a
+            # short read means there is nothing more to read without waiting.
+            k = read(rxmv[have:]) if have else read(rx)
+            if k is None:
+                drained = True    # woken without data
+                continue
             if not k:
                 return            # peer closed
+            drained = k < _RX_SIZE - have
             have += k
-            slot.last = ticks_ms()
+            slot.last = st.last_ms = ticks_ms()
             slot.used = True
             p = 0
-            queued = 0
             while have - p >= 6:
-                ln = (rx[p + 4] << 8) | rx[p + 5]
-                if rx[p + 2] or rx[p + 3] or ln < _LEN_MIN or ln > _LEN_MAX:
+                # Protocol id 0 and length 2..254 (its high byte 0), else the stream
+                # cannot be re-framed.
+                ln = rx[p + 5]
+                if rx[p + 2] or rx[p + 3] or rx[p + 4] or ln < _LEN_MIN or ln > _LEN_MAX:
                     st.bad_frames += 1
                     return
                 end = p + 6 + ln
                 if end > have:
                     break         # rest of this ADU is still on its way
                 unit = rx[p + 6]
-                if self.own_id_only and unit != self.unit_id and unit != 0 and unit != 255:
+                if own >= 0 and unit != own and unit and unit != 255:
                     r = exception(tx, _MBAP, rx[p + _MBAP], EXC_GATEWAY_NO_RESPONSE)
                 else:
                     r = handle(rx, ln - 1, tx, _MBAP, p + _MBAP)
                 st.requests += 1
                 if r:
+                    # tx[2:5] (protocol id, length high byte) stay 0 from the constructor.
                     tx[0] = rx[p]
                     tx[1] = rx[p + 1]
-                    tx[2] = 0
-                    tx[3] = 0
-                    tx[4] = (r + 1) >> 8
-                    tx[5] = (r + 1) & 0xFF
+                    tx[5] = r + 1
                     tx[6] = unit
-                    stream.write(txmv[:_MBAP + r])
-                    queued += 1
-                    if queued >= _QUEUED_MAX:
-                        await self._drain(stream)
-                        queued = 0
+                    r += _MBAP
+                    k = write(tx, r)
+                    if k != r:
+                        yield from self._send_rest(sock, tx, k or 0, r)
                 p = end
-            st.last_ms = slot.last
+                turn += 1
+                if turn >= _TURN_MAX and have - p >= 6:
+                    # A pipelining client gets a few replies per turn, then the other
+                    # connections and the RTU ports get the loop.
+                    turn = 0
+                    yield from asyncio.sleep_ms(0)
             # Keep the unfinished ADU at the front (a short byte loop: no
             # overlapping memcpy, no allocation).
             rest = have - p
@@ -251,12 +280,13 @@ class TcpServer:
                 for i in range(rest):
                     rx[i] = rx[p + i]
             have = rest
-            await self._drain(stream)
 
     @staticmethod
-    async def _drain(stream):
-        # Stream.write() sends at once when the socket takes it all and keeps the
-        # rest in out_buf; drain() only matters then, and costs a scheduler pass
-        # even when there is nothing to wait for.
-        if getattr(stream, "out_buf", True):
-            await stream.drain()
+    def _send_rest(sock, buf, sent, n):
+        # The socket took only part of a reply: wait until it drains. Nothing is queued
+        # in our memory, and the connection reads no further request meanwhile.
+        while sent < n:
+            yield _core._io_queue.queue_write(sock)
+            k = sock.write(buf, sent, n - sent)
+            if k:
+                sent += k

@@ -17,9 +17,13 @@ Groups are the address ranges a device answers; an address inside a group that n
 row covers reads 0 (the KSEM answers its whole register groups, anchors section 4).
 Anything outside every group gives exception 2 (Modbus Application Protocol 6.3).
 
-Constant rows are encoded once into an image of the groups; a read copies the image
-and encodes the live rows over it. Reads take `meter.front` once, so a response never
-mixes two cycles and a 64-bit counter is never torn. Reads are all-or-nothing:
+Constant rows are encoded once into an image of the groups. Live rows are encoded into
+the same image lazily, one 32-register page at a time: the first read of a page after a
+new snapshot encodes the rows overlapping it, later reads of that cycle only copy (the
+meter publishes a few snapshots a second and clients poll far more often). Reads take
+`meter.front` once and bring every page they touch up to that snapshot before copying,
+so a response never mixes two cycles and a 64-bit counter is never torn. Reads are
+all-or-nothing:
 nothing is written to `out` unless the whole range is valid. Whether a read may start
 or end inside a multi-register value is a per-space flag (`split_ok`): the value is
 encoded whole from the same snapshot and only the requested words are copied.
@@ -60,6 +64,8 @@ ANGLE = const(10)   # inst[a] (0..35999 cdeg) folded to -18000..17999
 EVT = const(11)     # SunSpec meter event bits from snap.status
 
 _MAX_READ = const(125)   # FC 03/04 quantity limit (Modbus Application Protocol 6.3/6.4)
+_PAGE = const(5)         # image pages of 2**5 = 32 registers are refreshed as a whole
+_GEN_MAX = const(0x3FFFFFFF)   # page generations stay small ints on a 32-bit board
 _I16_MAX = const(32767)
 _I32_MAX = const(0x7FFFFFFF)
 _U32_MAX = 0xFFFFFFFF
@@ -176,9 +182,10 @@ class Space:
     """One Modbus register space (one function code's view) over `meter.front`.
 
     Rows whose value never changes (constants, strings, not-implemented, not-measured)
-    are encoded once into an image of every group at construction; a read copies the
-    image and encodes only the live rows over it, from parallel arrays (no per-row
-    objects kept). keep_rows keeps the row tuples for rows() (export tool, tests)."""
+    are encoded once into an image of every group at construction; live rows are
+    encoded into the image page by page when a read finds the page older than
+    `meter.front`, from parallel arrays (no per-row objects kept). keep_rows keeps the
+    row tuples for rows() (export tool, tests)."""
 
     def __init__(self, meter, rows, groups, split_ok=True, max_count=0, keep_rows=False):
         rows = sorted(rows, key=lambda r: r[0])
@@ -195,7 +202,7 @@ class Space:
         self._imv = memoryview(self._image)
         self._mid = bytearray(base)     # 1: register continues a multi-register value
         used = bytearray(base)
-        start, end = array("l"), array("l")
+        gpos = array("l")
         typ, kind = bytearray(), bytearray()
         ra, rb, rdiv = array("l"), array("l"), array("l")
         for r in rows:
@@ -214,17 +221,31 @@ class Space:
             if k in _STATIC:
                 _put(t, k, a, b, div, None, self._image, 2 * g)
             else:
-                start.append(addr)
-                end.append(addr + n)
+                gpos.append(g)
                 typ.append(t)
                 kind.append(k)
                 ra.append(a)
                 rb.append(b)
                 rdiv.append(div)
-        self._start, self._end, self._typ, self._kind = start, end, typ, kind
+        self._g, self._typ, self._kind = gpos, typ, kind
         self._a, self._b, self._div = ra, rb, rdiv
-        self._scratch = bytearray(8)
-        self._smv = memoryview(self._scratch)
+        # Page p covers image registers p*32 .. p*32+31; its live rows are
+        # first[p] .. first[p+1]-1 (a row crossing a page edge belongs to both, so
+        # first[p] is the first row that ends inside or after page p).
+        pages = (base + (1 << _PAGE) - 1) >> _PAGE
+        first = array("l", [0] * (pages + 1))
+        i = 0
+        for pg in range(pages + 1):
+            lo = pg << _PAGE
+            while i < len(gpos) and gpos[i] + SIZES[typ[i]] <= lo:
+                i += 1
+            first[pg] = i
+        self._first = first
+        # stamp[p] == self._gen: page p holds the live rows of snapshot self._snap.
+        self._stamp = array("l", [0] * pages)
+        self._gen = 0
+        self._snap = None
+        self._seq = -1
         self._rows = rows if keep_rows else None
 
     @staticmethod
@@ -262,35 +283,39 @@ class Space:
         g = self.check(addr, count)
         if g < 0:
             return -g
-        self.encode(self._meter.front, g, addr, count, out, off)
+        snap = self._meter.front
+        stamp = self._stamp
+        if snap is not self._snap or snap.seq != self._seq:
+            self._snap = snap     # a new cycle: every page is stale
+            self._seq = snap.seq
+            self._gen += 1
+            if self._gen > _GEN_MAX:
+                # Years of cycles: start over rather than leave the small ints.
+                self._gen = 1
+                for i in range(len(stamp)):
+                    stamp[i] = 0
+        gen = self._gen
+        for pg in range(g >> _PAGE, ((g + count - 1) >> _PAGE) + 1):
+            if stamp[pg] != gen:
+                self._refresh(snap, pg)
+                stamp[pg] = gen
+        out[off:off + 2 * count] = self._imv[2 * g:2 * (g + count)]
         return 0
 
-    def encode(self, snap, g, addr, count, out, off):
-        """Registers addr..addr+count-1 (image index g, range checked) into out[off:]."""
-        n2 = 2 * count
-        out[off:off + n2] = self._imv[2 * g:2 * g + n2]
-        end = addr + count
-        starts, ends = self._start, self._end
-        # first live row ending after addr (binary search)
-        i, hi = 0, len(ends)
-        while i < hi:
-            m = (i + hi) >> 1
-            if ends[m] <= addr:
-                i = m + 1
-            else:
-                hi = m
-        n = len(ends)
-        typ, kind, ra, rb, rdiv = self._typ, self._kind, self._a, self._b, self._div
-        while i < n and starts[i] < end:
-            s, e = starts[i], ends[i]
-            if s >= addr and e <= end:
-                _put(typ[i], kind[i], ra[i], rb[i], rdiv[i], snap, out, off + 2 * (s - addr))
-            else:
-                _put(typ[i], kind[i], ra[i], rb[i], rdiv[i], snap, self._scratch, 0)
-                lo = addr if addr > s else s
-                hi = end if end < e else e
-                d = off + 2 * (lo - addr)
-                out[d:d + 2 * (hi - lo)] = self._smv[2 * (lo - s):2 * (hi - s)]
+    def _refresh(self, snap, pg):
+        """Encode the live rows overlapping page pg into the image, whole."""
+        gpos = self._g            # one name per line: a 6-tuple unpack would allocate
+        typ = self._typ
+        kind = self._kind
+        ra = self._a
+        rb = self._b
+        rdiv = self._div
+        img = self._image
+        end = (pg + 1) << _PAGE
+        i = self._first[pg]
+        n = len(gpos)
+        while i < n and gpos[i] < end:
+            _put(typ[i], kind[i], ra[i], rb[i], rdiv[i], snap, img, 2 * gpos[i])
             i += 1
 
     def write(self, addr, count, src, soff):
