@@ -167,6 +167,8 @@ class ADE7880:
         self.version = 0
         self.event_code = 0       # last event, for the engine (0 = none since taken)
         self.spi_errors = 0
+        # Without an IRQ0 line the engine polls STATUS0 for LENERGY instead.
+        self.has_irq = irq0 is not None
         if irq0 is not None:
             irq0.irq(handler=self._on_irq0, trigger=irq0.IRQ_FALLING)
 

@@ -139,10 +139,13 @@ class Meter:
         chip = self.chip
         now = self.clock.ticks_ms()
         late = time.ticks_diff(now, self._last_ms) >= self._timeout_ms
-        if not (chip.irq_pending or late):
+        polled = not chip.has_irq
+        if not (chip.irq_pending or late or polled):
             return False
-        irq = chip.irq_pending
+        irq = chip.irq_pending or polled
         try:
+            if polled and not late and not self._need_init and not chip.window_flagged():
+                return False      # no IRQ0 wired: STATUS0 is polled each time instead
             if self._need_init and not self._recover():
                 self._last_ms = now
                 self._publish_stale(now)

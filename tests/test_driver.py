@@ -248,3 +248,21 @@ def test_unconfirmed_ack_neither_loses_nor_repeats(mpy, swallow):
     res = mpy(ACK % (json.dumps(DEFAULT), swallow) + TAIL)
     assert "ack_unconfirmed" in res["events"]
     check_exact(res)
+
+
+def test_board_without_irq_line_polls_status0(mpy):
+    """A board that does not wire IRQ0: the engine polls LENERGY, counts every window
+    exactly once and reports no missed interrupt."""
+    res = mpy(r"""
+import json
+from tools.mpy.cycle_harness import Harness
+h = Harness(json.loads(%r), start=False)
+h.sim.irq0.irq(handler=None)
+h.chip.has_irq = False
+h.meter.start()
+before = h.app.events.total
+h.advance_ms(5000)
+""" % json.dumps(DEFAULT) + TAIL)
+    check_exact(res)
+    assert res["events"] == []          # no irq_missed, no re-init
+    assert res["windows"] == res["led_windows"] >= 24
