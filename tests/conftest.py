@@ -5,6 +5,7 @@ snippet printed after a line `@@JSON` parsed as JSON (so tests can return struct
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,13 @@ def mpy_env(extra=None):
     if extra:
         env.update(extra)
     return env
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_mpy(code, timeout=120, heapsize=None, check=True):

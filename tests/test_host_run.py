@@ -16,14 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 READY_RE = re.compile(r"^READY tcp=127\.0\.0\.1:(\d+) rs485_a=(\S+) rs485_b=(\S+)$")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class HostRun:

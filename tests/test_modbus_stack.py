@@ -30,26 +30,13 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient, ModbusSerialClient
 from pymodbus.pdu import ExceptionResponse
 
-from conftest import ROOT, MICROPYTHON, run_mpy
+from conftest import ROOT, MICROPYTHON, free_port, mpy_env, run_mpy
 
 HOLD = lambda a: (3 * a + 1) & 0xFFFF   # noqa: E731
 INPUT = lambda a: 0x4000 + a            # noqa: E731
 PORT_A = (1, 38400, "N", 2)
 PORT_B = (247, 19200, "E", 1)
 STATS = 9000                            # RTU port i: 9000+8i ok, errors, other, broadcast
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def mpy_env():
-    # .frozen holds the unix port's asyncio.
-    return dict(os.environ, MICROPYPATH=".frozen:" + str(ROOT))
 
 
 class Stack:

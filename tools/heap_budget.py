@@ -39,7 +39,7 @@ def compile_all():
 def serves(heap, tmp):
     from pymodbus.client import ModbusSerialClient, ModbusTcpClient
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_host_run import free_port
+    from conftest import free_port
     port = free_port()
     run_dir = tmp / ("h%d" % heap)
     p = subprocess.Popen([sys.executable, str(ROOT / "tools" / "host_run.py"), "--run-dir",
