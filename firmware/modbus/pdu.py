@@ -121,12 +121,16 @@ class Dispatcher:
         if n != 5:
             return exception(out, off, _FC_WRITE_SINGLE, EXC_ILLEGAL_VALUE)
         addr = (req[roff + 1] << 8) | req[roff + 2]
+        return self._write_echo(_FC_WRITE_SINGLE, addr, 1, req, roff + 3, out, off, roff)
+
+    def _write_echo(self, fc, addr, qty, req, soff, out, off, roff):
+        """Carry out a write; the reply echoes the request's first 5 bytes (6.6, 6.12)."""
         try:
-            err = self.holding.write(addr, 1, req, roff + 3)
+            err = self.holding.write(addr, qty, req, soff)
         except Exception:
             err = EXC_DEVICE_FAILURE
         if err:
-            return exception(out, off, _FC_WRITE_SINGLE, err)
+            return exception(out, off, fc, err)
         for i in range(5):
             out[off + i] = req[roff + i]
         return 5
@@ -142,15 +146,7 @@ class Dispatcher:
             return exception(out, off, _FC_WRITE_MULTIPLE, EXC_ILLEGAL_VALUE)
         if addr + qty > 0x10000:
             return exception(out, off, _FC_WRITE_MULTIPLE, EXC_ILLEGAL_ADDRESS)
-        try:
-            err = self.holding.write(addr, qty, req, roff + 6)
-        except Exception:
-            err = EXC_DEVICE_FAILURE
-        if err:
-            return exception(out, off, _FC_WRITE_MULTIPLE, err)
-        for i in range(5):
-            out[off + i] = req[roff + i]
-        return 5
+        return self._write_echo(_FC_WRITE_MULTIPLE, addr, qty, req, roff + 6, out, off, roff)
 
     # 6.8 sub-function 00: echo the whole request. Other sub-functions: 01.
     def _diagnostics(self, req, n, out, off, roff):
