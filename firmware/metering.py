@@ -185,6 +185,7 @@ class Meter:
         inst = b.inst
         for i in range(len(inst)):
             inst[i] = 0
+        b.window_us = 0           # the back buffer still holds a cycle from long ago
         self._finish(b, now, ST_STALE)
 
     def _publish(self, now, with_energy):
