@@ -101,15 +101,10 @@ _SIGN_BITS = (0, 0, 32, 32, 32, 16, 0, 0, 32, 32, 32)
 
 _RETRIES = const(3)
 
-# Driver events (codes the engine logs).
-EV_INIT = const(1)
-EV_CHIP_RESET = const(2)
-EV_CHECKSUM = const(3)
-EV_SPI_ERROR = const(4)
-EV_IRQ_MISSED = const(5)
-EV_ACK_UNCONFIRMED = const(6)
-EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
-               "ack_unconfirmed")
+# What health() reports (the engine turns these into events of firmware/events.py).
+FAULT_NONE = const(0)
+FAULT_RESET = const(1)       # the chip was reset (RSTDONE)
+FAULT_CHECKSUM = const(2)    # its configuration changed (CHECKSUM / STATUS1.CRC)
 
 
 class ChipError(OSError):
@@ -139,27 +134,12 @@ class ADE7880:
         zx_phases: 1 (phase A only, 1P2W wiring) or 3 (A, B and C zero crossings).
         gains: 3 rows of (igain, vgain, pgain) register values (signed 24-bit); phcal: 3
         PHCAL values (10-bit). Both come from the calibration config."""
-        if not 1 <= line_cycles * zx_phases <= 0xFFFF:
-            raise ValueError("line_cycles must be 1..65535, got %r" % (line_cycles,))
-        if zx_phases not in (1, 3):
-            raise ValueError("zx_phases must be 1 or 3, got %r" % (zx_phases,))
         self._spi = spi
         self._cs = cs
         self._buf = bytearray(7)
         mv = memoryview(self._buf)
         self._frames = (None, mv[:4], mv[:5], None, mv[:7])   # by data width
-        self.line_cycles = line_cycles
-        self.zx_phases = zx_phases
-        self.sixty_hz = sixty_hz
-        self.gains = gains or ((0, 0, 0), (0, 0, 0), (0, 0, 0))
-        self.phcal = phcal or (0, 0, 0)
-        for row in self.gains:
-            for g in row:
-                if not -(1 << 23) <= g < (1 << 23):
-                    raise ValueError("gain register value out of 24-bit range: %r" % (g,))
-        for p in self.phcal:
-            if not 0 <= p < 1024:
-                raise ValueError("PHCAL must be 0..1023, got %r" % (p,))
+        self.configure(line_cycles, zx_phases, sixty_hz, gains, phcal)
         self.checksum = 0
         self.irq_pending = False
         self.ack_unconfirmed = False
@@ -171,6 +151,32 @@ class ADE7880:
         self.has_irq = irq0 is not None
         if irq0 is not None:
             irq0.irq(handler=self._on_irq0, trigger=irq0.IRQ_FALLING)
+
+    def configure(self, line_cycles=20, zx_phases=3, sixty_hz=False, gains=None, phcal=None):
+        """Set what begin() programs; ValueError (nothing changed) names a bad value.
+        Takes effect at the next begin()/recover()."""
+        if zx_phases not in (1, 3):
+            raise ValueError("zx_phases must be 1 or 3, got %r" % (zx_phases,))
+        if not isinstance(line_cycles, int) or not 1 <= line_cycles * zx_phases <= 0xFFFF:
+            raise ValueError("line_cycles must be 1..65535, got %r" % (line_cycles,))
+        gains = gains or ((0, 0, 0), (0, 0, 0), (0, 0, 0))
+        phcal = phcal or (0, 0, 0)
+        if len(gains) != 3 or len(phcal) != 3:
+            raise ValueError("gains and phcal need one entry per phase")
+        for row in gains:
+            if len(row) != 3:
+                raise ValueError("gains row must be (IGAIN, VGAIN, PGAIN), got %r" % (row,))
+            for g in row:
+                if not -(1 << 23) <= g < (1 << 23):
+                    raise ValueError("gain register value out of 24-bit range: %r" % (g,))
+        for p in phcal:
+            if not 0 <= p < 1024:
+                raise ValueError("PHCAL must be 0..1023, got %r" % (p,))
+        self.line_cycles = line_cycles
+        self.zx_phases = zx_phases
+        self.sixty_hz = bool(sixty_hz)
+        self.gains = tuple(tuple(r) for r in gains)
+        self.phcal = tuple(phcal)
 
     # ---- interrupt: only set a flag; the engine acts on it in its task ----
     def _on_irq0(self, pin):
@@ -282,15 +288,15 @@ class ADE7880:
 
     # ---- cycle ----
     def health(self):
-        """Check for a chip reset and for configuration upsets. Returns an event code
-        (EV_CHIP_RESET, EV_CHECKSUM) or 0. Raises ChipError if the chip does not answer
+        """Check for a chip reset and for configuration upsets. Returns FAULT_RESET,
+        FAULT_CHECKSUM or FAULT_NONE. Raises ChipError if the chip does not answer
         (after a reset its port is back in I2C mode and SPI reads are not confirmed)."""
         s1 = self.read(_STATUS1)
         if s1 & _STATUS1_RSTDONE:
-            return EV_CHIP_RESET
+            return FAULT_RESET
         if s1 & _STATUS1_CRC or self.read(_CHECKSUM) != self.checksum:
-            return EV_CHECKSUM
-        return 0
+            return FAULT_CHECKSUM
+        return FAULT_NONE
 
     def window_flagged(self):
         return bool(self.read(_STATUS0) & _STATUS0_LENERGY)

@@ -5,14 +5,33 @@
     log.add(t_ms, code)
     log.count(code); log.total; log.recent()
 
-Fixed-size ring (no growth) and per-code counters; codes are small ints owned by the
-module that raises them (drivers/ade7880.py EV_* for the chip).
+Fixed-size ring (no growth) and per-code counters. The codes are all defined here, in
+one registry (drivers report faults in their own terms; the firmware names the event),
+so the log, the LEDs, Modbus and the host run agree on what a number means.
 """
 from array import array
+from micropython import const
+
+# The event-code registry. Numbers are stable: they are stored and served.
+EV_INIT = const(1)             # chip (re-)initialised
+EV_CHIP_RESET = const(2)       # chip reset seen (RSTDONE or SPI lost) after boot
+EV_CHECKSUM = const(3)         # chip configuration upset (CHECKSUM / STATUS1.CRC)
+EV_SPI_ERROR = const(4)        # chip not answering or reads not confirmed
+EV_IRQ_MISSED = const(5)       # a window found without its IRQ0
+EV_ACK_UNCONFIRMED = const(6)  # a window's acknowledgement could not be confirmed
+EV_TASK_CRASH = const(7)       # a supervised task raised; it was restarted
+EV_WATCHDOG = const(8)         # snapshots stopped advancing: watchdog not fed
+N_CODES = const(16)
+EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
+               "ack_unconfirmed", "task_crash", "stalled")
+
+
+def event_name(code):
+    return EVENT_NAMES[code] if 0 <= code < len(EVENT_NAMES) else "code_%d" % code
 
 
 class EventLog:
-    def __init__(self, size=16, ncodes=16):
+    def __init__(self, size=16, ncodes=N_CODES):
         self._t = array("l", [0] * size)
         self._code = bytearray(size)
         self._counts = array("l", [0] * ncodes)

@@ -31,7 +31,8 @@ from micropython import const
 
 from drivers.ade7880 import (ChipError, RAW_N, R_VRMS, R_IRMS, R_WATT, R_FVAR, R_VA,
                              R_PERIOD, R_ANGLE, R_WATTHR, R_FVARHR, R_VAHR,
-                             EV_INIT, EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR,
+                             FAULT_RESET)
+from firmware.events import (EV_INIT, EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR,
                              EV_IRQ_MISSED, EV_ACK_UNCONFIRMED)
 from firmware import config as config_mod
 from firmware.energy import EnergyRegisters
@@ -101,16 +102,24 @@ class Meter:
         # A window not seen for 1.5 cycles means a lost IRQ or a stopped chip.
         self._timeout_ms = m["cycle_ms"] * 3 // 2
         self.cfg = cfg
-        chip = self.chip
-        chip.line_cycles = config_mod.line_cycles(cfg)
-        chip.zx_phases = 1 if self.single_phase else 3
-        chip.sixty_hz = m["nominal_hz"] == 60
-        chip.gains = cal["gains"]
-        chip.phcal = cal["phcal"]
+        self.chip.configure(line_cycles=config_mod.line_cycles(cfg),
+                            zx_phases=1 if self.single_phase else 3,
+                            sixty_hz=m["nominal_hz"] == 60,
+                            gains=cal["gains"], phcal=cal["phcal"])
         self._need_init = True
 
     def start(self):
         self._recover()
+
+    def status_now(self):
+        """The front snapshot's status, with ST_STALE added when it is older than the
+        cycle time-out: readers call this at read time, so an engine that stopped
+        publishing can never have its last values served as fresh."""
+        f = self.front
+        st = f.status
+        if f.seq == 0 or time.ticks_diff(self.clock.ticks_ms(), f.t_ms) > self._timeout_ms:
+            st |= ST_STALE
+        return st
 
     # ---- faults ----
     def _event(self, code):
@@ -150,9 +159,9 @@ class Meter:
                 self._last_ms = now
                 self._publish_stale(now)
                 return True
-            ev = chip.health()
-            if ev:
-                self._event(ev)
+            fault = chip.health()
+            if fault:
+                self._event(EV_CHIP_RESET if fault == FAULT_RESET else EV_CHECKSUM)
                 if not self._recover():
                     return False
             if chip.read_window(self.raw):

@@ -143,7 +143,7 @@ before = h.app.events.total
 h.advance_ms(3000)
 """
 TAIL = r"""
-from drivers.ade7880 import EVENT_NAMES
+from firmware.events import EVENT_NAMES
 m = h.meter
 k = m._k[3]
 led = h.sim.ledger_dict()
