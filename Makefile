@@ -9,9 +9,9 @@ TCP_PORT ?= 5020
 RUN_DIR ?= run
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench soak clean socat
+.PHONY: setup run test bench soak clean socat wasm32
 
-setup: $(STAMP) socat
+setup: $(STAMP) socat wasm32
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,19 @@ socat:
 	  echo "installing socat (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq socat >/dev/null; }
+
+# The 32-bit MicroPython (official WebAssembly port, npm, pinned in tools/wasm/package.json)
+# under node (Debian's nodejs and npm when missing).
+WASM_PKG := tools/wasm/node_modules/@micropython/micropython-webassembly-pyscript/package.json
+wasm32: $(WASM_PKG)
+
+$(WASM_PKG): tools/wasm/package.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  echo "installing nodejs and npm (Debian packages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	cd tools/wasm && npm install --no-audit --no-fund --no-package-lock --loglevel=error
+	touch $@
 
 run: setup
 	$(PY) tools/host_run.py --scenario $(SCENARIO) --tcp-port $(TCP_PORT) --run-dir $(RUN_DIR) \
@@ -40,4 +53,4 @@ soak: setup
 	MICROPYPATH=.frozen:$(CURDIR) $(MICROPYTHON) tools/mpy/soak_energy.py 1 50000
 
 clean:
-	rm -rf $(VENV) run bench/results.json .pytest_cache
+	rm -rf $(VENV) run bench/results.json .pytest_cache tools/wasm/node_modules

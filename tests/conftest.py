@@ -50,6 +50,40 @@ def run_mpy(code, timeout=120, heapsize=None, check=True):
     return json.loads(out.split("@@JSON", 1)[1].strip().splitlines()[0])
 
 
+WASM_RUN = ROOT / "tools" / "wasm" / "run.mjs"
+
+
+def run_mpy32(code, timeout=120, check=True):
+    """Run `code` on the 32-bit MicroPython (WebAssembly port under node, see
+    tools/wasm/run.mjs); same '@@JSON' protocol as run_mpy. Chunks separated by a line
+    '#@@CHUNK' run as separate top-level calls (garbage is collected only between them)."""
+    p = subprocess.run(["node", str(WASM_RUN), "-"], input=code, capture_output=True,
+                       text=True, timeout=timeout, cwd=str(ROOT))
+    if check and p.returncode != 0:
+        raise AssertionError("wasm32 micropython failed (%d):\n%s\n%s"
+                             % (p.returncode, p.stdout, p.stderr))
+    out = p.stdout
+    if "@@JSON" not in out:
+        if check:
+            raise AssertionError("no @@JSON marker in output:\n" + out + p.stderr)
+        return None
+    return json.loads(out.split("@@JSON", 1)[1].strip().splitlines()[0])
+
+
+RUNTIMES = {"unix": run_mpy, "wasm32": run_mpy32}
+
+
 @pytest.fixture
 def mpy():
     return run_mpy
+
+
+@pytest.fixture
+def mpy32():
+    return run_mpy32
+
+
+@pytest.fixture(params=["unix", "wasm32"])
+def mpy_any(request):
+    """Unit-level tests of firmware/ and drivers/ run on both runtimes."""
+    return RUNTIMES[request.param]
