@@ -85,7 +85,7 @@ def _num(path, v, lo, hi, integer=False):
 def _merge(base, over, path):
     out = {}
     for k in base:
-        out[k] = base[k]
+        out[k] = _copy(base[k]) if not isinstance(base[k], dict) else _merge(base[k], {}, "")
     for k in over:
         if k not in base:
             raise ConfigError("%s%s: unknown key" % (path, k))
@@ -94,17 +94,28 @@ def _merge(base, over, path):
                 raise ConfigError("%s%s: must be an object" % (path, k))
             out[k] = _merge(base[k], over[k], path + k + ".")
         else:
-            out[k] = over[k]
+            out[k] = _copy(over[k])
     return out
 
 
-def validate(cfg=None):
-    """Merge cfg over DEFAULTS and check every value. Returns the merged dict."""
+def _copy(v):
+    """Lists copied all the way down: a validated config shares nothing with DEFAULTS."""
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    return v
+
+
+def validate(cfg=None, calibration=None):
+    """Merge cfg over DEFAULTS (calibration: the board's defaults) and check every
+    value. Returns the merged dict."""
     if cfg is None:
         cfg = {}
     if not isinstance(cfg, dict):
         raise ConfigError("config: must be an object")
-    c = _merge(DEFAULTS, cfg, "")
+    base = DEFAULTS
+    if calibration is not None:
+        base = _merge(DEFAULTS, {"calibration": calibration}, "board.")
+    c = _merge(base, cfg, "")
     m = c["metering"]
     if m["cycle_ms"] not in CYCLES_MS:
         raise ConfigError("metering.cycle_ms: must be one of %r, got %r"
@@ -164,6 +175,14 @@ def validate(cfg=None):
                               % (k, n, idn[k]))
     _num("identity.product_id", idn["product_id"], 0, 65535, integer=True)
     return c
+
+
+def patch(current, change, calibration=None):
+    """A validated config: `change` (a partial config) merged over `current` (a
+    validated one). ConfigError names the first bad key; `current` is never changed."""
+    if not isinstance(change, dict):
+        raise ConfigError("config: must be an object")
+    return validate(_merge(current, change, ""), calibration)
 
 
 def ct_ratio(cfg):

@@ -2,8 +2,8 @@
 
     from firmware.events import EventLog
     log = EventLog(16)
-    log.add(t_ms, code)
-    log.count(code); log.total; log.recent()
+    log.add(t_ms, code)            # or log.add(t_ms, code, arg): arg 0..255, e.g. a task index
+    log.count(code); log.total; log.recent(); log.recent_args()
 
 Fixed-size ring (no growth) and per-code counters. The codes are all defined here, in
 one registry (drivers report faults in their own terms; the firmware names the event),
@@ -34,13 +34,15 @@ class EventLog:
     def __init__(self, size=16, ncodes=N_CODES):
         self._t = array("l", [0] * size)
         self._code = bytearray(size)
+        self._arg = bytearray(size)
         self._counts = array("l", [0] * ncodes)
         self.total = 0
 
-    def add(self, t_ms, code):
+    def add(self, t_ms, code, arg=0):
         i = self.total % len(self._code)
         self._t[i] = t_ms
         self._code[i] = code
+        self._arg[i] = arg & 0xFF
         if code < len(self._counts):
             self._counts[code] += 1
         self.total += 1
@@ -53,3 +55,10 @@ class EventLog:
         n = len(self._code)
         first = max(0, self.total - n)
         return [(self._t[k % n], self._code[k % n]) for k in range(first, self.total)]
+
+    def recent_args(self):
+        """Like recent(), as (t_ms, code, arg) triples."""
+        n = len(self._code)
+        first = max(0, self.total - n)
+        return [(self._t[k % n], self._code[k % n], self._arg[k % n])
+                for k in range(first, self.total)]

@@ -302,7 +302,28 @@ class Meter:
         self.front = b
 
     async def run(self, poll_ms=10):
+        """Serve the chip for ever (run it under firmware/supervisor.py).
+
+        With an IRQ0 line whose handler sets the driver's `irq_flag` (an
+        asyncio.ThreadSafeFlag), the task sleeps until the chip ends a window; a nudge
+        task sets the same flag at a third of the time-out so a lost interrupt or a
+        stopped chip is still noticed. Without one it polls every poll_ms."""
+        import asyncio
+        flag = getattr(self.chip, "irq_flag", None)
+        if flag is None:
+            while True:
+                self.poll()
+                await asyncio.sleep_ms(poll_ms)
+        nudge = asyncio.create_task(self._nudge(flag))
+        try:
+            while True:
+                await flag.wait()
+                self.poll()
+        finally:
+            nudge.cancel()
+
+    async def _nudge(self, flag):
         import asyncio
         while True:
-            self.poll()
-            await asyncio.sleep_ms(poll_ms)
+            await asyncio.sleep_ms(self._timeout_ms // 3)
+            flag.set()

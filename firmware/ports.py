@@ -2,13 +2,20 @@
 
     from firmware.ports import ModbusPorts
     ports = ModbusPorts(meter, cfg, board)     # cfg validated by firmware.config
-    await ports.start(tcp_host, tcp_port)      # tasks run until cancelled
+    await ports.start(tcp_host, tcp_port, supervisor)   # RTU tasks run supervised
+    await ports.apply_config(new_cfg)          # rebuild maps, reconfigure ports
     ports.rtu["a"].stats, ports.tcp.stats      # for the bus and network LEDs
 
 One register view serves every port: KSEM + PnP + SunSpec on FC 03, SDM630 on FC 04,
 all read from the meter's published snapshot. RS485 ports come from the board
 (board.rs485(name, baud, parity, stop) -> drivers.rs485.RS485 or None when the board
-has no such port); settings come from config "modbus".
+has no such port); settings come from config "modbus"; the rated current for the map
+scale factors from the board (board.DIRECT_MAX_A) or the CT primary.
+
+apply_config swaps new register spaces into the dispatchers in one step (a request is
+answered wholly from the old or the new maps), and changes an RTU port's line settings
+only while that port is between frames, so a reply in progress (the reply to the very
+write that changed the setting, say) goes out with the settings it was asked with.
 """
 import asyncio
 
@@ -18,7 +25,8 @@ from firmware.modbus.tcp import TcpServer
 from firmware.regmaps.build import build_spaces
 from firmware.version import VERSION
 
-DIRECT_MAX_A = 63      # KSEM: direct measurement up to 63 A per line (manual 5.15.4)
+_SETTLE_MS = 5          # poll interval while waiting for a port to be between frames
+_SETTLE_MAX_MS = 2000   # a port busy longer than this is reconfigured anyway
 
 
 def identity(cfg):
@@ -27,39 +35,108 @@ def identity(cfg):
     return idn
 
 
+def _map_config(cfg, board):
+    m = cfg["metering"]
+    i_max = m["ct_primary_a"] if m["ct_enabled"] else board.DIRECT_MAX_A
+    return {"i_max_a": i_max, "sunspec_da": cfg["modbus"]["sunspec_da"]}
+
+
 class ModbusPorts:
     def __init__(self, meter, cfg, board):
         mb = cfg["modbus"]
-        m = cfg["metering"]
+        self.meter = meter
+        self.board = board
+        self.cfg = cfg
         idn = identity(cfg)
-        i_max = m["ct_primary_a"] if m["ct_enabled"] else DIRECT_MAX_A
-        holding, inputs = build_spaces(meter, idn, {"i_max_a": i_max,
-                                                    "sunspec_da": mb["sunspec_da"]})
+        holding, inputs = build_spaces(meter, idn, _map_config(cfg, board))
         dev_id = (idn["vendor"], idn["model"], VERSION)   # FC 43/14 basic objects
         self.holding = holding
         self.inputs = inputs
         self.rtu = {}
-        rtu_disp = Dispatcher(holding, inputs, dev_id, rtu=True)
+        self.rtu_dispatcher = Dispatcher(holding, inputs, dev_id, rtu=True)
         for name in ("a", "b"):
             pc = mb["rs485_" + name]
             port = board.rs485(name, pc["baud"], pc["parity"], pc["stop"])
             if port is None:
                 continue
-            self.rtu[name] = RtuSlave(port, rtu_disp, address=pc["address"], baud=pc["baud"],
-                                      parity=pc["parity"], stop=pc["stop"],
+            self.rtu[name] = RtuSlave(port, self.rtu_dispatcher, address=pc["address"],
+                                      baud=pc["baud"], parity=pc["parity"], stop=pc["stop"],
                                       enabled=pc["enabled"])
         t = mb["tcp"]
         self.tcp_cfg = t
-        self.tcp = TcpServer(Dispatcher(holding, inputs, dev_id), max_clients=t["max_clients"],
-                             idle_s=t["idle_s"], unit_id=mb["rs485_a"]["address"],
-                             own_id_only=t["own_id_only"])
+        self.tcp_dispatcher = Dispatcher(holding, inputs, dev_id)
+        self.tcp = self._tcp_server(cfg)
+        self._host = None
+        self._port = None
         self.tasks = []
 
-    async def start(self, host="0.0.0.0", port=None):
-        for slave in self.rtu.values():
-            self.tasks.append(asyncio.create_task(slave.run()))
+    def _tcp_server(self, cfg):
+        t = cfg["modbus"]["tcp"]
+        return TcpServer(self.tcp_dispatcher, max_clients=t["max_clients"],
+                         idle_s=t["idle_s"], unit_id=cfg["modbus"]["rs485_a"]["address"],
+                         own_id_only=t["own_id_only"])
+
+    async def start(self, host="0.0.0.0", port=None, supervisor=None):
+        for name, slave in self.rtu.items():
+            if supervisor is not None:
+                supervisor.spawn("rs485_" + name, slave.run)
+            else:
+                self.tasks.append(asyncio.create_task(slave.run()))
+        self._host = host
+        self._port = port
         if self.tcp_cfg["enabled"]:
             await self.tcp.start(host, port or self.tcp_cfg["port"])
+
+    async def apply_config(self, cfg):
+        """Apply a validated config: new maps, then RTU line settings, then TCP."""
+        idn = identity(cfg)
+        holding, inputs = build_spaces(self.meter, idn, _map_config(cfg, self.board))
+        dev_id = (idn["vendor"], idn["model"], VERSION)
+        for d in (self.rtu_dispatcher, self.tcp_dispatcher):
+            d.set_ident(dev_id)        # validates first: a bad identity changes nothing
+        for d in (self.rtu_dispatcher, self.tcp_dispatcher):
+            d.holding = holding
+            d.inputs = inputs
+        self.holding = holding
+        self.inputs = inputs
+        mb = cfg["modbus"]
+        for name, slave in self.rtu.items():
+            pc = mb["rs485_" + name]
+            if slave.settings() != {"enabled": pc["enabled"], "address": pc["address"],
+                                    "baud": pc["baud"], "parity": pc["parity"],
+                                    "stop": pc["stop"]}:
+                await self._between_frames(slave)
+                slave.configure(pc["address"], pc["baud"], pc["parity"], pc["stop"],
+                                pc["enabled"])
+        await self._apply_tcp(cfg)
+        self.cfg = cfg
+
+    async def _between_frames(self, slave):
+        # A slave mid-frame (collecting a request or sending its reply) says so in
+        # `busy`; wait for it, bounded, so a reply goes out with its request's settings.
+        waited = 0
+        while getattr(slave, "busy", False) and waited < _SETTLE_MAX_MS:
+            await asyncio.sleep_ms(_SETTLE_MS)
+            waited += _SETTLE_MS
+
+    async def _apply_tcp(self, cfg):
+        old = self.tcp_cfg
+        t = cfg["modbus"]["tcp"]
+        if t == old and cfg["modbus"]["rs485_a"]["address"] == self.tcp.unit_id:
+            return
+        if (t["enabled"], t["port"], t["max_clients"]) == (old["enabled"], old["port"],
+                                                          old["max_clients"]):
+            # In place: the open connections stay.
+            self.tcp.idle_ms = t["idle_s"] * 1000
+            self.tcp.own_id_only = t["own_id_only"]
+            self.tcp.unit_id = cfg["modbus"]["rs485_a"]["address"]
+        else:
+            self.tcp.close()
+            await self.tcp.wait_closed()
+            self.tcp = self._tcp_server(cfg)
+            if t["enabled"]:
+                await self.tcp.start(self._host or "0.0.0.0", self._port or t["port"])
+        self.tcp_cfg = t
 
     def close(self):
         for t in self.tasks:

@@ -6,18 +6,45 @@
     asyncio.create_task(board.tick())          # keeps the simulated chip's IRQs on time
 
 Like a real board module it is the only place that knows how parts are wired: the
-ADE7880 (here ADE7880Sim) on SPI with CS and IRQ0, the clock, and later the RS485 UARTs
-(pty pairs), LEDs, button and the littlefs block device.
+ADE7880 (here ADE7880Sim) on SPI with CS and IRQ0, the clock, the RS485 UARTs (pty
+pairs), LEDs, button, power-fail input, watchdog and the littlefs block device. It
+implements the board contract (boards/contract.py).
 """
 import asyncio
+import time
 
 from boards.sim.ade7880 import ADE7880Sim
 from boards.sim.bus import SimPin, SimSPI
 from boards.sim.clock import RealClock
 
 
+class SimWatchdog:
+    """Stand-in for machine.WDT: remembers feeds on the board clock. It does not reset
+    the host process; `expired()` tells whether a real one would have (the host run
+    reports it)."""
+
+    def __init__(self, clock, timeout_ms):
+        if not 1 <= timeout_ms <= 0x7FFFFFFF:
+            raise ValueError("watchdog timeout_ms must be >= 1, got %r" % (timeout_ms,))
+        self.clock = clock
+        self.timeout_ms = timeout_ms
+        self.feeds = 0
+        self._last = clock.ticks_ms()
+
+    def feed(self):
+        self.feeds += 1
+        self._last = self.clock.ticks_ms()
+
+    def expired(self):
+        return time.ticks_diff(self.clock.ticks_ms(), self._last) > self.timeout_ms
+
+
 class SimBoard:
     name = "sim"
+    # The KSEM measures directly up to 63 A per line (manual 5.15.4); above, external CTs.
+    DIRECT_MAX_A = 63
+    CALIBRATION = {"v_per_code": 9.395996e-05, "i_per_code": 2.346652e-05,
+                   "w_per_code": 1.849616e-02, "wh_per_lsb": 1.262671e-04}
 
     def __init__(self, scenario, clock=None, run_dir=None):
         self.run_dir = run_dir
@@ -29,7 +56,10 @@ class SimBoard:
         # the recessed reset button (active low, idle high) and the flash for littlefs.
         self.leds = {"status": SimPin(0), "network": SimPin(0), "bus": SimPin(0)}
         self.button = SimPin(1)
+        # No dedicated supply monitor: the supply failing is seen on the chip's L1 voltage.
+        self.power_fail = None
         self.flash = None
+        self.wdt = None
 
     def block_device(self, blocks=64):
         """The flash that holds the filesystem (boards/sim/blockdev.py SimFlash)."""
@@ -56,6 +86,20 @@ class SimBoard:
             print("warning: RS485 %s unavailable: %s" % (name.upper(), e))
             return None
         return RS485(uart, None, baud, parity, stop)   # a pty needs no DE pin
+
+    def watchdog(self, timeout_ms):
+        self.wdt = SimWatchdog(self.clock, timeout_ms)
+        return self.wdt
+
+    def time_utc(self):
+        """UTC seconds from the host's clock (the host is the sim board's RTC)."""
+        return int(time.time())       # the unix port's epoch is 1970
+
+    def network(self):
+        return None       # the host's own network stack
+
+    def tasks(self):
+        return [self.tick]
 
     def set_scenario(self, scenario):
         self.chip.set_scenario(scenario)
