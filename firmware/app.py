@@ -18,7 +18,7 @@ from firmware.metering import Meter
 class App:
     def __init__(self, board, cfg=None):
         self.board = board
-        self.cfg = config_mod.validate(cfg)
+        self.cfg = config_mod.validate(cfg, board.CALIBRATION)
         self.events = EventLog(32)
         self.chip = board.ade7880()
         self.meter = Meter(self.chip, self.cfg, board.clock, self.events)
