@@ -7,22 +7,19 @@
 Later steps persist it and accept Modbus writes through `validate`; nothing is applied
 that did not pass here.
 
-Calibration: the driver reports chip codes; these constants turn them into physical
-units. The defaults belong to the reference front end (1 MOhm : 1 kOhm voltage divider;
-internal 2500:1 CT with a 10 Ohm burden) and the ADE7880 datasheet:
-- ADC full scale 0.5 V peak = 0.35355 V rms -> xVRMS/xIRMS code 5,326,737/sqrt(2)
-  = 3,766,572 (anchors-public-facts.md section 3, no-OS ADE7880_RMS_FS_CODES).
-  V full scale = 0.35355 * 1001 = 353.907 V; I full scale = 0.35355 / 10 * 2500 = 88.388 A.
-  v_per_code = 353.907 / 3766572 = 9.395996e-5 V; i_per_code = 88.388 / 3766572
-  = 2.346652e-5 A.
-- Internal power at full scale PMAX = 27,059,678 (ADE7880 datasheet eq. 26); the 24-bit
-  xWATT/xFVAR/xVA registers carry PMAX/16 at full scale -> w_per_code = 353.907 * 88.388
-  / (27059678 / 16) = 1.849616e-2 W.
-- Energy: PMAX accumulated at 1.024 MHz, one xWATTHR LSB per WTHR * 2**27 with WTHR = 3
-  (datasheet eq. 26) -> 68,816.3 LSB/s at full scale -> wh_per_lsb = 31281.3 W /
-  68816.3 / 3600 = 1.262671e-4 Wh. The same holds for varh and VAh (VARTHR = VATHR = 3).
-A production meter is calibrated per unit: the per-phase gain registers (ADE7880
-xIGAIN, xVGAIN, xPGAIN, xPHCAL) trim each phase so that these nominal constants hold.
+Calibration: the driver reports chip codes; four constants turn them into physical
+units, and they belong to the board's analog front end, so the board supplies them
+(`board.CALIBRATION`, passed here as `calibration`); a config may override any key.
+    v_per_code   V per xVRMS code          i_per_code   A per xIRMS code (meter input)
+    w_per_code   W per xWATT/xFVAR/xVA code  wh_per_lsb   Wh per xWATTHR/xFVARHR/xVAHR LSB
+Each is an EXACT number, never a float (a board's float32 would round it, and the
+scale constants derived from it must come out the same bit for bit everywhere):
+- a decimal string, e.g. "9.395996e-05", "0.0185", "1.262671E-4" (parsed exactly), or
+- a positive integer, or
+- a rational [numerator, denominator] of positive integers, e.g. [353907, 3766572000].
+`rational(cfg, key)` gives (numerator, denominator); firmware/metering.py derives its
+integer scale constants from these with integers only. gains / phcal are the chip's
+per-phase trim registers (a production meter is calibrated per unit with them).
 """
 
 DEFAULTS = {
@@ -33,16 +30,9 @@ DEFAULTS = {
         "ct_enabled": False,    # external CTs (KSEM: above 63 A direct)
         "ct_primary_a": 100,    # 1..5000 A primary, secondary fixed at 5 A (KSEM 5.15.4)
     },
-    "calibration": {
-        "v_per_code": 9.395996e-05,
-        "i_per_code": 2.346652e-05,
-        "w_per_code": 1.849616e-02,
-        "wh_per_lsb": 1.262671e-04,
-        # Per phase L1, L2, L3: [IGAIN, VGAIN, PGAIN] register values (signed 24-bit,
-        # factor 1 + gain / 2**23) and PHCAL (0..1023).
-        "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
-        "phcal": [0, 0, 0],
-    },
+    # "calibration": from the board (see above): v_per_code, i_per_code, w_per_code,
+    # wh_per_lsb, gains (per phase L1, L2, L3: [IGAIN, VGAIN, PGAIN] register values,
+    # signed 24-bit, factor 1 + gain / 2**23) and phcal (3 values 0..1023).
     # Modbus slaves. RS485 defaults are the KSEM G2 factory presets (manual 5.14.1):
     # A = PLENTICORE / PIKO IQ (address 1, 38400 8N2), B = PIKO MP plus (247, 19200 8E1).
     "modbus": {
@@ -70,8 +60,68 @@ WIRINGS = ("3P4W", "1P2W")
 CT_SECONDARY_A = 5
 
 
+CAL_EXACT = ("v_per_code", "i_per_code", "w_per_code", "wh_per_lsb")
+CAL_KEYS = CAL_EXACT + ("gains", "phcal")
+
+
 class ConfigError(ValueError):
     pass
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def parse_exact(path, v):
+    """An exact positive number (see the module doc) as a reduced (num, den)."""
+    num = den = 0
+    if isinstance(v, int) and not isinstance(v, bool):
+        num, den = v, 1
+    elif isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v):
+        num, den = v[0], v[1]
+    elif isinstance(v, str):
+        num, den = _decimal(v)
+    if num <= 0 or den <= 0:
+        raise ConfigError('%s: must be an exact positive number: a decimal string like '
+                          '"9.395996e-05", an integer or [numerator, denominator], got %r'
+                          % (path, v))
+    g = _gcd(num, den)
+    return num // g, den // g
+
+
+def _decimal(t):
+    """'1.5e-3' -> (15, 10000); (0, 0) if not a plain decimal."""
+    t = t.strip().lower()
+    exp = 0
+    if "e" in t:
+        t, e = t.split("e", 1)
+        if e[:1] in "+-" and e[1:].isdigit() and e[1:]:
+            exp = int(e)
+        elif e.isdigit():
+            exp = int(e)
+        else:
+            return 0, 0
+        if not -30 <= exp <= 30:
+            return 0, 0
+    if t[:1] == "+":
+        t = t[1:]
+    parts = t.split(".")
+    if len(parts) > 2:
+        return 0, 0
+    whole, frac = parts[0], parts[1] if len(parts) == 2 else ""
+    if not (whole + frac) or not (whole + frac).isdigit():
+        return 0, 0
+    num = int(whole + frac)
+    exp -= len(frac)
+    return (num * 10 ** exp, 1) if exp >= 0 else (num, 10 ** -exp)
+
+
+def rational(cfg, key):
+    """(numerator, denominator) of a validated config's calibration.<key>."""
+    return parse_exact("calibration." + key, cfg["calibration"][key])
 
 
 def _num(path, v, lo, hi, integer=False):
@@ -82,10 +132,19 @@ def _num(path, v, lo, hi, integer=False):
     return v
 
 
+def _copy(v):
+    """Deep copy of dicts and lists: a validated config shares nothing with its inputs."""
+    if isinstance(v, dict):
+        return {k: _copy(v[k]) for k in v}
+    if isinstance(v, (list, tuple)):
+        return [_copy(x) for x in v]
+    return v
+
+
 def _merge(base, over, path):
     out = {}
     for k in base:
-        out[k] = _copy(base[k]) if not isinstance(base[k], dict) else _merge(base[k], {}, "")
+        out[k] = _copy(base[k])
     for k in over:
         if k not in base:
             raise ConfigError("%s%s: unknown key" % (path, k))
@@ -98,24 +157,25 @@ def _merge(base, over, path):
     return out
 
 
-def _copy(v):
-    """Lists copied all the way down: a validated config shares nothing with DEFAULTS."""
-    if isinstance(v, list):
-        return [_copy(x) for x in v]
-    return v
-
-
 def validate(cfg=None, calibration=None):
-    """Merge cfg over DEFAULTS (calibration: the board's defaults) and check every
-    value. Returns the merged dict."""
+    """Merge cfg over DEFAULTS (and its calibration over the board's `calibration`
+    dict) and check every value. Returns a new dict that shares nothing with either:
+    editing it never changes DEFAULTS, the board's calibration or a later result."""
     if cfg is None:
         cfg = {}
     if not isinstance(cfg, dict):
         raise ConfigError("config: must be an object")
-    base = DEFAULTS
-    if calibration is not None:
-        base = _merge(DEFAULTS, {"calibration": calibration}, "board.")
+    base = dict(DEFAULTS)
+    base["calibration"] = {k: None for k in CAL_KEYS}
+    if calibration:
+        for k in calibration:
+            if k not in CAL_KEYS:
+                raise ConfigError("board calibration.%s: unknown key" % k)
+            base["calibration"][k] = calibration[k]
     c = _merge(base, cfg, "")
+    for k in CAL_KEYS:
+        if c["calibration"][k] is None:
+            raise ConfigError("calibration.%s: missing (the board gives no default)" % k)
     m = c["metering"]
     if m["cycle_ms"] not in CYCLES_MS:
         raise ConfigError("metering.cycle_ms: must be one of %r, got %r"
@@ -129,10 +189,8 @@ def validate(cfg=None, calibration=None):
                           % (m["ct_enabled"],))
     _num("metering.ct_primary_a", m["ct_primary_a"], 1, 5000, integer=True)
     cal = c["calibration"]
-    for k in ("v_per_code", "i_per_code", "w_per_code", "wh_per_lsb"):
-        v = _num("calibration." + k, cal[k], 1e-12, 1e3)
-        if v <= 0:
-            raise ConfigError("calibration.%s: must be > 0, got %r" % (k, v))
+    for k in CAL_EXACT:
+        parse_exact("calibration." + k, cal[k])
     g = cal["gains"]
     if not isinstance(g, list) or len(g) != 3:
         raise ConfigError("calibration.gains: must be 3 rows [IGAIN, VGAIN, PGAIN]")

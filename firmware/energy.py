@@ -2,7 +2,9 @@
 
     from firmware.energy import EnergyRegisters, PICO_PER_MILLI
     regs = EnergyRegisters(32)
-    regs.add(i, amount_pico)          # amount in 1e-12 Wh (varh, VAh), >= 0
+    regs.set_scale(126267100)         # pWh (pvarh, pVAh) per chip LSB, from the config
+    regs.add_lsb(i, n)                # n >= 0 chip LSBs: adds n * scale pWh exactly
+    regs.add(i, amount_pico)          # or an amount in 1e-12 Wh, >= 0
     regs.milli(i)                     # whole mWh counted so far
 
 Why integers: a float32 counter at 1e6 Wh steps by 0.06 Wh, so small increments vanish
@@ -11,12 +13,20 @@ mWh) and frac (0..999999999 pWh not yet a whole mWh). Every pWh added is kept: f
 carries the remainder to the next add, so the sum of all adds equals
 hi * 1e15 + lo * 1e9 + frac exactly. All three stay below 2**30, which keeps them
 MicroPython small ints on a 32-bit board (no heap allocation to update them).
+
+add_lsb multiplies without long ints: the scale (< 1e13 pWh, 10 Wh per LSB) and the
+count (< 1e10) are split into base-10**4 limbs, so every partial product and every sum
+below stays under 2**30 (a 32-bit board's small-int range). add() of an amount below
+2**30 allocates nothing either; larger amounts are exact but use long ints.
 """
 from array import array
 from micropython import const
 
 PICO_PER_MILLI = const(1000000000)
 MILLI_PER_HI = const(1000000)
+SCALE_MAX = const(9999999999999)   # pWh per LSB: 4 limbs, top limb < 1000 (see add_lsb)
+COUNT_MAX = const(9999999999)      # LSBs per add: 3 limbs, top limb < 100
+_B = const(10000)                  # limb base
 
 
 class EnergyRegisters:
@@ -24,19 +34,89 @@ class EnergyRegisters:
         self.hi = array("l", [0] * n)
         self.lo = array("l", [0] * n)
         self.frac = array("l", [0] * n)
+        self._k = array("l", [0, 0, 0, 0])   # scale in base-10**4 limbs, low first
+        self.scale = 0
+
+    def set_scale(self, pico_per_lsb):
+        if not 0 < pico_per_lsb <= SCALE_MAX:
+            raise ValueError("energy scale must be 1..%d pWh per LSB, got %r"
+                             % (SCALE_MAX, pico_per_lsb))
+        k = self._k
+        v = pico_per_lsb
+        for j in range(4):
+            k[j] = v % _B
+            v //= _B
+        self.scale = pico_per_lsb
 
     def add(self, i, pico):
-        f = self.frac[i] + pico
-        if f >= PICO_PER_MILLI:
-            m = f // PICO_PER_MILLI
-            f -= m * PICO_PER_MILLI
-            lo = self.lo[i] + m
-            if lo >= MILLI_PER_HI:
-                h = lo // MILLI_PER_HI
-                lo -= h * MILLI_PER_HI
-                self.hi[i] += h
-            self.lo[i] = lo
+        m = 0
+        if pico >= PICO_PER_MILLI:
+            m = pico // PICO_PER_MILLI     # not divmod: its tuple would be allocated
+            pico -= m * PICO_PER_MILLI
+        # frac - 1e9 + pico stays inside +-1e9: no small-int overflow on 32 bits.
+        f = self.frac[i] - PICO_PER_MILLI + pico
+        if f >= 0:
+            m += 1
+        else:
+            f += PICO_PER_MILLI
         self.frac[i] = f
+        if m:
+            self._milli(i, m)
+
+    def _milli(self, i, m):
+        lo = self.lo[i] + m
+        if lo >= MILLI_PER_HI:
+            h = lo // MILLI_PER_HI
+            lo -= h * MILLI_PER_HI
+            self.hi[i] += h
+        self.lo[i] = lo
+
+    def add_lsb(self, i, n):
+        """Add n (0..COUNT_MAX) LSBs of the scale set by set_scale, exactly."""
+        k = self._k
+        k0 = k[0]
+        k1 = k[1]
+        k2 = k[2]
+        k3 = k[3]
+        n0 = n % _B
+        n = n // _B
+        n1 = n % _B
+        n2 = n // _B
+        # n * scale = sum c_p * 10**(4p); each c_p < 3e8.
+        c1 = n0 * k1 + n1 * k0
+        c2 = n0 * k2 + n1 * k1 + n2 * k0
+        c3 = n0 * k3 + n1 * k2 + n2 * k1
+        # pWh parts below 1e9, added one at a time to frac - 1e9 (never past +-1e9).
+        m = 0
+        f = self.frac[i] - PICO_PER_MILLI + n0 * k0
+        if f >= 0:
+            m += 1
+            f -= PICO_PER_MILLI
+        q = c1 // 100000              # c1 * 1e4 pWh = q mWh + (c1 % 1e5) * 1e4 pWh
+        f += (c1 - q * 100000) * 10000
+        m += q
+        if f >= 0:
+            m += 1
+            f -= PICO_PER_MILLI
+        q = c2 // 10                  # c2 * 1e8 pWh = q mWh + (c2 % 10) * 1e8 pWh
+        f += (c2 - q * 10) * 100000000
+        m += q
+        if f >= 0:
+            m += 1
+            f -= PICO_PER_MILLI
+        self.frac[i] = f + PICO_PER_MILLI
+        q = c3 // 1000                # c3 * 1e12 pWh = q kWh + (c3 % 1000) * 1e3 mWh
+        m += (c3 - q * 1000) * 1000
+        # c4 * 1e16 pWh = 10 c4 kWh; c5 * 1e20 pWh = 1e5 c5 kWh.
+        q += (n1 * k3 + n2 * k2) * 10 + n2 * k3 * 100000
+        lo = self.lo[i] + m
+        if lo >= MILLI_PER_HI:
+            h = lo // MILLI_PER_HI
+            lo -= h * MILLI_PER_HI
+            q += h
+        self.lo[i] = lo
+        if q:
+            self.hi[i] += q
 
     def milli(self, i):
         return self.hi[i] * MILLI_PER_HI + self.lo[i]

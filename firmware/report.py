@@ -9,7 +9,8 @@ Values stay exact integers in the units named by their keys (snapshot.py).
 """
 from firmware.snapshot import (BLOCKS, NQ, NE, PHASE_NAMES, ENERGY_NAMES, INST_NAMES,
                                U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4, F_MHZ, QUADRANT,
-                               TOTAL, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1)
+                               TOTAL, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
+                               POWER_UNIT_MW)
 
 _ENERGY_UNITS = ("mwh", "mwh", "mvarh", "mvarh", "mvarh", "mvarh", "mvah", "mvah")
 
@@ -20,6 +21,8 @@ def snapshot_dict(snap):
     for n, blk in enumerate(BLOCKS):
         name = PHASE_NAMES[n]
         phases[name] = {INST_NAMES[j]: snap.inst[blk + j] for j in range(NQ)}
+        for j in (P_MW, Q_MVAR, S_MVA):     # internal unit POWER_UNIT_MW -> mW keys
+            phases[name][INST_NAMES[j]] *= POWER_UNIT_MW
         energy[name] = {"%s_%s" % (ENERGY_NAMES[k], _ENERGY_UNITS[k]): snap.energy_mwh(blk, k)
                         for k in range(NE)}
     return {"seq": snap.seq, "t_ms": snap.t_ms, "window_us": snap.window_us,
@@ -47,9 +50,9 @@ def table(snap):
             PHASE_NAMES[n],
             _fix(inst[blk + U_MV], 1000, 8, 1) if blk != TOTAL else "        ",
             _fix(inst[blk + I_MA], 1000, 9, 3),
-            _fix(inst[blk + P_MW], 1000, 10, 1),
-            _fix(inst[blk + Q_MVAR], 1000, 10, 1),
-            _fix(inst[blk + S_MVA], 1000, 10, 1),
+            _fix(inst[blk + P_MW], 1000 // POWER_UNIT_MW, 10, 1),
+            _fix(inst[blk + Q_MVAR], 1000 // POWER_UNIT_MW, 10, 1),
+            _fix(inst[blk + S_MVA], 1000 // POWER_UNIT_MW, 10, 1),
             _fix(inst[blk + PF_E4], 10000, 8, 3),
             inst[blk + QUADRANT]))
     rows.append("f = %s Hz   cycle %d   status 0x%02x   events %d" % (

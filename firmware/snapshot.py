@@ -2,7 +2,7 @@
 
     from firmware.snapshot import Snapshot, P_MW, L1, TOTAL, E_ACTIVE_IMPORT
     snap = meter.front            # the last published cycle
-    watts_l1 = snap.inst[L1 + P_MW] / 1000
+    watts_l1 = snap.inst[L1 + P_MW] * POWER_UNIT_MW / 1000
     wh_import = snap.energy_mwh(TOTAL, E_ACTIVE_IMPORT) / 1000
 
 Layout (all readers index by these constants; register maps are tables of them):
@@ -12,7 +12,12 @@ Layout (all readers index by these constants; register maps are tables of them):
   mVAh), each split in e_hi (whole kWh) and e_lo (0..999999 mWh) so that every stored
   int stays below 2**30 and is a MicroPython small int on a 32-bit board too.
 
-Units are in the names. Sign convention: import positive (Enedis DTR section 4.4.4,
+Units are in the names, except powers: P_MW, Q_MVAR and S_MVA hold units of
+POWER_UNIT_MW milliwatts (mvar, mVA), 10 mW, so that every value of the rated range
+(CT 5000:5, three phases, 290 V: 4.35 MW total) is a small int on a 32-bit board
+(below 2**30) and fits array('l'); register maps derive their divisors from
+POWER_UNIT_MW. Beyond, a phase's power saturates at +-P_SAT (never wraps) and the
+total at 3 P_SAT. snapshot.json (firmware/report.py) still says mW. Sign convention: import positive (Enedis DTR section 4.4.4,
 IEC 62053-23 Annex C). Quadrants: 1 (+P +Q), 2 (-P +Q), 3 (-P -Q), 4 (+P -Q), 0 no load.
 
 The engine fills a back snapshot and publishes it by swapping references (see
@@ -25,14 +30,17 @@ from micropython import const
 # Per-block instantaneous quantities.
 U_MV = const(0)        # phase voltage, mV rms (total block: mean of measured phases)
 I_MA = const(1)        # current, mA rms (total block: sum of phases)
-P_MW = const(2)        # active power, mW, import positive
-Q_MVAR = const(3)      # fundamental reactive power, mvar, Q1/Q2 positive
-S_MVA = const(4)       # apparent power, mVA (total block: arithmetic sum)
+P_MW = const(2)        # active power, POWER_UNIT_MW mW, import positive
+Q_MVAR = const(3)      # fundamental reactive power, POWER_UNIT_MW mvar, Q1/Q2 positive
+S_MVA = const(4)       # apparent power, POWER_UNIT_MW mVA (total: arithmetic sum)
 PF_E4 = const(5)       # power factor P/S in 1e-4, sign of P (export negative)
 ANGLE_CDEG = const(6)  # angle by which current lags voltage, 0.01 deg, 0..35999
 F_MHZ = const(7)       # line frequency, mHz (total block: phase L1's)
 QUADRANT = const(8)    # 0 none, 1..4
 NQ = const(9)
+
+POWER_UNIT_MW = const(10)      # unit of P_MW, Q_MVAR, S_MVA in milli-units
+P_SAT = const(357913941)       # |phase power| limit, (2**30 - 1) // 3 units: 3.58 MW
 
 L1 = const(0)
 L2 = const(9)

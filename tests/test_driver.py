@@ -98,7 +98,7 @@ def test_calibration_gains_reach_the_dsp(mpy):
     nq = 9
     assert inst[nq + 1] == pytest.approx(8200 * 1.125, rel=1e-3)            # L2 I, mA
     p3 = 230.4 * 3.1 * 0.7431448 * 1000
-    assert inst[2 * nq + 2] == pytest.approx(p3 * 0.75, rel=2e-3)            # L3 P, mW
+    assert inst[2 * nq + 2] * 10 == pytest.approx(p3 * 0.75, rel=2e-3)       # L3 P, 10 mW
 
 
 def test_no_chip_and_wrong_chip_are_refused(mpy):
@@ -145,7 +145,7 @@ h.advance_ms(3000)
 TAIL = r"""
 from firmware.events import EVENT_NAMES
 m = h.meter
-k = m._k[3]
+k = m.energy.scale
 led = h.sim.ledger_dict()
 e = m.energy
 names = ("L1", "L2", "L3")

@@ -173,13 +173,15 @@ def test_front_end_change_breaks_physics_until_calibration_follows(mpy):
 import json
 from tools.mpy.cycle_harness import Harness
 from boards.sim.frontend import FrontEnd
+from boards.sim.board import SimBoard
 from firmware import config
+def times(key, a, b):       # board calibration x a / b, as an exact rational
+    n, d = config.parse_exact(key, SimBoard.CALIBRATION[key])
+    return [n * a, d * b]
 out = []
-for cal in (None, 10.0 / 12.0):
+for cal in (None, (10, 12)):
     h = Harness(%r, None if cal is None else {"calibration": {
-        "i_per_code": config.DEFAULTS["calibration"]["i_per_code"] * cal,
-        "w_per_code": config.DEFAULTS["calibration"]["w_per_code"] * cal,
-        "wh_per_lsb": config.DEFAULTS["calibration"]["wh_per_lsb"] * cal}})
+        k: times(k, cal[0], cal[1]) for k in ("i_per_code", "w_per_code", "wh_per_lsb")}})
     h.sim.frontend = FrontEnd(burden_ohm=12.0)
     h.sim.set_scenario(h.sim.scenario)
     h.run_windows(4)
@@ -188,8 +190,93 @@ for cal in (None, 10.0 / 12.0):
 print("@@JSON", json.dumps(out))
 """ % (s,))
     (i_bad, p_bad), (i_ok, p_ok) = res
+    p_bad *= 10                                          # snapshot powers: 10 mW units
+    p_ok *= 10
     p_true = 230.0 * 10.0 * math.cos(math.radians(30)) * 1000
     assert i_bad == pytest.approx(12000, rel=2e-3)      # 20 % high: wrong calibration
     assert p_bad == pytest.approx(p_true * 1.2, rel=2e-3)
     assert i_ok == pytest.approx(10000, rel=1e-3)
     assert p_ok == pytest.approx(p_true, rel=1e-3)
+
+
+# ---- CT sweep on the 32-bit runtime (issue 6): every primary 1..120, then every 17th
+# up to 5000, plus 4999/5000, and 63 A direct; L1 exports, L2 and L3 import. Truth:
+# physics of the scenario (through the simulator); one window per setting.
+SWEEP_CTS = list(range(1, 121)) + list(range(121, 5000, 17)) + [4999, 5000, None]
+_CHUNKS = 3
+SWEEP = r"""
+import json
+from tools.mpy.cycle_harness import Harness
+from boards.sim import scenario as scn_mod
+from firmware import config
+h = Harness({"phases": {"L1": {"v_rms": 230, "i_rms": 1}}})
+h.run_windows(1)
+m = h.meter
+e = m.energy
+out = []
+for ct, frac in json.loads(%r):
+    ph = {"L1": [253.0, frac, 184.0], "L2": [229.5, frac * 0.7, 25.0],
+          "L3": [230.4, frac * 0.3, 318.0]}
+    s = {"phases": {k: {"v_rms": v[0], "i_rms": v[1] * (ct or 5) / 5, "phi_deg": v[2]}
+                    for k, v in ph.items()}}
+    cfg = {"metering": {"ct_enabled": bool(ct), "ct_primary_a": ct or 100}}
+    if ct:
+        s["ct_primary_a"] = ct
+    h.sim.set_scenario(scn_mod.parse(s))
+    m.apply_config(config.validate(cfg, h.board.CALIBRATION))
+    h.run_windows(1)                       # settles the new scenario in the chip
+    e0 = [e.pico(i) for i in (0, 1, 8, 16)]
+    h.run_windows(1)
+    f = m.front
+    inst = f.inst
+    out.append([[inst[j] for j in (1, 2, 3, 4, 8, 10, 11, 12, 13, 17, 19, 20, 21, 22, 26,
+                                   29, 30, 31)],
+                [e.pico(i) - x for i, x in zip((0, 1, 8, 16), e0)], f.window_us])
+print("@@JSON", json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("chunk", range(_CHUNKS))
+def test_ct_sweep_on_32bit_matches_physics(mpy32, chunk):
+    import random
+    rng = random.Random(6)
+    # secondary current as a fraction of the 5 A rating (direct: 63 A = 12.6 x 5 A)
+    points = [(ct, rng.uniform(0.05, 1.2) if ct else 12.6) for ct in SWEEP_CTS]
+    points = points[chunk::_CHUNKS]
+    res = mpy32(SWEEP % json.dumps(points), timeout=900)
+    errors = []
+    for (ct, frac), (vals, de, win_us) in zip(points, res):
+        inst = [0] * 36
+        for j, v in zip((1, 2, 3, 4, 8, 10, 11, 12, 13, 17, 19, 20, 21, 22, 26, 29, 30, 31),
+                        vals):
+            inst[j] = v
+        ratio = (ct or 5) / 5.0
+        p_q = V_FS * I_FS / P_CODE_FS * ratio * 1.5 * 1000 + 10       # mW, + one unit
+        i_q = 0.05 * ratio + 0.5
+        tot = [0.0, 0.0, 0.0]
+        for n, (v, k, phi) in enumerate(((253.0, 1.0, 184.0), (229.5, 0.7, 25.0),
+                                          (230.4, 0.3, 318.0))):
+            i = frac * k * (ct or 5) / 5
+            r = math.radians(phi)
+            want = {1: i * 1000, 2: v * i * math.cos(r) * 1000, 3: v * i * math.sin(r) * 1000,
+                    4: v * i * 1000}
+            for j, w in want.items():
+                got = inst[9 * n + j] * (10 if j >= 2 else 1)
+                if not close(got, w, 1e-3, i_q if j == 1 else p_q):
+                    errors.append("CT %s L%d q%d: got %s want %.0f" % (ct, n + 1, j, got, w))
+            if inst[9 * n + 8] != quadrant_of(phi):
+                errors.append("CT %s L%d quadrant %s" % (ct, n + 1, inst[9 * n + 8]))
+            tot = [tot[0] + want[2], tot[1] + want[3], tot[2] + want[4]]
+            # energy of the window: P x window length, within one LSB (+ the sub-LSB the
+            # chip carries) of physics; L1 export, L2/L3 import
+            p_wh = v * i * math.cos(r) * win_us / 3.6e9
+            lsb_wh = 1.262671e-4 * ratio
+            got_wh = -de[1] / 1e12 if n == 0 else de[n + 1] / 1e12
+            if abs(got_wh - p_wh) > 1.01 * lsb_wh + abs(p_wh) * 2e-4:
+                errors.append("CT %s L%d energy %.6f want %.6f Wh" % (ct, n + 1, got_wh, p_wh))
+        if de[0] != 0:
+            errors.append("CT %s L1 import moved" % ct)
+        for j, w in ((2, tot[0]), (3, tot[1]), (4, tot[2])):
+            if not close(inst[27 + j] * 10, w, 1e-3, 3 * p_q):
+                errors.append("CT %s total q%d: got %s want %.0f" % (ct, j, inst[27 + j], w))
+    assert not errors, "\n".join(errors[:30])

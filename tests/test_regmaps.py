@@ -23,11 +23,13 @@ BLOCKS = (L1, L2, L3, TOT)
 EI, EX, Q1, Q2, Q3, Q4, SI, SX = range(NE)
 
 # Per block: U mV, I mA, P mW, Q mvar, S mVA, PF 1e-4, angle cdeg, f mHz, quadrant.
+# P, Q, S are multiples of the snapshot's power unit (firmware/snapshot.py
+# POWER_UNIT_MW = 10 mW); snap_of stores them in that unit.
 INST = [
-    230123, 10234, 2000456, 500321, 2062001, 9702, 1404, 50012, 1,      # L1: Q1
-    231456, 5005, -1100450, 300149, 1140651, -9648, 16500, 50012, 2,    # L2: Q2 (export)
-    229000, 3507, -800050, -900051, 1204161, -6644, 22796, 50012, 3,    # L3: Q3
-    230193, 18746, 99956, -99581, 4406813, 227, 35429, 50012, 4,        # total: Q4
+    230123, 10234, 2000460, 500320, 2062000, 9702, 1404, 50012, 1,      # L1: Q1
+    231456, 5005, -1100450, 300150, 1140650, -9648, 16500, 50012, 2,    # L2: Q2 (export)
+    229000, 3507, -800050, -900050, 1204160, -6644, 22796, 50012, 3,    # L3: Q3
+    230193, 18746, 99960, -99580, 4406810, 227, 35429, 50012, 4,        # total: Q4
 ]
 # Counters in mWh/mvarh/mVAh, well past 2**32 in every unit we serve.
 ENERGY = [(i + 1) * 9876543219871 + 12345 * i + 55 for i in range(32)]
@@ -49,13 +51,13 @@ def rnd(v, d):
 
 SNIPPET = r'''
 import json
-from firmware.snapshot import Snapshot
+from firmware.snapshot import Snapshot, POWER_UNIT_MW
 from firmware.regmaps.build import build_spaces
 V = json.loads(%s)
 def snap_of(d):
     s = Snapshot()
     for i, v in enumerate(d["inst"]):
-        s.inst[i] = v
+        s.inst[i] = v // POWER_UNIT_MW if i %% 9 in (2, 3, 4) else v    # mW -> unit
     for i, v in enumerate(d["e"]):
         s.e_hi[i] = v // 1000000
         s.e_lo[i] = v %% 1000000
@@ -468,7 +470,8 @@ class M:
     front = Snapshot()
 res = []
 for cfg in ({"i_max_a": 0}, {"sunspec_sf": {"W_SF": 9}}, {"sunspec_sf": {"X_SF": 0}},
-            {"sunspec_sf": {"PF_SF": -3}}, {"sunspec_sf": {"W_SF": -3}}):
+            {"sunspec_sf": {"PF_SF": -3}}, {"sunspec_sf": {"W_SF": -3}},   # W in 10 mW
+            {"sunspec_sf": {"W_SF": -2}}):
     try:
         build_spaces(M(), {}, cfg)
         res.append("ok")
@@ -477,7 +480,7 @@ for cfg in ({"i_max_a": 0}, {"sunspec_sf": {"W_SF": 9}}, {"sunspec_sf": {"X_SF":
 print("@@JSON")
 print(json.dumps(res))
 '''
-    assert mpy(code) == ["ValueError"] * 4 + ["ok"]
+    assert mpy(code) == ["ValueError"] * 5 + ["ok"]
 
 
 def test_page_cache_reads_equal_fresh_encoding(mpy):

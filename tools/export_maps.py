@@ -35,9 +35,9 @@ COLUMNS = ("address", "hex", "registers", "name", "type", "unit", "scale", "desc
 _QTY = {
     snp.U_MV: ("V", 1000, "voltage"),
     snp.I_MA: ("A", 1000, "current"),
-    snp.P_MW: ("W", 1000, "active power"),
-    snp.Q_MVAR: ("var", 1000, "reactive power"),
-    snp.S_MVA: ("VA", 1000, "apparent power"),
+    snp.P_MW: ("W", 1000 // snp.POWER_UNIT_MW, "active power"),
+    snp.Q_MVAR: ("var", 1000 // snp.POWER_UNIT_MW, "reactive power"),
+    snp.S_MVA: ("VA", 1000 // snp.POWER_UNIT_MW, "apparent power"),
     snp.PF_E4: ("", 10000, "power factor"),
     snp.ANGLE_CDEG: ("deg", 100, "phase angle"),
     snp.F_MHZ: ("Hz", 1000, "frequency"),
@@ -105,7 +105,7 @@ def describe(row, pct_pf=False, sf_of=None, sf_val=None):
         unit, scale = u, div / per
     elif kind == T.QUAD:
         desc = "%s reactive power |Q| while in quadrant %s, else 0" % (_block(a), _ROMAN[b])
-        unit, scale = "var", div / 1000
+        unit, scale = "var", div / (1000 // snp.POWER_UNIT_MW)
     elif kind in (T.ENERGY, T.ESUM):
         if kind == T.ENERGY:
             desc = "%s %s" % (_block(a), _E_WORDS[b])

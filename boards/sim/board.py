@@ -43,8 +43,28 @@ class SimBoard:
     name = "sim"
     # The KSEM measures directly up to 63 A per line (manual 5.15.4); above, external CTs.
     DIRECT_MAX_A = 63
-    CALIBRATION = {"v_per_code": 9.395996e-05, "i_per_code": 2.346652e-05,
-                   "w_per_code": 1.849616e-02, "wh_per_lsb": 1.262671e-04}
+    # Calibration of this board's analog front end, derived by hand (not imported from
+    # frontend.py: the simulator stays an independent truth), exact decimal strings as
+    # firmware/config.py requires. Front end: 1 MOhm : 1 kOhm divider, internal 2500:1 CT
+    # into 10 Ohm; ADC full scale 0.5 V peak = 0.353553 V rms (ADE7880 datasheet).
+    # - full-scale sine on the rms registers: 5,326,737 / sqrt 2 = 3,766,572 codes
+    #   (anchors-public-facts.md section 3).
+    # - V: 0.353553 V x 1001 = 353.907 V full scale -> 353.907 / 3766572 = 9.395996e-05
+    # - I: 0.353553 V / 10 Ohm x 2500 = 88.388 A full scale -> / 3766572 = 2.346652e-05
+    # - power registers carry PMAX / 16 = 27,059,678 / 16 at full scale (datasheet
+    #   eq. 26): 353.907 x 88.388 / 1691229.9 = 1.849616e-02 W per code
+    # - energy: PMAX at 1.024 MHz, one LSB per WTHR x 2**27 (WTHR = 3): 68,816.3 LSB/s
+    #   at full scale -> 31281.3 W / 68816.3 / 3600 = 1.262671e-04 Wh per LSB
+    #   (varh and VAh the same: VARTHR = VATHR = 3).
+    # Gains and PHCAL: nominal parts need no trim (a production unit stores its own).
+    CALIBRATION = {
+        "v_per_code": "9.395996e-05",
+        "i_per_code": "2.346652e-05",
+        "w_per_code": "1.849616e-02",
+        "wh_per_lsb": "1.262671e-04",
+        "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+        "phcal": [0, 0, 0],
+    }
 
     def __init__(self, scenario, clock=None, run_dir=None):
         self.run_dir = run_dir

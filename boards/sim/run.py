@@ -128,7 +128,7 @@ def main(argv):
     try:
         if args["config"]:
             cfg = json.loads(_read(args["config"]))
-        cfg = config_mod.validate(cfg)
+        cfg = config_mod.validate(cfg, SimBoard.CALIBRATION)
     except (OSError, ValueError) as e:
         print("ERROR config %s: %s" % (args["config"], e))
         return 2
