@@ -62,7 +62,8 @@ def snap_of(d):
     s.status = d["status"]
     return s
 class Meter:
-    pass
+    def status_now(self):   # as firmware.metering.Meter: the front's status + stale
+        return self.front.status
 m = Meter()
 m.front = snap_of(V["snap"])
 h, inp = build_spaces(m, V["ident"], V["config"], keep_rows=V["rows"])
@@ -419,6 +420,8 @@ for i in range(32):
 a.inst[TOTAL + P_MW] = 1000000; b.inst[TOTAL + P_MW] = 2000000
 class Flipper:
     n = 0
+    def status_now(self):
+        return 1
     @property
     def front(self):
         Flipper.n += 1
@@ -449,6 +452,8 @@ from firmware.snapshot import Snapshot
 from firmware.regmaps.build import build_spaces
 class M:
     front = Snapshot()
+    def status_now(self):
+        return self.front.status
 h, inp = build_spaces(M(), {}, {})
 src = bytearray(8)
 res = [h.write(0, 1, src, 0), h.write(40068, 1, src, 0), h.write(28, 1, src, 0),
@@ -466,6 +471,8 @@ from firmware.snapshot import Snapshot
 from firmware.regmaps.build import build_spaces
 class M:
     front = Snapshot()
+    def status_now(self):
+        return self.front.status
 res = []
 for cfg in ({"i_max_a": 0}, {"sunspec_sf": {"W_SF": 9}}, {"sunspec_sf": {"X_SF": 0}},
             {"sunspec_sf": {"PF_SF": -3}}, {"sunspec_sf": {"W_SF": -3}}):
@@ -493,6 +500,8 @@ r = random.randint
 pair = [Snapshot(), Snapshot()]
 class M:
     front = pair[0]
+    def status_now(self):
+        return self.front.status
 m = M()
 h, inp = build_spaces(m, {}, {})
 out1 = bytearray(260)
@@ -545,6 +554,8 @@ from firmware.snapshot import Snapshot
 from firmware.regmaps.build import build_spaces
 class M:
     front = Snapshot()
+    def status_now(self):
+        return self.front.status
 h, inp = build_spaces(M(), {}, {})
 out = bytearray(256)
 res = []

@@ -23,12 +23,13 @@ from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MV
                                ANGLE_CDEG, F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT,
                                E_REACTIVE_Q1, E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT)
-from firmware.regmaps.table import F32, NA, INST, ANGLE, ENERGY, ESUM
+from firmware.regmaps.table import F32, NA, INST, ANGLE, ENERGY, ESUM, p_div
 
 GROUPS = ((0x0000, 0x006B), (0x00C8, 0x010D), (0x014E, 0x017D))
 MAX_REGS = 80
 
 _KWH = 1000000          # mWh per kWh
+_W = p_div(1000)        # snapshot power unit per W, var, VA
 _P_IMP = 1 << E_ACTIVE_IMPORT
 _P_ALL = _P_IMP | (1 << E_ACTIVE_EXPORT)
 _Q_IMP = (1 << E_REACTIVE_Q1) | (1 << E_REACTIVE_Q2)
@@ -44,9 +45,9 @@ _LL = (" L1-L2", " L2-L3", " L3-L1")
 _PER_PHASE = (
     (0x0000, INST, U_MV, 0, 1000, "V"),
     (0x0006, INST, I_MA, 0, 1000, "I"),
-    (0x000C, INST, P_MW, 0, 1000, "P"),
-    (0x0012, INST, S_MVA, 0, 1000, "VA"),
-    (0x0018, INST, Q_MVAR, 0, 1000, "var"),
+    (0x000C, INST, P_MW, 0, _W, "P"),
+    (0x0012, INST, S_MVA, 0, _W, "VA"),
+    (0x0018, INST, Q_MVAR, 0, _W, "var"),
     (0x001E, INST, PF_E4, 0, 10000, "PF"),
     (0x0024, ANGLE, ANGLE_CDEG, 0, 100, "phase angle"),
     (0x00C8, NA, 0, 0, 1, "V L-L"),
@@ -68,9 +69,9 @@ _SYSTEM = (
     (0x002A, INST, TOTAL + U_MV, 0, 1000, "V average"),
     (0x002E, INST, TOTAL + I_MA, 0, 3000, "I average"),
     (0x0030, INST, TOTAL + I_MA, 0, 1000, "I sum"),
-    (0x0034, INST, TOTAL + P_MW, 0, 1000, "P total"),
-    (0x0038, INST, TOTAL + S_MVA, 0, 1000, "VA total"),
-    (0x003C, INST, TOTAL + Q_MVAR, 0, 1000, "var total"),
+    (0x0034, INST, TOTAL + P_MW, 0, _W, "P total"),
+    (0x0038, INST, TOTAL + S_MVA, 0, _W, "VA total"),
+    (0x003C, INST, TOTAL + Q_MVAR, 0, _W, "var total"),
     (0x003E, INST, TOTAL + PF_E4, 0, 10000, "PF total"),
     (0x0042, ANGLE, TOTAL + ANGLE_CDEG, 0, 100, "phase angle total"),
     (0x0046, INST, TOTAL + F_MHZ, 0, 1000, "frequency"),

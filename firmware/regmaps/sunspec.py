@@ -31,7 +31,7 @@ from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MV
                                E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT)
 from firmware.regmaps.table import (U16, I16, U32, ACC32, SSF, BF32, STR8, STR16, SIZES, NI,
-                                    CONST, TEXT, INST, ENERGY, EVT, text)
+                                    CONST, TEXT, INST, ENERGY, EVT, text, p_div)
 
 BASE = 40000            # SUNS_BASE_ADDR_DEFAULT (pysunspec2)
 MODEL1_ADDR = 40002
@@ -147,11 +147,14 @@ def scale_factors(config):
     return sf
 
 
+_POWER_SF = ("W_SF", "VA_SF", "VAR_SF")   # snapshot power unit (table.P_UNIT_MW)
+
+
 def _div(sf_name, sf):
     e = _SNAP_EXP.get(sf_name, 3) + sf[sf_name]
     if e < 0:
         raise ValueError("%s=%d is finer than the snapshot resolution" % (sf_name, sf[sf_name]))
-    return 10 ** e
+    return p_div(10 ** e) if sf_name in _POWER_SF else 10 ** e
 
 
 def _model203(sf):
