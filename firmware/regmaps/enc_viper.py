@@ -182,6 +182,7 @@ def refresh(sp, snap, i0: int, i1: int, evt: int):
                         m += 1
                     elif m & 1:
                         m += 1
+                k = -1   # rounded already
             else:
                 m = q
                 k = 23 - e
@@ -194,14 +195,14 @@ def refresh(sp, snap, i0: int, i1: int, evt: int):
             r -= d
             m = 1
             k = 23
-        if k:
-            while k:
-                r <<= 1
-                m <<= 1
-                if r >= d:
-                    r -= d
-                    m |= 1
-                k -= 1
+        while k > 0:
+            r <<= 1
+            m <<= 1
+            if r >= d:
+                r -= d
+                m |= 1
+            k -= 1
+        if k == 0:   # round on the remainder: nearest, ties to even
             if r > d - r:
                 m += 1
             elif r == d - r:
