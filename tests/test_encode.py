@@ -167,7 +167,8 @@ for name, k in mods:
         for i in range(len(ehi)):
             s.e_hi[i] = ehi[i]
             s.e_lo[i] = elo[i]
-        k.refresh(sp, s, 0, len(sp.op), 0)
+        sp.gen += 1                       # a new cycle: every page stale
+        k.refresh(sp, s, 0, len(sp.stamp) - 1, 0)
         out.append(bytes(sp.image).hex())
     res[name] = out
 print("@@JSON", json.dumps(res))

@@ -151,8 +151,8 @@ class Space:
 
     Rows whose value never changes (constants, strings, not-implemented, not-measured)
     are encoded once into an image of every group at construction; live rows are
-    compiled into parallel arrays (op, pos, ra, rb, rdiv: read by the enc kernels) and
-    encoded into the image page by page when a read finds the page older than
+    compiled into parallel arrays (op, pos, ra, rb, rdiv, and per page first, last,
+    stamp, gen: read by the enc kernels) and encoded into the image page by page when a read finds the page older than
     `meter.front`. keep_rows keeps the row tuples for rows() (export tool, tests)."""
 
     def __init__(self, meter, rows, groups, split_ok=True, max_count=0, keep_rows=False):
@@ -217,11 +217,11 @@ class Space:
             while j < len(gpos) and gpos[j] < hi:
                 j += 1
             last[pg] = j
-        self._first = first
-        self._last = last
-        # stamp[p] == self._gen: page p holds the live rows of snapshot self._snap.
-        self._stamp = array("l", [0] * pages)
-        self._gen = 0
+        self.first = first
+        self.last = last
+        # stamp[p] == self.gen: page p holds the live rows of snapshot self._snap.
+        self.stamp = array("i", [0] * pages)   # 4-byte slots on every port
+        self.gen = 0
         self._snap = None
         self._seq = -1
         self._evt = 0
@@ -258,41 +258,36 @@ class Space:
                 return -2   # starts or ends inside a value
         return g
 
-    def _evt_bits(self):
-        """SunSpec Evt bits now: missing sensor while the chip is down or the front
-        snapshot is older than the cycle time-out (meter.status_now())."""
-        st = self._meter.status_now()
-        return _EVT_MISSING_SENSOR if not st & ST_CHIP_OK or st & ST_STALE else 0
-
     def read(self, addr, count, out, off):
         g = self.check(addr, count)
         if g < 0:
             return -g
         snap = self._meter.front
-        evt = self._evt_bits() if self._has_evt else 0
+        evt = 0
+        if self._has_evt:
+            # SunSpec Evt now: missing sensor while the chip is down or the front
+            # snapshot is older than the cycle time-out (status_now(), at read time).
+            st = self._meter.status_now()
+            if not st & ST_CHIP_OK or st & ST_STALE:
+                evt = _EVT_MISSING_SENSOR
         if snap is not self._snap or snap.seq != self._seq or evt != self._evt:
-            self._new_cycle(snap, evt)   # every page is stale
-        stamp = self._stamp
-        pg = g >> _PAGE
-        while pg <= (g + count - 1) >> _PAGE:
-            if stamp[pg] != self._gen:
-                _enc.refresh(self, snap, self._first[pg], self._last[pg], evt)
-                stamp[pg] = self._gen
-            pg += 1
+            # A new cycle: every page is stale.
+            self._snap = snap
+            self._seq = snap.seq
+            self._evt = evt
+            self.gen += 1
+            if self.gen > _GEN_MAX:
+                self._restart_gen()
+        _enc.refresh(self, snap, g >> _PAGE, (g + count - 1) >> _PAGE, evt)
         _enc.copy(out, off, self.image, 2 * g, 2 * count)
         return 0
 
-    def _new_cycle(self, snap, evt):
-        self._snap = snap
-        self._seq = snap.seq
-        self._evt = evt
-        self._gen += 1
-        if self._gen > _GEN_MAX:
-            # Years of cycles: start over rather than leave the small ints.
-            self._gen = 1
-            stamp = self._stamp
-            for i in range(len(stamp)):
-                stamp[i] = 0
+    def _restart_gen(self):
+        # Years of cycles: start over rather than leave the small ints.
+        self.gen = 1
+        stamp = self.stamp
+        for i in range(len(stamp)):
+            stamp[i] = 0
 
     def write(self, addr, count, src, soff):
         if count < 1:
