@@ -37,6 +37,16 @@ def test_plain_and_viper_kernels_are_the_same_code():
     assert consts("enc.py") == consts("enc_viper.py") and len(consts("enc.py")) == 15
 
 
+def test_viper_sources_have_no_long_int_literals():
+    """On a 32-bit port a literal of 2**30 or more is a long-int object that viper cannot
+    mix with machine ints (a compile error on the board only: the unix port here is
+    64-bit), so the viper kernels must not contain one."""
+    for rel in ("firmware/regmaps/enc_viper.py", "firmware/modbus/crc_viper.py"):
+        code = re.sub(r'""".*?"""|#.*', "", (ROOT / rel).read_text(), flags=re.S)
+        lits = [int(x, 0) for x in re.findall(r"\b(0x[0-9a-fA-F]+|\d+)\b", code)]
+        assert lits and max(lits) < 2 ** 30, rel
+
+
 # ---------------------------------------------------------------- independent truth
 
 def f32_nearest(x):

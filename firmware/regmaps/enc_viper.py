@@ -23,6 +23,8 @@ _S_ANGLE = const(4)
 _S_EVT = const(5)
 _S_ENERGY = const(6)
 _MILLI = const(1000000)
+# Integer literals stay below 2**30: on a 32-bit port a bigger one is a long-int object,
+# which viper cannot mix with machine ints (0x3FFFFFFF * 2 + 1 is computed instead).
 # @@KERNELS: from here on enc.py and enc_viper.py hold the same code (tests/test_encode.py)
 
 
@@ -154,12 +156,13 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
                     elif t == _T_U32:
                         if q < 0:
                             q = 0
-                        if q > 0x7FFFFFFF:
-                            q = 0x7FFFFFFF
-                    elif q < -0x7FFFFFFF:
-                        q = -0x7FFFFFFF
-                    elif q > 0x7FFFFFFF:
-                        q = 0x7FFFFFFF
+                        elif q >> 31:
+                            q = 0x3FFFFFFF * 2 + 1
+                    elif q >> 31 > 0:
+                        q = 0x3FFFFFFF * 2 + 1
+                    elif q >> 30 < -1:   # below -2**30 (rare): check the int32 end
+                        if q + 0x3FFFFFFF * 2 + 1 < 0:
+                            q = -0x3FFFFFFF * 2 - 1
                     if t == _T_U16 or t == _T_I16:
                         img[p] = (q >> 8) & 255
                         img[p + 1] = q & 255

@@ -11,8 +11,10 @@ A row is data: (address, type, source kind, a, b, divisor, name).
   are absolute indices into snap.inst, or a block base and an energy kind/mask.
 - divisor: integer values are value // divisor; instantaneous sources round to
   nearest (half away from zero), energy sources round down (a counter must never
-  show energy that was not counted, and floor keeps it monotonic); float32 is
-  value / divisor.
+  show energy that was not counted, and floor keeps it monotonic); float32 is the
+  float nearest to value / divisor (ties to even). Integers saturate at their type's
+  ends (int16 at +-32767: -32768 is SunSpec's not-implemented), acc32 wraps mod 2**32.
+  Energy divisors divide 10**6 or are multiples of it (float32: exactly 10**6, kWh).
 Groups are the address ranges a device answers; an address inside a group that no
 row covers reads 0 (the KSEM answers its whole register groups, anchors section 4).
 Anything outside every group gives exception 2 (Modbus Application Protocol 6.3).
