@@ -14,7 +14,7 @@ and prints `CLOSED`. Maps (addresses are what the tests rely on):
 import asyncio
 import sys
 
-from firmware.modbus.space import ArraySpace, SpaceSet, Space
+from tests.spaces import ArraySpace, SpaceSet, EmptySpace
 from firmware.modbus.pdu import Dispatcher
 from firmware.modbus.rtu import RtuSlave
 from firmware.modbus.tcp import TcpServer
@@ -23,7 +23,7 @@ IDENT = {0: b"OpenMeter", 1: b"KSEM-G2-SIM", 2: b"0.1.0", 3: b"https://example.i
          4: b"Sim meter", 0x80: b"extended-object"}
 
 
-class Broken(Space):
+class Broken(EmptySpace):
     start = 5000
     end = 5010
 
@@ -34,7 +34,7 @@ class Broken(Space):
         raise RuntimeError("sensor gone")
 
 
-class Stats(Space):
+class Stats(EmptySpace):
     """9000 + 8*i: RTU port i ok, errors, other, broadcast; 9024..: TCP counters."""
     start = 9000
     end = 9032

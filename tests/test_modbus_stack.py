@@ -265,9 +265,9 @@ def test_device_id_splits_long_objects_with_more_follows(mpy):
     got = mpy("""
 import json
 from firmware.modbus.pdu import Dispatcher
-from firmware.modbus.space import Space
+from tests.spaces import EmptySpace
 ident = {0: b"V" * 100, 1: b"P" * 100, 2: b"R" * 100, 3: b"U" * 30}
-d = Dispatcher(Space(), Space(), ident)
+d = Dispatcher(EmptySpace(), EmptySpace(), ident)
 out = bytearray(300)
 res = []
 oid = 0
@@ -280,7 +280,7 @@ for _ in range(4):
 errs = []
 for bad in ({1: b"x", 2: b"y"}, {0: b"a", 1: b"b", 2: b"c" * 245}):
     try:
-        Dispatcher(Space(), Space(), bad)
+        Dispatcher(EmptySpace(), EmptySpace(), bad)
         errs.append(None)
     except ValueError as e:
         errs.append(str(e))
@@ -302,7 +302,7 @@ print("@@JSON", json.dumps({"res": res, "errs": errs}))
 def test_spaces_are_all_or_nothing(mpy):
     got = mpy("""
 import json
-from firmware.modbus.space import ArraySpace, SpaceSet
+from tests.spaces import ArraySpace, SpaceSet
 a = ArraySpace(10, 5, writable=((10, 12),), init=lambda x: x)
 b = ArraySpace(20, 5, writable=False)
 s = SpaceSet(b, a)
@@ -884,7 +884,7 @@ import asyncio, json
 from time import ticks_us, ticks_diff
 from firmware.modbus.rtu import RtuSlave, PRESETS
 from firmware.modbus.pdu import Dispatcher
-from firmware.modbus.space import ArraySpace
+from tests.spaces import ArraySpace
 from firmware.modbus.crc import append
 
 class Port:

@@ -54,6 +54,15 @@ def bench_heap(out_dir):
     return json.loads(out.read_text())
 
 
+def bench_readpath(out_dir):
+    """Cold/warm read times per block, CRC us/byte, bytes per read (tools/bench_readpath.py)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench_readpath
+    res = bench_readpath.measure()
+    (out_dir / "readpath.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
 def summary(res):
     m = res["metering"]
     lines = [
@@ -72,6 +81,9 @@ def summary(res):
         lines.append("Heap: the firmware boots and serves TCP + RS485 A + B with %d KiB "
                      "(unix port, 64-bit objects, .mpy, simulator included)"
                      % (hp["heap_bytes"] // 1024))
+    rp = res.get("readpath")
+    if rp:
+        lines.append(rp["summary"])
     mb = res.get("modbus")
     if mb and "summary" in mb:
         lines.append(mb["summary"])
@@ -91,6 +103,7 @@ def main():
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "platform": platform.platform()}}
     res["metering"] = bench_metering(a.cycles)
+    res["readpath"] = bench_readpath(out.parent)
     if not a.skip_heap:
         res["heap"] = bench_heap(out.parent)
     if not a.skip_modbus:

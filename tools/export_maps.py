@@ -211,6 +211,9 @@ MAPS = (
 def export(out_dir, ident=None, config=None):
     class _Meter:
         front = snp.Snapshot()
+
+        def status_now(self):
+            return self.front.status
     holding, inputs = build_spaces(_Meter(), ident, config, keep_rows=True)
     sf_val = sunspec.scale_factors(config or {})
     os.makedirs(os.path.join(out_dir, "registers"), exist_ok=True)

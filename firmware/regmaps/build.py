@@ -13,6 +13,7 @@ factors), sunspec_sf ({"W_SF": 1, ...} overrides), sunspec_da (model 1 DA, defau
 sdm630_max_regs (registers per FC 04 read, default 80, 0 = no limit).
 """
 from firmware.regmaps.table import Space
+from firmware.version import VERSION
 from firmware.regmaps import ksem, sunspec, sdm630
 
 DEFAULT_IDENT = {
@@ -21,7 +22,7 @@ DEFAULT_IDENT = {
     "options": "",
     "serial": "00000000",
     "hw_version": "1.0",
-    "fw_version": "0.2.0",
+    "fw_version": VERSION,    # one identity source: firmware/version.py
     "product_id": ksem.DEFAULT_PRODUCT_ID,
 }
 

@@ -23,30 +23,30 @@ PnP block 0x2000..0x2038 (8192..8248): product id at 0x2001 (KSEM ids 18498, 185
 uint16 per pmcgn, who found it "not populated correctly"): a 16-register string at
 0x2024 ends exactly at 0x2033, so both readers see part of the same string.
 """
-from firmware.snapshot import (POWER_UNIT_MW, L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
+from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
                                F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
                                E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT)
 from firmware.regmaps.table import (U16, U32, I32, U64, STR16, CONST, TEXT, INST, IMP, EXP,
-                                    QUAD, ENERGY, ESUM, expand, text)
+                                    QUAD, ENERGY, ESUM, expand, text, p_div)
 
 # Register groups the KSEM answers (KSEM manual section 5.14.3 register groups) + PnP.
 GROUPS = ((0, 27), (40, 145), (512, 551), (592, 791), (8192, 8248))
 
-# Power values of one block: (offset, type, kind, a, b, divisor, name); snapshot power
-# unit (POWER_UNIT_MW mW) -> 0.1 W.
-_P01 = 100 // POWER_UNIT_MW
+# Power values of one block: (offset, type, kind, a, b, divisor, name); snapshot unit
+# -> 0.1 W (100 mW).
+_P = p_div(100)
 _POWER = (
-    (0, U32, IMP, P_MW, P_MW, _P01, "P+"),         # OBIS x.4.0 active import
-    (2, U32, EXP, P_MW, P_MW, _P01, "P-"),         # active export
-    (4, U32, IMP, Q_MVAR, Q_MVAR, _P01, "Q+"),     # reactive, QI + QII
-    (6, U32, EXP, Q_MVAR, Q_MVAR, _P01, "Q-"),     # reactive, QIII + QIV
-    (8, U32, QUAD, 0, 1, _P01, "QI"),              # |Q| while in quadrant I, else 0
-    (10, U32, QUAD, 0, 2, _P01, "QII"),
-    (12, U32, QUAD, 0, 3, _P01, "QIII"),
-    (14, U32, QUAD, 0, 4, _P01, "QIV"),
-    (16, U32, IMP, S_MVA, P_MW, _P01, "S+"),       # apparent while P >= 0
-    (18, U32, EXP, S_MVA, P_MW, _P01, "S-"),       # apparent while P < 0
+    (0, U32, IMP, P_MW, P_MW, _P, "P+"),         # OBIS x.4.0 active import
+    (2, U32, EXP, P_MW, P_MW, _P, "P-"),         # active export
+    (4, U32, IMP, Q_MVAR, Q_MVAR, _P, "Q+"),     # reactive, QI + QII
+    (6, U32, EXP, Q_MVAR, Q_MVAR, _P, "Q-"),     # reactive, QIII + QIV
+    (8, U32, QUAD, 0, 1, _P, "QI"),              # |Q| while in quadrant I, else 0
+    (10, U32, QUAD, 0, 2, _P, "QII"),
+    (12, U32, QUAD, 0, 3, _P, "QIII"),
+    (14, U32, QUAD, 0, 4, _P, "QIV"),
+    (16, U32, IMP, S_MVA, P_MW, _P, "S+"),       # apparent while P >= 0
+    (18, U32, EXP, S_MVA, P_MW, _P, "S-"),       # apparent while P < 0
 )
 _TOTAL_TAIL = (
     (24, I32, INST, PF_E4, 0, 10, "PF"),          # OBIS 13: 1e-4 -> 0.001

@@ -19,16 +19,17 @@ As the Eastron protocol states for its float meters, a read that starts or ends
 inside a float gives exception 2 and a read of more than 40 parameters (80 registers)
 gives an exception (3 here); config "sdm630_max_regs" changes the limit (0 = none).
 """
-from firmware.snapshot import (POWER_UNIT_MW, L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
+from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
                                ANGLE_CDEG, F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT,
                                E_REACTIVE_Q1, E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT)
-from firmware.regmaps.table import F32, NA, INST, ANGLE, ENERGY, ESUM
+from firmware.regmaps.table import F32, NA, INST, ANGLE, ENERGY, ESUM, p_div
 
 GROUPS = ((0x0000, 0x006B), (0x00C8, 0x010D), (0x014E, 0x017D))
 MAX_REGS = 80
 
 _KWH = 1000000          # mWh per kWh
+_W = p_div(1000)        # snapshot power unit per W, var, VA
 _P_IMP = 1 << E_ACTIVE_IMPORT
 _P_ALL = _P_IMP | (1 << E_ACTIVE_EXPORT)
 _Q_IMP = (1 << E_REACTIVE_Q1) | (1 << E_REACTIVE_Q2)
@@ -41,7 +42,6 @@ _LL = (" L1-L2", " L2-L3", " L3-L1")
 
 # Per-phase triples at address, address+2, address+4: (address, kind, a, b, divisor,
 # name); a is the snapshot quantity (added to the phase block) or unused for energies.
-_W = 1000 // POWER_UNIT_MW     # snapshot power unit -> W
 _PER_PHASE = (
     (0x0000, INST, U_MV, 0, 1000, "V"),
     (0x0006, INST, I_MA, 0, 1000, "I"),

@@ -26,12 +26,12 @@ from about 69 % of 3 x 63 A x 253 V) saturates at +-32767 instead of wrapping. S
 config "sunspec_sf": {"W_SF": 1, "VA_SF": 1, "VAR_SF": 1} to reproduce the KSEM.
 Energy SFs keep ten years at rated three-phase power inside one acc32 turn.
 """
-from firmware.snapshot import (POWER_UNIT_MW, L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
+from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
                                F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
                                E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT)
 from firmware.regmaps.table import (U16, I16, U32, ACC32, SSF, BF32, STR8, STR16, SIZES, NI,
-                                    CONST, TEXT, INST, ENERGY, EVT, text)
+                                    CONST, TEXT, INST, ENERGY, EVT, text, p_div)
 
 BASE = 40000            # SUNS_BASE_ADDR_DEFAULT (pysunspec2)
 MODEL1_ADDR = 40002
@@ -103,10 +103,9 @@ _M203_E = (
 
 # Fixed scale factors; the others come from the rating (scale_factors).
 _FIXED_SF = (("V_SF", -1), ("Hz_SF", -2), ("PF_SF", -2))
-_P_EXP = len(str(POWER_UNIT_MW)) - 1   # powers are in 10**_P_EXP mW
 # Decimal exponent of the snapshot unit per base unit: mA, mV, mHz, mW, mWh -> 3;
 # PF_E4 in percent (1e-4 = 0.01 %) -> 2.
-_SNAP_EXP = {"PF_SF": 2, "W_SF": 3 - _P_EXP, "VA_SF": 3 - _P_EXP, "VAR_SF": 3 - _P_EXP}
+_SNAP_EXP = {"PF_SF": 2}
 _U_MAX_V = 253          # 230 V + 10 % (EN 50160 supply voltage band)
 _I16_MAX = 32767
 _ACC32_TURN = 1 << 32
@@ -148,11 +147,14 @@ def scale_factors(config):
     return sf
 
 
+_POWER_SF = ("W_SF", "VA_SF", "VAR_SF")   # snapshot power unit (table.P_UNIT_MW)
+
+
 def _div(sf_name, sf):
     e = _SNAP_EXP.get(sf_name, 3) + sf[sf_name]
     if e < 0:
         raise ValueError("%s=%d is finer than the snapshot resolution" % (sf_name, sf[sf_name]))
-    return 10 ** e
+    return p_div(10 ** e) if sf_name in _POWER_SF else 10 ** e
 
 
 def _model203(sf):

@@ -11,27 +11,56 @@ A row is data: (address, type, source kind, a, b, divisor, name).
   are absolute indices into snap.inst, or a block base and an energy kind/mask.
 - divisor: integer values are value // divisor; instantaneous sources round to
   nearest (half away from zero), energy sources round down (a counter must never
-  show energy that was not counted, and floor keeps it monotonic); float32 is
-  value / divisor.
+  show energy that was not counted, and floor keeps it monotonic); float32 is the
+  float nearest to value / divisor (ties to even). Integers saturate at their type's
+  ends (int16 at +-32767: -32768 is SunSpec's not-implemented), acc32 wraps mod 2**32.
+  Energy divisors divide 10**6 or are multiples of it (float32: exactly 10**6, kWh).
 Groups are the address ranges a device answers; an address inside a group that no
 row covers reads 0 (the KSEM answers its whole register groups, anchors section 4).
 Anything outside every group gives exception 2 (Modbus Application Protocol 6.3).
 
-Constant rows are encoded once into an image of the groups. Live rows are encoded into
-the same image lazily, one 32-register page at a time: the first read of a page after a
-new snapshot encodes the rows overlapping it, later reads of that cycle only copy (the
-meter publishes a few snapshots a second and clients poll far more often). Reads take
+Constant rows are encoded once into an image of the groups. Live rows are compiled at
+construction into parallel arrays (op = type and source, byte offset, operands, divisor)
+and encoded into the same image lazily, one 32-register page at a time, by one kernel
+call per page (firmware/regmaps/enc.py, viper where the port has it): the first read
+of a page after a new snapshot encodes the rows overlapping it, later reads of that
+cycle only copy (the meter publishes a few snapshots a second and clients poll far more
+often). Encoding and copying allocate nothing, also on a 32-bit board. Reads take
 `meter.front` once and bring every page they touch up to that snapshot before copying,
-so a response never mixes two cycles and a 64-bit counter is never torn. Reads are
-all-or-nothing:
-nothing is written to `out` unless the whole range is valid. Whether a read may start
-or end inside a multi-register value is a per-space flag (`split_ok`): the value is
-encoded whole from the same snapshot and only the requested words are copied.
+so a response never mixes two cycles and a 64-bit counter is never torn. The SunSpec
+event row is keyed on `meter.status_now()` as well (stale by age at read time), so a
+warm page never hides a dead engine. Reads are all-or-nothing: nothing is written to
+`out` unless the whole range is valid. Whether a read may start or end inside a
+multi-register value is a per-space flag (`split_ok`): the value is encoded whole from
+the same snapshot and only the requested words are copied.
+
+The meter object needs `front` (the published Snapshot) and `status_now()`
+(firmware/metering.py). This class implements the space interface of
+firmware/modbus/space.py.
 """
 import struct
 from array import array
 from micropython import const
-from firmware.snapshot import QUADRANT, NQ, NE, MILLI_PER_HI
+from firmware.snapshot import (POWER_UNIT_MW, QUADRANT, Q_MVAR, MILLI_PER_HI, ST_CHIP_OK, ST_STALE,
+                               counter_index)
+
+try:   # the native emitter: rp2, esp32, unix; the WebAssembly port has none
+    from firmware.regmaps import enc_viper as _enc
+except (ImportError, SyntaxError, AttributeError):   # AttributeError: CPython (tools)
+    from firmware.regmaps import enc as _enc
+ENCODER = _enc.__name__
+
+# Snapshot power unit in mW per LSB of P, Q, S (firmware/snapshot.py). Every power
+# divisor in the maps is p_div(target unit in mW).
+P_UNIT_MW = POWER_UNIT_MW
+
+
+def p_div(target_mw):
+    """Divisor from the snapshot's power unit to target_mw (mW per register LSB)."""
+    if target_mw % P_UNIT_MW:
+        raise ValueError("%d mW is finer than the snapshot's power unit (%d mW)"
+                         % (target_mw, P_UNIT_MW))
+    return target_mw // P_UNIT_MW
 
 # Types (register counts in SIZES).
 U16 = const(0)
@@ -66,116 +95,56 @@ EVT = const(11)     # SunSpec meter event bits from snap.status
 _MAX_READ = const(125)   # FC 03/04 quantity limit (Modbus Application Protocol 6.3/6.4)
 _PAGE = const(5)         # image pages of 2**5 = 32 registers are refreshed as a whole
 _GEN_MAX = const(0x3FFFFFFF)   # page generations stay small ints on a 32-bit board
-_I16_MAX = const(32767)
-_I32_MAX = const(0x7FFFFFFF)
-_U32_MAX = 0xFFFFFFFF
-_Q_MVAR = const(3)      # snapshot Q_MVAR (kept local: rows carry block bases)
-_ST_CHIP_OK = const(1)
-_ST_STALE = const(4)
+_DIV_MAX = const(0x3FFFFFFF)   # kernels keep r << 1 below 2**31
 _EVT_MISSING_SENSOR = const(1 << 7)  # model 203 Evt bit 7 M_EVENT_Missing_Sensor
 
 # Not-implemented words per type (pysunspec2 sunspec2/mb.py; anchors section 5).
 _NI_WORDS = ((0xFFFF,), (0x8000,), (0xFFFF, 0xFFFF), (0x8000, 0), (0xFFFF,) * 4, (0, 0),
              (0x7FC0, 0), (0x8000,), (0xFFFF, 0xFFFF), (0,) * 8, (0,) * 16)
+_STATIC = (NA, NI, CONST, TEXT)
+# Kernel op codes (enc.py): type in the high nibble, source in the low one.
+_T_OP = {U16: 0, I16: 1, SSF: 1, U32: 2, BF32: 2, I32: 3, U64: 4, ACC32: 5, F32: 6}
+_S_OP = {INST: 0, IMP: 1, EXP: 2, QUAD: 3, ANGLE: 4, EVT: 5, ENERGY: 6, ESUM: 6}
+_CONST_FMT = {U16: ">H", I16: ">h", SSF: ">h", U32: ">I", BF32: ">I", I32: ">i"}
 
 
-def _div_round(v, d):
-    """v / d rounded to nearest, halves away from zero (v, d ints, d > 0)."""
-    if d == 1:
-        return v
-    if v >= 0:
-        return (v + d // 2) // d
-    return -((d // 2 - v) // d)
-
-
-def _energy(snap, block, kind):
-    i = (block // NQ) * NE + kind
-    return snap.e_hi[i] * MILLI_PER_HI + snap.e_lo[i]
-
-
-def value(snap, kind, a, b):
-    """The integer a row's source gives for this snapshot (before scaling)."""
-    if kind == INST:
-        return snap.inst[a]
-    if kind == IMP:
-        v = snap.inst[a]
-        return (v if v >= 0 else -v) if snap.inst[b] >= 0 else 0
-    if kind == EXP:
-        v = snap.inst[a]
-        return (v if v >= 0 else -v) if snap.inst[b] < 0 else 0
-    if kind == QUAD:
-        if snap.inst[a + QUADRANT] != b:
-            return 0
-        v = snap.inst[a + _Q_MVAR]
-        return v if v >= 0 else -v
-    if kind == ENERGY:
-        return _energy(snap, a, b)
-    if kind == ESUM:
-        base = (a // NQ) * NE
-        hi = lo = 0
-        k = 0
-        while b >> k:
-            if (b >> k) & 1:
-                hi += snap.e_hi[base + k]
-                lo += snap.e_lo[base + k]
-            k += 1
-        return hi * MILLI_PER_HI + lo
-    if kind == ANGLE:
-        v = snap.inst[a]
-        return v - 36000 if v >= 18000 else v
-    if kind == EVT:
-        st = snap.status
-        return _EVT_MISSING_SENSOR if (not st & _ST_CHIP_OK) or (st & _ST_STALE) else 0
-    if kind == CONST:
-        return a
-    return 0
-
-
-_ZEROS = memoryview(bytes(256))   # zero source for fills (slice copies, no loop)
-
-
-def _put(typ, kind, a, b, div, snap, buf, pos):
-    """Encode one row whole into buf at byte offset pos."""
+def _put_static(typ, kind, a, buf, pos, name):
+    """Encode a row that never changes (at construction only)."""
     if kind == NA:
-        n = 2 * SIZES[typ]
-        buf[pos:pos + n] = _ZEROS[:n]
-        return
+        return   # the image starts zeroed
     if kind == NI:
         for w in _NI_WORDS[typ]:
-            buf[pos] = w >> 8
-            buf[pos + 1] = w & 0xFF
+            struct.pack_into(">H", buf, pos, w)
             pos += 2
-        return
-    if kind == TEXT:
+    elif kind == TEXT:
         buf[pos:pos + len(a)] = a
-        return
-    v = value(snap, kind, a, b)
-    if typ == F32:
-        struct.pack_into(">f", buf, pos, v / div)
-        return
-    if kind == ENERGY or kind == ESUM:
-        v //= div
+    elif typ in _CONST_FMT:
+        struct.pack_into(_CONST_FMT[typ], buf, pos, a)
     else:
-        v = _div_round(v, div)
-    # Saturate rather than wrap: a clipped reading keeps its sign and direction.
-    if typ == U32 or typ == BF32:
-        struct.pack_into(">I", buf, pos, 0 if v < 0 else (_U32_MAX if v > _U32_MAX else v))
-    elif typ == ACC32:
-        struct.pack_into(">I", buf, pos, v & _U32_MAX)
-    elif typ == U64:   # counters are >= 0 and far below 2**64
-        struct.pack_into(">I", buf, pos, v >> 32)
-        struct.pack_into(">I", buf, pos + 4, v & _U32_MAX)
-    elif typ == I32:
-        v = -_I32_MAX if v < -_I32_MAX else (_I32_MAX if v > _I32_MAX else v)
-        struct.pack_into(">i", buf, pos, v)
-    elif typ == U16:
-        struct.pack_into(">H", buf, pos, 0 if v < 0 else (0xFFFF if v > 0xFFFF else v))
-    else:  # I16, SSF: -32768 is SunSpec's "not implemented", so saturate at -32767
-        v = -_I16_MAX if v < -_I16_MAX else (_I16_MAX if v > _I16_MAX else v)
-        struct.pack_into(">h", buf, pos, v)
+        raise ValueError("constant %s: type %s" % (name, TYPE_NAMES[typ]))
 
 
-_STATIC = (NA, NI, CONST, TEXT)
+def _compile(t, k, a, b, div, name):
+    """(op, ra, rb, divisor) of a live row for the kernel, or ValueError."""
+    energy = k == ENERGY or k == ESUM
+    wide = t == U64 or t == ACC32   # counters only; float32 takes either source
+    if t not in _T_OP or (t != F32 and wide != energy):
+        raise ValueError("%s: %s from this source is not supported" % (name, TYPE_NAMES[t]))
+    if not 1 <= div <= _DIV_MAX:
+        raise ValueError("%s: divisor %r" % (name, div))
+    if energy:
+        mask = (1 << b) if k == ENERGY else b
+        base = counter_index(a, 0)
+        for j in range(8):
+            if mask >> j & 1 and counter_index(a, j) != base + j:
+                raise ValueError("%s: counters of a block must be contiguous" % name)
+        if MILLI_PER_HI % div and div % MILLI_PER_HI or t == F32 and div != MILLI_PER_HI:
+            raise ValueError("%s: energy divisor %d must divide or be a multiple of %d"
+                             " (float32: equal)" % (name, div, MILLI_PER_HI))
+        a, b = base, mask
+    elif k == QUAD:
+        a, b = a + Q_MVAR, ((a + QUADRANT) << 3) | b
+    return (_T_OP[t] << 4) | _S_OP[k], a, b, div
 
 
 class Space:
@@ -183,9 +152,9 @@ class Space:
 
     Rows whose value never changes (constants, strings, not-implemented, not-measured)
     are encoded once into an image of every group at construction; live rows are
-    encoded into the image page by page when a read finds the page older than
-    `meter.front`, from parallel arrays (no per-row objects kept). keep_rows keeps the
-    row tuples for rows() (export tool, tests)."""
+    compiled into parallel arrays (op, pos, ra, rb, rdiv, and per page first, last,
+    stamp, gen: read by the enc kernels) and encoded into the image page by page when a read finds the page older than
+    `meter.front`. keep_rows keeps the row tuples for rows() (export tool, tests)."""
 
     def __init__(self, meter, rows, groups, split_ok=True, max_count=0, keep_rows=False):
         rows = sorted(rows, key=lambda r: r[0])
@@ -198,13 +167,13 @@ class Space:
             gl.append((lo, hi, base))
             base += hi - lo + 1
         self._groups = tuple(gl)
-        self._image = bytearray(2 * base)
-        self._imv = memoryview(self._image)
+        self.image = bytearray(2 * base)
         self._mid = bytearray(base)     # 1: register continues a multi-register value
         used = bytearray(base)
-        gpos = array("l")
-        typ, kind = bytearray(), bytearray()
-        ra, rb, rdiv = array("l"), array("l"), array("l")
+        gpos, ends = [], []
+        op, pos = bytearray(), array("H")
+        ra, rb, rdiv = array("H"), array("H"), array("I")
+        self._has_evt = False
         for r in rows:
             addr, t, k, a, b, div = r[0], r[1], r[2], r[3], r[4], r[5]
             n = SIZES[t]
@@ -219,33 +188,44 @@ class Space:
             if k == TEXT and len(a) != 2 * n:
                 raise ValueError("text at %d must be %d bytes" % (addr, 2 * n))
             if k in _STATIC:
-                _put(t, k, a, b, div, None, self._image, 2 * g)
-            else:
-                gpos.append(g)
-                typ.append(t)
-                kind.append(k)
-                ra.append(a)
-                rb.append(b)
-                rdiv.append(div)
-        self._g, self._typ, self._kind = gpos, typ, kind
-        self._a, self._b, self._div = ra, rb, rdiv
+                _put_static(t, k, a, self.image, 2 * g, r[6])
+                continue
+            o, a, b, div = _compile(t, k, a, b, div, r[6])
+            self._has_evt = self._has_evt or k == EVT
+            gpos.append(g)
+            ends.append(g + n)
+            op.append(o)
+            pos.append(2 * g)
+            ra.append(a)
+            rb.append(b)
+            rdiv.append(div)
+        self.op, self.pos, self.ra, self.rb, self.rdiv = op, pos, ra, rb, rdiv
         # Page p covers image registers p*32 .. p*32+31; its live rows are
         # first[p] .. first[p+1]-1 (a row crossing a page edge belongs to both, so
         # first[p] is the first row that ends inside or after page p).
         pages = (base + (1 << _PAGE) - 1) >> _PAGE
-        first = array("l", [0] * (pages + 1))
+        first = array("H", [0] * (pages + 1))
+        last = array("H", [0] * pages)
         i = 0
         for pg in range(pages + 1):
             lo = pg << _PAGE
-            while i < len(gpos) and gpos[i] + SIZES[typ[i]] <= lo:
+            while i < len(gpos) and ends[i] <= lo:
                 i += 1
             first[pg] = i
-        self._first = first
-        # stamp[p] == self._gen: page p holds the live rows of snapshot self._snap.
-        self._stamp = array("l", [0] * pages)
-        self._gen = 0
+        j = 0
+        for pg in range(pages):
+            hi = (pg + 1) << _PAGE
+            while j < len(gpos) and gpos[j] < hi:
+                j += 1
+            last[pg] = j
+        self.first = first
+        self.last = last
+        # stamp[p] == self.gen: page p holds the live rows of snapshot self._snap.
+        self.stamp = array("i", [0] * pages)   # 4-byte slots on every port
+        self.gen = 0
         self._snap = None
         self._seq = -1
+        self._evt = 0
         self._rows = rows if keep_rows else None
 
     @staticmethod
@@ -284,39 +264,31 @@ class Space:
         if g < 0:
             return -g
         snap = self._meter.front
-        stamp = self._stamp
-        if snap is not self._snap or snap.seq != self._seq:
-            self._snap = snap     # a new cycle: every page is stale
+        evt = 0
+        if self._has_evt:
+            # SunSpec Evt now: missing sensor while the chip is down or the front
+            # snapshot is older than the cycle time-out (status_now(), at read time).
+            st = self._meter.status_now()
+            if not st & ST_CHIP_OK or st & ST_STALE:
+                evt = _EVT_MISSING_SENSOR
+        if snap is not self._snap or snap.seq != self._seq or evt != self._evt:
+            # A new cycle: every page is stale.
+            self._snap = snap
             self._seq = snap.seq
-            self._gen += 1
-            if self._gen > _GEN_MAX:
-                # Years of cycles: start over rather than leave the small ints.
-                self._gen = 1
-                for i in range(len(stamp)):
-                    stamp[i] = 0
-        gen = self._gen
-        for pg in range(g >> _PAGE, ((g + count - 1) >> _PAGE) + 1):
-            if stamp[pg] != gen:
-                self._refresh(snap, pg)
-                stamp[pg] = gen
-        out[off:off + 2 * count] = self._imv[2 * g:2 * (g + count)]
+            self._evt = evt
+            self.gen += 1
+            if self.gen > _GEN_MAX:
+                self._restart_gen()
+        _enc.refresh(self, snap, g >> _PAGE, (g + count - 1) >> _PAGE, evt)
+        _enc.copy(out, off, self.image, 2 * g, 2 * count)
         return 0
 
-    def _refresh(self, snap, pg):
-        """Encode the live rows overlapping page pg into the image, whole."""
-        gpos = self._g            # one name per line: a 6-tuple unpack would allocate
-        typ = self._typ
-        kind = self._kind
-        ra = self._a
-        rb = self._b
-        rdiv = self._div
-        img = self._image
-        end = (pg + 1) << _PAGE
-        i = self._first[pg]
-        n = len(gpos)
-        while i < n and gpos[i] < end:
-            _put(typ[i], kind[i], ra[i], rb[i], rdiv[i], snap, img, 2 * gpos[i])
-            i += 1
+    def _restart_gen(self):
+        # Years of cycles: start over rather than leave the small ints.
+        self.gen = 1
+        stamp = self.stamp
+        for i in range(len(stamp)):
+            stamp[i] = 0
 
     def write(self, addr, count, src, soff):
         if count < 1:
