@@ -6,6 +6,7 @@ write of a rewrite checks both that claim and that SimFlash cuts where it says.
 """
 
 
+# Unix port only: the WebAssembly build has no os.VfsLfs2 (littlefs), boards do.
 def test_littlefs_survives_a_power_cut_at_every_write(mpy):
     res = mpy(r"""
 import os, json
@@ -58,8 +59,8 @@ print("@@JSON", json.dumps({"total": total, "seen": seen, "bad": bad}))
     assert res["seen"]["old"] + res["seen"]["new"] == res["total"] + 1
 
 
-def test_board_parts(mpy):
-    res = mpy(r"""
+def test_board_parts(mpy_any):
+    res = mpy_any(r"""
 import json
 from boards.sim.board import SimBoard
 from boards.sim import scenario

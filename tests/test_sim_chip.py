@@ -2,7 +2,8 @@
 
 Expected register codes are computed here, on CPython, from the datasheet numbers and the
 documented front end (docs/ade7880-sim.md) -- never from the simulator's own code. The
-simulator runs on the MicroPython unix port through the `mpy` fixture.
+simulator is a host part, but its integer code must be right on a 32-bit build too, so
+every test runs on both runtimes (`mpy_any`: the unix port and the 32-bit wasm32 port).
 """
 import math
 
@@ -105,8 +106,8 @@ def run(mpy, body):
     return mpy(PRELUDE + body)
 
 
-def test_framing_widths_and_spi_selection(mpy):
-    r = run(mpy, r'''
+def test_framing_widths_and_spi_selection(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230}}})
 res = {}
 res["i2c_read"] = list(h.frame(bytes([1, 0xE6, 0x10, 0, 0])))
@@ -149,8 +150,8 @@ out(res)
     assert r["bad_cmd"][3:] == [0, 0]
 
 
-def test_last_op_add_rwdata(mpy):
-    r = run(mpy, r'''
+def test_last_op_add_rwdata(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({})
 h.spi_mode()
 res = []
@@ -173,8 +174,8 @@ out(res)
     assert r[4] == [0x35, 0xE503, 0x8000]
 
 
-def test_ram_write_queue_and_protection(mpy):
-    r = run(mpy, r'''
+def test_ram_write_queue_and_protection(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({})
 h.spi_mode()
 res = {}
@@ -236,9 +237,9 @@ for ph in range(3):
 
 
 @pytest.mark.parametrize("scn", [SCN3, dict(SCN3, ct_primary_a=200)])
-def test_rms_and_power_codes(mpy, scn):
+def test_rms_and_power_codes(mpy_any, scn):
     import json
-    r = run(mpy, "h = Host(%s)\nh.start()\n" % json.dumps(scn) + MEAS + "out(res)\n")
+    r = run(mpy_any, "h = Host(%s)\nh.start()\n" % json.dumps(scn) + MEAS + "out(res)\n")
     exp = expected_codes(scn)
     for got, want in zip(r, exp):
         for k in want:
@@ -246,7 +247,7 @@ def test_rms_and_power_codes(mpy, scn):
     assert r[0]["vrms"] > 2_400_000 and r[0]["watt"] > 0 and r[1]["watt"] < 0
 
 
-def test_gains_scale_codes(mpy):
+def test_gains_scale_codes(mpy_any):
     import json
     gains = {("v", 0): 0x100000, ("i", 0): -0x080000, ("p", 0): 0x040000, ("i", 1): 0x7FFFFF}
     body = "h = Host(%s)\nh.spi_mode()\n" % json.dumps(SCN3)
@@ -254,7 +255,7 @@ def test_gains_scale_codes(mpy):
         addr = {"i": 0x4380 + 2 * ph, "v": 0x4381 + 2 * ph, "p": 0x4389 + 2 * ph}[kind]
         body += "h.wr(%d, %d)\n" % (addr, g & 0x0FFFFFFF if g >= 0 else (g & 0xFFFFFF) | 0x0F000000)
     body += "h.wr(0x439F, 0); h.wr(0x439F, 0); h.wr(0x439F, 0)\nh.wr(0xE228, 1)\n" + MEAS + "out(res)\n"
-    r = run(mpy, body)
+    r = run(mpy_any, body)
     exp = expected_codes(SCN3, gains)
     for got, want in zip(r, exp):
         for k in want:
@@ -262,13 +263,13 @@ def test_gains_scale_codes(mpy):
 
 
 @pytest.mark.parametrize("f", [50.0, 60.0, 49.9])
-def test_period_angle_pf_phsign(mpy, f):
+def test_period_angle_pf_phsign(mpy_any, f):
     import json
     scn = {"frequency_hz": f, "phases": {
         "L1": {"v_rms": 230, "i_rms": 10, "phi_deg": 30},
         "L2": {"v_rms": 230, "i_rms": 10, "phi_deg": 200},
         "L3": {"v_rms": 230, "i_rms": 10, "phi_deg": 330}}}
-    r = run(mpy, "h = Host(%s)\nh.start()\n" % json.dumps(scn) + r'''
+    r = run(mpy_any, "h = Host(%s)\nh.start()\n" % json.dumps(scn) + r'''
 out({"period": [h.rd(0xE905 + n) for n in range(3)], "angle": [h.rd(0xE601 + n) for n in range(3)],
      "pf": [h.rd(0xE902 + n, True) for n in range(3)], "phsign": h.rd(0xE617)})
 ''')
@@ -284,8 +285,8 @@ out({"period": [h.rd(0xE905 + n) for n in range(3)], "angle": [h.rd(0xE601 + n) 
     assert r["phsign"] == (0b010) | (0b110 << 4)
 
 
-def test_nothing_before_run(mpy):
-    r = run(mpy, r'''
+def test_nothing_before_run(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10}}})
 h.spi_mode()
 h.run(5000000)
@@ -319,11 +320,11 @@ out({"tot": tot, "led": led})
 
 
 @pytest.mark.parametrize("ct,thr", [(None, 3), (200, 5)])
-def test_energy_over_an_hour_is_exact(mpy, ct, thr):
+def test_energy_over_an_hour_is_exact(mpy_any, ct, thr):
     scn = dict(SCN3)
     if ct:
         scn["ct_primary_a"] = ct
-    r = run(mpy, energy_body(scn, [(0xEA02, thr), (0xEA03, thr), (0xEA04, thr)], 3600, 10))
+    r = run(mpy_any, energy_body(scn, [(0xEA02, thr), (0xEA03, thr), (0xEA04, thr)], 3600, 10))
     lsb = lsb_joules(thr, ct)
     for n, name in enumerate(("L1", "L2", "L3")):
         p = scn["phases"][name]
@@ -337,8 +338,8 @@ def test_energy_over_an_hour_is_exact(mpy, ct, thr):
             assert led["pulses"] == led["read"]
 
 
-def test_line_cycle_windows_and_irq0(mpy):
-    r = run(mpy, r'''
+def test_line_cycle_windows_and_irq0(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10, "phi_deg": 60}, "L2": {"v_rms": 230, "i_rms": 20}}})
 h.start([(0xE60C, 100), (0xE702, 0x0F), (0xE50A, 0x20)])
 t_run = h.clk.now_us()
@@ -379,8 +380,8 @@ out(res)
     assert la["pulses"] == la["latched"] + la["pending"] and la["read"] == 0
 
 
-def test_line_cycle_selection_frequency_and_dead_phase(mpy):
-    r = run(mpy, r'''
+def test_line_cycle_selection_frequency_and_dead_phase(mpy_any):
+    r = run(mpy_any, r'''
 res = {}
 h = Host({"phases": {"L1": {"v_rms": 230}, "L2": {"v_rms": 230}, "L3": {"v_rms": 230}}})
 h.start([(0xE60C, 100), (0xE702, 0x3F), (0xE50A, 0x20)])
@@ -409,8 +410,8 @@ out(res)
     assert e[-1] < 7_201_000 and r["freq_next"] is None       # no voltage, no windows
 
 
-def test_fault_reset_loses_pending_energy(mpy):
-    r = run(mpy, r'''
+def test_fault_reset_loses_pending_energy(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10}}})
 h.start()
 h.run(2000000)
@@ -438,8 +439,8 @@ out(res)
     assert led["pulses"] == led["read"] + led["lost"] + led["pending"] and r["resets"] == 1
 
 
-def test_fault_checksum_upset_and_crc(mpy):
-    r = run(mpy, r'''
+def test_fault_checksum_upset_and_crc(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10}}})
 h.start([(0xE50B, 1 << 25)])
 res = {"c0": h.rd(0xE51F), "irq1": h.chip.irq1()}
@@ -464,8 +465,8 @@ out(res)
     assert r["ack"] == [0, 1] and r["random"] == [True, 1 << 25]
 
 
-def test_fault_miso_garbage_keeps_last_rwdata(mpy):
-    r = run(mpy, r'''
+def test_fault_miso_garbage_keeps_last_rwdata(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10}}})
 h.start()
 h.run(1000000)
@@ -484,8 +485,8 @@ out({"g1": g1, "t1": t1, "g2": g2, "t2": t2, "next": h.rd(0xE610), "e": h.rd(0xE
     assert r["led"]["read"] == r["t2"]
 
 
-def test_fault_drop_irq_and_overwritten_windows(mpy):
-    r = run(mpy, r'''
+def test_fault_drop_irq_and_overwritten_windows(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10}}})
 h.start([(0xE60C, 100), (0xE702, 0x09), (0xE50A, 0x20)])
 h.run(1000000)
@@ -505,8 +506,8 @@ out(res)
     assert ow == 1 and windows == 3 and abs(unread - 2300 / lsb_joules()) <= 1
 
 
-def test_set_scenario_keeps_energy_exact(mpy):
-    r = run(mpy, r'''
+def test_set_scenario_keeps_energy_exact(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10}}})
 h.start()
 h.run(1234567)
@@ -520,8 +521,8 @@ out([h.rd(0xE400, True), h.chip.ledger_dict()["L1"]["watt"]["ideal_run_j"]])
     assert abs(r[0] - ideal / lsb_joules()) <= 1
 
 
-def test_set_scenario_keeps_counting_the_window(mpy):
-    r = run(mpy, r'''
+def test_set_scenario_keeps_counting_the_window(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 1}}})
 h.start([(0xE60C, 100), (0xE702, 0x09), (0xE50A, 0x20)])
 t0 = h.clk.now_us()
@@ -532,8 +533,8 @@ out([h.chip.next_event_us() - t0])
     assert abs(r[0] - (400_000 + 60 / 120 * 1e6)) <= 1
 
 
-def test_accmode_positive_only_and_absolute(mpy):
-    r = run(mpy, r'''
+def test_accmode_positive_only_and_absolute(mpy_any):
+    r = run(mpy_any, r'''
 h = Host({"phases": {"L1": {"v_rms": 230, "i_rms": 10, "phi_deg": 200}}})
 h.start([(0xE701, 0x01)])                  # WATTACC = 01: positive only
 h.run(1000000)
@@ -548,7 +549,7 @@ out(a + [h.rd(0xE400, True), h.rd(0xE409, True)])
     assert abs(r[2] - 2300 * abs(c) / lsb) <= 1 and abs(r[3] - 2300 * abs(s) / lsb) <= 1
 
 
-def test_scenario_validation_names_the_field(mpy):
+def test_scenario_validation_names_the_field(mpy_any):
     bad = [
         ({"phases": {"L2": {"i_rms": "abc"}}}, "phases.L2.i_rms: must be a number >= 0, got 'abc'"),
         ({"phases": {"L1": {"v_rms": -1}}}, "phases.L1.v_rms"),
@@ -569,7 +570,7 @@ def test_scenario_validation_names_the_field(mpy):
         ({"timeline": [{"at_s": 1, "ct_primary_a": 5}]}, "timeline[0].ct_primary_a: unknown key"),
     ]
     import json
-    r = run(mpy, r'''
+    r = run(mpy_any, r'''
 cases = json.loads(%r)
 res = []
 for c in cases:
@@ -601,8 +602,8 @@ out(res)
     assert changes == [10_000_000]
 
 
-def test_clocks(mpy):
-    r = run(mpy, r'''
+def test_clocks(mpy_any):
+    r = run(mpy_any, r'''
 from boards.sim.clock import RealClock
 import time
 v = VirtualClock(5)
