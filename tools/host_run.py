@@ -5,20 +5,22 @@
                              [--config C]
 
 It locks RUN_DIR (RUN_DIR/lock names our pid while we run; a second run on the same
-directory is refused, a lock left by a dead process is taken over), makes the RS485 pty pairs with
-socat (RUN_DIR/rs485-a-dev <-> RUN_DIR/rs485-a; the firmware opens the -dev end, a
-Modbus master the other), starts the MicroPython unix port on boards.sim.run and
-passes its output through.
+directory is refused, a lock left by a dead process is taken over), makes the RS485
+pty pairs with socat (RUN_DIR/rs485-a-dev <-> RUN_DIR/rs485-a; the firmware opens the
+-dev end, a Modbus master the other), starts the MicroPython unix port on
+boards.sim.run and passes its output through (the firmware never holds the terminal).
 
-Stopping. The children run in sessions of their own, so the signals a terminal or
-`timeout` send to our process group (Ctrl-C, hang-up) reach only this launcher, which
-turns the first SIGINT, SIGTERM or SIGHUP into exactly one SIGINT for the firmware:
-the unix port has no signal module, dies at once on SIGTERM and exits on a second
-SIGINT that comes before the first is handled, while one SIGINT raises
+Stopping. The children run in process groups of their own, so the signals a terminal
+or `timeout` send to our group (Ctrl-C, hang-up, SIGTERM) reach only this launcher,
+which turns the first SIGINT, SIGTERM or SIGHUP into exactly one SIGINT for the
+firmware: the unix port has no signal module, dies at once on SIGTERM and exits on a
+second SIGINT that comes before the first is handled, while one SIGINT raises
 KeyboardInterrupt there, so it writes its last snapshot and prints STOPPED. Then
-socat goes. The firmware ignores SIGTERM (a service manager signals every process of
-the service), and the kernel stops the children if this launcher dies without
-cleaning up (SIGINT to the firmware, SIGTERM to socat; PR_SET_PDEATHSIG).
+socat goes. Not sessions of their own: a session leader that opens a pty gets it as
+its controlling terminal and a SIGHUP when socat closes it. The firmware ignores
+SIGTERM and SIGHUP (a service manager signals every process of the service), and the
+kernel stops the children if this launcher dies without cleaning up (SIGINT to the
+firmware, SIGTERM to socat; PR_SET_PDEATHSIG).
 """
 import argparse
 import ctypes
@@ -100,7 +102,7 @@ def start_pty_pair(run_dir, name, lock_fd):
     proc = subprocess.Popen([socat, "pty,raw,echo=0,link=%s" % dev,
                              "pty,raw,echo=0,link=%s" % peer],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            stderr=subprocess.DEVNULL, process_group=0,
                             pass_fds=(lock_fd,),
                             preexec_fn=_child_setup(os.getpid(), signal.SIGTERM))
     deadline = time.monotonic() + 5
@@ -238,8 +240,9 @@ def main(argv=None):
         env = dict(os.environ, MICROPYPATH=path)     # .frozen holds asyncio
         child = subprocess.Popen(
             cmd, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock.fd,),
-            preexec_fn=_child_setup(os.getpid(), signal.SIGINT, (signal.SIGTERM,)))
+            stderr=subprocess.STDOUT, process_group=0, pass_fds=(lock.fd,),
+            preexec_fn=_child_setup(os.getpid(), signal.SIGINT,
+                                    (signal.SIGTERM, signal.SIGHUP)))
         stopper.attach(child)
         return relay(child, stopper)
     finally:

@@ -7,8 +7,8 @@ Prints exactly one `READY tcp=<host>:<port> rs485_a=<path> rs485_b=<path>` line 
 it serves (`off` for an endpoint the config disables), then a table once per second;
 writes RUN_DIR/snapshot.json once per second and at stop; follows edits of the
 scenario file within 0.5 s. Stops cleanly on KeyboardInterrupt (SIGINT): the latest
-snapshot is written, then `STOPPED`. tools/host_run.py starts it in a session of its
-own and turns SIGINT, SIGTERM and SIGHUP into one SIGINT. A bad scenario or config is
+snapshot is written, then `STOPPED`. tools/host_run.py starts it in a process group
+of its own and turns SIGINT, SIGTERM and SIGHUP into one SIGINT. A bad scenario or config is
 refused with a message naming the field and exit status 2.
 """
 import asyncio
