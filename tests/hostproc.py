@@ -75,6 +75,7 @@ class PtyRun:
 
     def close(self):
         if self.status is None:
+            kill_all(children(self.pid))    # in process groups of their own
             try:
                 os.killpg(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
@@ -105,6 +106,16 @@ def children(pid):
             out[k] = cmd
             todo.append(k)
     return out
+
+
+def kill_all(pids):
+    """Test clean-up after a failure: SIGKILL whatever of pids still runs."""
+    for p in pids:
+        if alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def alive(pid):

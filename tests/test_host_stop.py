@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import free_port
-from hostproc import (ROOT, SCN3, PtyRun, children, alive, wait_gone, listening,
+from hostproc import (ROOT, SCN3, PtyRun, children, alive, kill_all, wait_gone, listening,
                       ksem_import_dwh, snapshot, mid_period, port_bindable)
 
 
@@ -120,6 +120,7 @@ def test_sighup_to_launcher_leaves_nothing(tmp_path):
     port = free_port()
     p = subprocess.Popen(_host_argv(tmp_path, port), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, cwd=str(ROOT))
+    kids = {}
     try:
         assert p.stdout.readline().startswith("READY")
         kids = children(p.pid)
@@ -129,9 +130,11 @@ def test_sighup_to_launcher_leaves_nothing(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+        left = wait_gone(list(kids))
+        kill_all(left)
+    assert left == [], kids
     assert p.returncode == 0
     assert "STOPPED" in out
-    assert wait_gone(list(kids)) == []
     assert listening(port) is None and port_bindable(port)
     assert not (tmp_path / "run" / "rs485-a").exists()    # socat took its links
 
@@ -140,6 +143,7 @@ def test_terminal_closed(tmp_path):
     """The terminal goes away (pty master closed): the kernel hangs up the session."""
     port = free_port()
     run = PtyRun(_host_argv(tmp_path, port))
+    kids, left = {}, []
     try:
         run.wait_for("READY")
         kids = children(run.pid)
@@ -148,11 +152,13 @@ def test_terminal_closed(tmp_path):
         periodic, _ = mid_period(tmp_path / "run")
         t.join()
         os.close(run.fd)
-        assert wait_gone([run.pid] + list(kids)) == []
+        left = wait_gone([run.pid] + list(kids))
         pid, st = os.waitpid(run.pid, 0)
         run.status = os.waitstatus_to_exitcode(st)
     finally:
+        kill_all(left or kids)
         run.close()
+    assert left == []
     assert run.status == 0
     assert listening(port) is None and port_bindable(port)
     # The firmware still stopped cleanly: its last snapshot is newer than the periodic.
@@ -165,16 +171,20 @@ def test_launcher_killed_children_follow(tmp_path):
     port = free_port()
     p = subprocess.Popen(_host_argv(tmp_path, port), stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, cwd=str(ROOT))
+    kids, left = {}, []
     try:
         assert p.stdout.readline().startswith("READY")
         kids = children(p.pid)
         periodic, mtime = mid_period(tmp_path / "run")
         p.kill()
         p.wait()
+        left = wait_gone(list(kids))
     finally:
         if p.poll() is None:
             p.kill()
-    assert wait_gone(list(kids)) == []
+            kill_all(kids)
+    kill_all(left)
+    assert left == []
     assert listening(port) is None
     assert snapshot(tmp_path / "run")["seq"] > periodic["seq"]
 
