@@ -75,14 +75,20 @@ def legend():
     return "status bits: " + "  ".join("0x%02x %s" % b for b in _BITS)
 
 
-def events_line(events, now_ms, last=4):
-    """The last few logged events by name and age, newest first."""
-    rec = events.recent()[-last:]
-    if not rec:
+def events_line(events, now_ms, width=80):
+    """The latest logged events by name and age, newest first, as many as fit."""
+    line = "events %d (newest first):" % events.total
+    if not events.total:
         return "events: none"
-    parts = ["%s %s s ago" % (event_name(c), fix(max(0, ticks_diff(now_ms, t)), 1000, 1))
-             for t, c in reversed(rec)]
-    return "events (%d, newest first): %s" % (events.total, ", ".join(parts))
+    sep = " "
+    for t, c in reversed(events.recent()):
+        part = "%s%s %ss ago" % (sep, event_name(c), fix(max(0, ticks_diff(now_ms, t)),
+                                                         1000, 1))
+        if len(line) + len(part) > width:
+            break
+        line += part
+        sep = ", "
+    return line
 
 
 def table(snap, status, events, now_ms):
