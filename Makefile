@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed
 SCENARIO ?= scenarios/default.json
 TCP_PORT ?= 5020
 RUN_DIR ?= run
+# Address the host run's Modbus TCP server listens on (make run HOST=0.0.0.0 for every
+# interface). Taken from make's command line only: tcsh exports HOST as the machine's
+# name, which would silently change where the meter listens.
+ifneq ($(origin HOST),command line)
+HOST := 127.0.0.1
+endif
 PYTEST_ARGS ?=
 
 .PHONY: setup run test bench soak clean socat wasm32
@@ -39,8 +45,8 @@ $(WASM_PKG): tools/wasm/package.json
 	touch $@
 
 run: setup
-	$(PY) tools/host_run.py --scenario $(SCENARIO) --tcp-port $(TCP_PORT) --run-dir $(RUN_DIR) \
-	  $(if $(CONFIG),--config $(CONFIG))
+	$(PY) tools/host_run.py --scenario $(SCENARIO) --tcp-port $(TCP_PORT) --host $(HOST) \
+	  --run-dir $(RUN_DIR) $(if $(CONFIG),--config $(CONFIG))
 
 test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)

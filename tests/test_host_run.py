@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
+from hostproc import listening
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_RE = re.compile(r"^READY tcp=127\.0\.0\.1:(\d+) rs485_a=(\S+) rs485_b=(\S+)$")
@@ -24,6 +26,7 @@ READY_RE = re.compile(r"^READY tcp=127\.0\.0\.1:(\d+) rs485_a=(\S+) rs485_b=(\S+
 
 class HostRun:
     def __init__(self, tmp_path, scenario, extra=()):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.run_dir = tmp_path / "run"
         self.scn_path = tmp_path / "scenario.json"
         self.scn_path.write_text(json.dumps(scenario) if not isinstance(scenario, str)
@@ -183,3 +186,145 @@ def test_bad_config_refused(tmp_path):
     out = h.proc.stdout.read()
     assert rc == 2 and "READY" not in out
     assert "ERROR config" in out and "modbus.rs485_b.address" in out, out
+
+
+# --- RUN_DIR lock (issue 9 item 9) ---------------------------------------------
+
+def test_second_run_on_same_run_dir_is_refused(tmp_path):
+    from pymodbus.client import ModbusSerialClient
+    first = HostRun(tmp_path, SCN)
+    try:
+        first.wait_line(lambda l: l.startswith("READY"))
+        lock = first.run_dir / "lock"
+        assert lock.read_text().strip() == str(first.proc.pid)
+        links = {p: os.readlink(first.run_dir / p) for p in ("rs485-a", "rs485-a-dev")}
+        p = subprocess.run([sys.executable, str(ROOT / "tools" / "host_run.py"),
+                            "--tcp-port", str(free_port()), "--run-dir",
+                            str(first.run_dir)],
+                           capture_output=True, text=True, timeout=30, cwd=str(ROOT))
+        assert p.returncode == 2
+        assert "READY" not in p.stdout
+        assert ("ERROR run dir %s: in use by process %d (lock %s)"
+                % (first.run_dir, first.proc.pid, lock)) in p.stdout, p.stdout + p.stderr
+        # The first run keeps its links and still answers on them.
+        assert {q: os.readlink(first.run_dir / q) for q in links} == links
+        c = ModbusSerialClient(str(first.run_dir / "rs485-a"), baudrate=38400, parity="N",
+                               stopbits=2, timeout=2)
+        assert c.connect()
+        try:
+            r = c.read_holding_registers(0x2001, count=1, device_id=1)
+        finally:
+            c.close()
+        assert r.registers == [18514]                     # the PnP product id
+    finally:
+        assert first.stop() == 0
+    assert lock.read_text() == ""                         # released at stop
+
+
+def test_stale_lock_is_taken_over(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "lock").write_text("%d\n" % dead.pid)
+    h = HostRun(tmp_path, SCN)
+    try:
+        h.wait_line(lambda l: l.startswith("READY"))
+        assert (run_dir / "lock").read_text().strip() == str(h.proc.pid)
+        assert any("lock %s of process %d (no longer running) taken over"
+                   % (run_dir / "lock", dead.pid) in l for l in h.lines), h.lines
+    finally:
+        assert h.stop() == 0
+
+
+# --- READY for disabled endpoints (item 10), HOST (item 11) ----------------------
+
+def test_ready_says_off_for_disabled_endpoints(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"modbus": {"tcp": {"enabled": False},
+                                          "rs485_b": {"enabled": False}}}))
+    h = HostRun(tmp_path, SCN, extra=("--config", str(cfg)))
+    try:
+        ready = h.wait_line(lambda l: l.startswith("READY"))
+        assert ready == "READY tcp=off rs485_a=%s/rs485-a rs485_b=off" % h.run_dir
+        assert listening(h.port) is None
+    finally:
+        assert h.stop() == 0
+
+
+@pytest.mark.parametrize("host,bound", [(None, "0100007F"), ("0.0.0.0", "00000000")])
+def test_host_option_sets_the_listen_address(tmp_path, host, bound):
+    h = HostRun(tmp_path, SCN, extra=("--host", host) if host else ())
+    try:
+        ready = h.wait_line(lambda l: l.startswith("READY"))
+        assert ready.split()[1] == "tcp=%s:%d" % (host or "127.0.0.1", h.port)
+        assert listening(h.port) == bound           # the kernel's view of the socket
+        from pymodbus.client import ModbusTcpClient
+        c = ModbusTcpClient("127.0.0.1", port=h.port, timeout=3)
+        assert c.connect()
+        try:
+            assert c.read_holding_registers(0x2001, count=1, device_id=1).registers == [18514]
+        finally:
+            c.close()
+    finally:
+        assert h.stop() == 0
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="make not installed")
+def test_make_passes_host_from_its_command_line_only():
+    def dry(*args, env=None):
+        return subprocess.run(["make", "-n", "-o", "setup", "run", *args], cwd=str(ROOT),
+                              capture_output=True, text=True, env=env).stdout
+    assert "--host 127.0.0.1 " in dry()
+    assert "--host 0.0.0.0 " in dry("HOST=0.0.0.0")
+    # tcsh exports HOST as the machine's name: it must not move the listener.
+    assert "--host 127.0.0.1 " in dry(env=dict(os.environ, HOST="somebox"))
+
+
+# --- warnings for silent mismatches (item 6) ------------------------------------
+
+def _ready_snapshot(tmp_path, scn, cfg):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    h = HostRun(tmp_path, scn, extra=("--config", str(tmp_path / "cfg.json")))
+    try:
+        h.wait_line(lambda l: l.startswith("READY"))
+        return [l for l in h.lines if l.startswith("WARNING")], h.snapshot()
+    finally:
+        assert h.stop() == 0
+
+
+CT_SCN = {"phases": {"L1": {"v_rms": 230.0, "i_rms": 100.0, "phi_deg": 0.0}},
+          "ct_primary_a": 200}
+
+
+def test_ct_in_scenario_but_not_in_config_warns(tmp_path):
+    warn, snap = _ready_snapshot(tmp_path, CT_SCN, {})
+    assert len(warn) == 1, warn
+    assert "ct_primary_a 200 A" in warn[0] and "metering.ct_enabled false" in warn[0]
+    assert "40 times too low" in warn[0]
+    # ...which is what the meter then reads: 100 A on the line, 2.5 A shown.
+    assert snap["phases"]["L1"]["i_ma"] == pytest.approx(100000 / 40, rel=2e-3)
+
+
+def test_other_ct_primary_warns_and_matching_one_does_not(tmp_path):
+    warn, snap = _ready_snapshot(tmp_path / "a", CT_SCN,
+                                 {"metering": {"ct_enabled": True, "ct_primary_a": 400}})
+    assert len(warn) == 1 and "metering.ct_primary_a 400 A" in warn[0] and "x2" in warn[0]
+    assert snap["phases"]["L1"]["i_ma"] == pytest.approx(200000, rel=2e-3)
+    warn, snap = _ready_snapshot(tmp_path / "b", CT_SCN,
+                                 {"metering": {"ct_enabled": True, "ct_primary_a": 200}})
+    assert warn == []
+    assert snap["phases"]["L1"]["i_ma"] == pytest.approx(100000, rel=2e-3)
+
+
+def test_live_phases_with_1p2w_wiring_warn(tmp_path):
+    warn, snap = _ready_snapshot(tmp_path / "a", SCN, {"metering": {"wiring": "1P2W"}})
+    assert len(warn) == 1 and "L2 and L3 live" in warn[0] and "1P2W" in warn[0]
+    assert snap["phases"]["L2"]["i_ma"] == 0 and snap["phases"]["L3"]["i_ma"] == 0
+    one = {"phases": {"L1": SCN["phases"]["L1"]}}
+    warn, _ = _ready_snapshot(tmp_path / "b", one, {"metering": {"wiring": "1P2W"}})
+    assert warn == []
+    # Three live phases on a 3P4W meter, or L1 alone on it, are both fine.
+    warn, _ = _ready_snapshot(tmp_path / "c", one, {})
+    assert warn == []

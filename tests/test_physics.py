@@ -60,7 +60,7 @@ CASES += [
 RUN = r"""
 import json
 from tools.mpy.cycle_harness import Harness
-from firmware.report import snapshot_dict
+from boards.sim.report import snapshot_dict
 out = []
 for name, s, cfg in json.loads(%r):
     h = Harness(s, cfg)

@@ -1,12 +1,14 @@
 """Host run: the firmware on the unix port with the sim board (the host contract).
 
     micropython -m boards.sim.run --scenario scenarios/default.json --run-dir run \
-        --tcp-port 5020 [--config cfg.json] [--tty]
+        --tcp-port 5020 [--host 127.0.0.1] [--config cfg.json] [--tty]
 
-Prints exactly one `READY tcp=127.0.0.1:<port> rs485_a=<path> rs485_b=<path>` line once
-it serves, then a table once per second; writes RUN_DIR/snapshot.json once per second;
-follows edits of the scenario file within 0.5 s; stops cleanly on KeyboardInterrupt
-(SIGINT; tools/host_run.py turns SIGTERM into SIGINT). A bad scenario or config is
+Prints exactly one `READY tcp=<host>:<port> rs485_a=<path> rs485_b=<path>` line once
+it serves (`off` for an endpoint the config disables), then a table once per second;
+writes RUN_DIR/snapshot.json once per second and at stop; follows edits of the
+scenario file within 0.5 s. Stops cleanly on KeyboardInterrupt (SIGINT): the latest
+snapshot is written, then `STOPPED`. tools/host_run.py starts it in a process group
+of its own and turns SIGINT, SIGTERM and SIGHUP into one SIGINT. A bad scenario or config is
 refused with a message naming the field and exit status 2.
 """
 import asyncio
@@ -16,14 +18,14 @@ import sys
 
 from boards.sim import scenario as scenario_mod
 from boards.sim.board import SimBoard
+from boards.sim.report import legend, snapshot_dict, table
 from firmware import config as config_mod
 from firmware.app import App
-from firmware.report import snapshot_dict, table
 
 
 def parse_args(argv):
     args = {"scenario": "scenarios/default.json", "run-dir": "run", "tcp-port": "5020",
-            "config": None, "tty": False}
+            "host": "127.0.0.1", "config": None, "tty": False}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -35,10 +37,15 @@ def parse_args(argv):
         else:
             raise ValueError("unknown argument %r" % a)
         i += 1
-    port = int(args["tcp-port"])
+    try:
+        port = int(args["tcp-port"])
+    except ValueError:
+        port = 0
     if not 1 <= port <= 65535:
-        raise ValueError("tcp-port must be 1..65535, got %d" % port)
+        raise ValueError("tcp-port must be 1..65535, got %s" % args["tcp-port"])
     args["tcp-port"] = port
+    if not args["host"]:
+        raise ValueError("host must be an address to listen on, got ''")
     return args
 
 
@@ -54,15 +61,94 @@ def write_snapshot(run_dir, snap):
     os.rename(tmp, run_dir + "/snapshot.json")
 
 
-async def report(app, run_dir, tty):
+class Console:
+    """The run's output. Messages are lines (the contract scripts read). On a terminal
+    the live block (header, table, legend, events) is redrawn in place under them:
+    the cursor goes back up over the last block only, so the READY line and messages
+    above it stay; autowrap is off while drawing so a long line cannot throw the
+    count off."""
+
+    def __init__(self, tty):
+        self.tty = tty
+        self.drawn = 0
+        self.block = None
+
+    def _erase(self):
+        if self.drawn:
+            sys.stdout.write("\r\x1b[%dA\x1b[J" % self.drawn)
+            self.drawn = 0
+
+    def message(self, line):
+        if not self.tty:
+            print(line)
+            return
+        self._erase()
+        print(line)
+        if self.block:
+            self.show(self.block)
+
+    def show(self, lines):
+        self.block = lines
+        if not self.tty:
+            print("\n".join(lines))
+            return
+        self._erase()
+        sys.stdout.write("\x1b[?7l" + "\n".join(lines) + "\n\x1b[?7h")
+        self.drawn = len(lines)
+
+
+class Run:
+    """What the live block's header shows and what the stop needs."""
+
+    def __init__(self, args, cfg):
+        self.args = args
+        self.cfg = cfg
+        self.console = Console(args["tty"])
+        self.app = None
+        self.ready = False
+        self.endpoints = ""
+        self.warnings = []
+        self.last_error = None
+
+    def warn(self, scn):
+        self.warnings = ["WARNING scenario %s: %s" % (self.args["scenario"], w)
+                         for w in scenario_mod.config_mismatches(scn, self.cfg)]
+        for w in self.warnings:
+            self.console.message(w)
+
+    def header(self):
+        rows = ["meter: " + self.endpoints, "scenario: %s" % self.args["scenario"]]
+        rows += self.warnings
+        if self.last_error:
+            rows.append("last " + self.last_error)
+        return rows
+
+    def draw(self):
+        app = self.app
+        rows = table(app.meter.front, app.meter.status_now(), app.events,
+                     app.board.clock.ticks_ms())
+        if self.console.tty:           # a log gets the table alone, once per second
+            rows = self.header() + rows[:-1] + [legend(), rows[-1]]
+        self.console.show(rows)
+
+    def stop(self):
+        """After KeyboardInterrupt: the loop is gone; write what the meter published
+        last (meter.front is always one whole cycle)."""
+        if self.ready:
+            write_snapshot(self.args["run-dir"], self.app.meter.front)
+            if self.console.tty:
+                self.draw()          # the final values stay on screen, above STOPPED
+        print("STOPPED")
+
+
+async def report(run):
     while True:
         await asyncio.sleep_ms(1000)
-        snap = app.meter.front
-        write_snapshot(run_dir, snap)
-        print(("\x1b[H\x1b[J" if tty else "") + table(snap))
+        write_snapshot(run.args["run-dir"], run.app.meter.front)
+        run.draw()
 
 
-async def watch_scenario(board, path, text):
+async def watch_scenario(run, board, path, text):
     # A change is taken once the file has held still for one poll (250 ms), so an
     # editor's half-written save is not parsed; the chip follows within 0.5 s.
     pending = None
@@ -81,31 +167,50 @@ async def watch_scenario(board, path, text):
         text = new
         pending = None
         try:
-            board.set_scenario(scenario_mod.parse(json.loads(new)))
-            print("SCENARIO reloaded %s" % path)
+            scn = scenario_mod.parse(json.loads(new))
+            board.set_scenario(scn)
+            run.console.message("SCENARIO reloaded %s" % path)
+            run.last_error = None
+            run.warn(scn)
         except ValueError as e:
-            print("SCENARIO ERROR %s: %s (keeping the previous scenario)" % (path, e))
+            run.last_error = "SCENARIO ERROR %s: %s (keeping the previous scenario)" % (
+                path, e)
+            run.console.message(run.last_error)
 
 
-async def serve(args, scn, text, cfg):
+def endpoints(run, app):
+    """READY's fields: an endpoint the config disables (or the board lacks) is off."""
+    args, mb = run.args, run.cfg["modbus"]
+    tcp = "%s:%d" % (args["host"], args["tcp-port"]) if mb["tcp"]["enabled"] else "off"
+    rtu = getattr(app.ports, "rtu", {})
+    out = ["tcp=" + tcp]
+    for name in ("a", "b"):
+        on = name in rtu and mb["rs485_" + name]["enabled"]
+        out.append("rs485_%s=%s" % (name, "%s/rs485-%s" % (args["run-dir"], name)
+                                    if on else "off"))
+    return " ".join(out)
+
+
+async def serve(run, scn, text):
+    args = run.args
     board = SimBoard(scn, run_dir=args["run-dir"])
-    app = App(board, cfg)
+    app = App(board, run.cfg)
+    run.app = app
     try:
-        await app.start("127.0.0.1", args["tcp-port"])
+        await app.start(args["host"], args["tcp-port"])
     except OSError as e:
-        print("ERROR tcp port %d: cannot listen (%s)" % (args["tcp-port"], e))
+        print("ERROR tcp port %d: cannot listen on %s (%s)"
+              % (args["tcp-port"], args["host"], e))
         raise SystemExit(2)
     while app.meter.front.seq == 0:
         await asyncio.sleep_ms(10)
-    run_dir = args["run-dir"]
-    write_snapshot(run_dir, app.meter.front)
-    print("READY tcp=127.0.0.1:%d rs485_a=%s/rs485-a rs485_b=%s/rs485-b"
-          % (args["tcp-port"], run_dir, run_dir))
-    asyncio.create_task(watch_scenario(board, args["scenario"], text))
-    try:
-        await report(app, run_dir, args["tty"])
-    finally:
-        write_snapshot(run_dir, app.meter.front)
+    write_snapshot(args["run-dir"], app.meter.front)
+    run.endpoints = endpoints(run, app)
+    run.ready = True
+    print("READY " + run.endpoints)
+    run.draw()
+    asyncio.create_task(watch_scenario(run, board, args["scenario"], text))
+    await report(run)
 
 
 def main(argv):
@@ -136,10 +241,14 @@ def main(argv):
         os.mkdir(args["run-dir"])
     except OSError:
         pass
+    run = Run(args, cfg)
     try:
-        asyncio.run(serve(args, scn, text, cfg))
+        run.warn(scn)
+        asyncio.run(serve(run, scn, text))
     except KeyboardInterrupt:
-        print("STOPPED")
+        # Raised wherever the loop was (often inside a task), so it ends asyncio.run
+        # without running serve()'s finally blocks: the stop is done here.
+        run.stop()
     return 0
 
 

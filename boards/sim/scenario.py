@@ -263,3 +263,33 @@ class Timebase:
             cnt += k
             g = max(g, hi)
             i += 1
+
+
+def config_mismatches(scn, cfg):
+    """Ways the meter's validated config `cfg` disagrees with the installation the
+    scenario describes so that readings come out wrong without any error; one
+    sentence per mismatch (the host run prints them as warnings at start)."""
+    m = cfg["metering"]
+    out = []
+    ct = scn.ct_primary_a
+    cfg_ct = m["ct_primary_a"] if m["ct_enabled"] else None
+    sec = 5.0          # the secondary both sides assume (N:5 CTs)
+    if ct is not None and cfg_ct is None:
+        out.append("external CTs (ct_primary_a %g A) but the config has "
+                   "metering.ct_enabled false: currents, powers and energies read %g "
+                   "times too low" % (ct, ct / sec))
+    elif ct is None and cfg_ct is not None:
+        out.append("no ct_primary_a (direct connection) but the config has CTs "
+                   "(metering.ct_primary_a %d A): currents, powers and energies read "
+                   "%g times too high" % (cfg_ct, cfg_ct / sec))
+    elif ct is not None and ct != cfg_ct:
+        out.append("ct_primary_a %g A but the config has metering.ct_primary_a %d A: "
+                   "currents, powers and energies read x%.4g" % (ct, cfg_ct, cfg_ct / ct))
+    if m["wiring"] == "1P2W":
+        live = [PHASES[n] for n in (1, 2)
+                if any(s[2][n][0] > 0 or s[2][n][1] > 0 for s in scn.segments)]
+        if live:
+            out.append("%s live but the config has metering.wiring 1P2W (L1 + N only): "
+                       "%s not measured and the totals cover L1 alone"
+                       % (" and ".join(live), "it is" if len(live) == 1 else "they are"))
+    return out
