@@ -23,8 +23,26 @@ window of LINECYC half cycles the chip latches the window's energies and sets ST
 LENERGY. A window is handed out exactly once: it is read (and verified) before LENERGY
 is acknowledged, and an acknowledgement that could not be confirmed is settled after
 re-initialisation (see `recover`).
+
+The cycle's reads run as precomputed "programs" (see _Prog): every frame of a window is
+built once at construction, the SPI loop only toggles CS and calls write_readinto, and
+one checker (viper where the port has a native emitter, else plain Python giving the same
+values) verifies all reads and stores them as signed 32-bit words, allocating nothing.
+How each read is verified, and why that is as strong as before: see _WINDOW below.
+
+Interrupt: IRQ0 (LENERGY) sets `irq_pending` and, where asyncio.ThreadSafeFlag exists
+(boards, unix port), sets `irq_flag`, a ThreadSafeFlag the engine may await instead of
+polling (`await chip.irq_flag.wait()`); irq_flag is None without an IRQ0 line or
+without ThreadSafeFlag (the WebAssembly port).
 """
+import sys
+from array import array
 from micropython import const
+
+try:  # native checker where the port has a native emitter (not the WebAssembly port)
+    from drivers.ade7880_viper import check as _check_native
+except Exception:  # SyntaxError "invalid micropython decorator" at compile time
+    _check_native = None
 
 # Register addresses (ADE7880 datasheet register map; anchors section 3).
 _DSP_RAM_FIRST = const(0x4380)
@@ -98,6 +116,32 @@ RAW_N = const(11)
 # SE, i.e. already sign-extended to 32 bits on the wire; PF is 16-bit signed;
 # period/angle 16-bit unsigned; energies 32-bit signed.
 _SIGN_BITS = (0, 0, 32, 32, 32, 16, 0, 0, 32, 32, 32)
+# All 4-byte registers are delivered as signed 32-bit words (array('l') holds nothing
+# wider on a board): the RMS registers are ZP (top byte 0), so they read as before.
+_INSTANT_N = const(8)   # R_VRMS..R_ANGLE: the instantaneous part of a phase block
+
+# How each window read is verified (one corrupted or misaddressed frame must never give
+# an accepted wrong value). The ADE7880 has no CRC on SPI data; its communication
+# verification registers hold the LAST access only (anchors section 3: LAST_ADD 0xE9FE,
+# LAST_RWDATA8/16/32, read back without being disturbed), so a group of different
+# registers cannot share one echo check: a misaddressed read in the middle of the group
+# would leave no trace. Hence:
+#  - instantaneous registers (RMS, powers, PF, period, angle; updated by the DSP at
+#    8 kHz, so two reads may legitimately differ): value, LAST_RWDATA of its width,
+#    LAST_ADD: 3 frames, exactly as before;
+#  - the window's energies (xWATTHR, xFVARHR, xVAHR): in line-cycle mode the chip latches
+#    them at the window end and holds them until the next one (anchors section 2,
+#    LCYCMODE LWATT; reads do not reset them, RSTREAD off), so they are read twice and
+#    must agree: 2 frames. A single bad frame (noise on MISO, a flipped address bit that
+#    reads another register, even a read turned into a write by a flipped command byte,
+#    which the LAST_* check would accept) changes one of the two values; if the values
+#    still agree, the bad frame delivered the right value anyway. That is the same
+#    single-fault guarantee as value + echo + LAST_ADD.
+# Health: STATUS1.CRC (b25) is the chip's own comparison of CHECKSUM against its
+# reference (docs/ade7880-sim.md sources: datasheet p.94 MASK1 b25; anchors section 3
+# "poll CHECKSUM or enable STATUS1.CRC"), so health() reads STATUS1 each cycle and
+# CHECKSUM itself only every _CSUM_EVERY cycles or when CRC is set, as a backstop.
+_CSUM_EVERY = const(8)
 
 _RETRIES = const(3)
 
@@ -121,26 +165,177 @@ def _width(addr):
     return 4
 
 
+def _echo(n):
+    return _LAST_RWDATA32 if n == 4 else (_LAST_RWDATA16 if n == 2 else _LAST_RWDATA8)
+
+
 def _zpse24(value):
     """24-bit signed value as the chip's 32-bit ZPSE word (sign extended to bit 27)."""
     return value & 0x0FFFFFFF
 
 
+_NONE = const(0xFFFF)
+_WIDE = 1 if sys.maxsize > 0x7FFFFFFF else 0     # array('l') has 8-byte slots (64-bit port)
+
+
+class _Prog:
+    """A fixed list of SPI frames (tx built once, rx filled by each run) and the reads
+    they verify. reads: (addr, slot, signed16, twice) per read; twice reads the register
+    a second time instead of LAST_RWDATA + LAST_ADD (for latched registers, see above)."""
+
+    def __init__(self, reads):
+        frames = []
+        desc = []
+        first = []
+        off = 0
+        for addr, slot, signed16, twice in reads:
+            n = _width(addr)
+            first.append(len(frames))
+            frames.append((0x01, addr, n))
+            v = off + 3
+            t = off + 1
+            off += 3 + n
+            frames.append((0x01, addr if twice else _echo(n), n))
+            c = off + 3
+            off += 3 + n
+            a = _NONE
+            if not twice:
+                frames.append((0x01, _LAST_ADD, 2))
+                a = off + 3
+                off += 5
+            desc.append((v, c, a, t, n | (8 if signed16 else 0), slot))
+        first.append(len(frames))
+        self.tx = tx = bytearray(off)
+        self.rx = rx = bytearray(off)
+        mt, mr = memoryview(tx), memoryview(rx)
+        txs, rxs = [], []
+        o = 0
+        for op, addr, n in frames:
+            tx[o] = op
+            tx[o + 1] = addr >> 8
+            tx[o + 2] = addr & 0xFF
+            txs.append(mt[o:o + 3 + n])
+            rxs.append(mr[o:o + 3 + n])
+            o += 3 + n
+        self.txs, self.rxs = tuple(txs), tuple(rxs)
+        self.first = array("H", first)          # frames of read k: first[k]..first[k+1]
+        self.d = array("H", [x for r in desc for x in r])
+        self.n = len(reads)
+        self.bad = bytearray(self.n)
+        # Views for the plain checker and for byte-level tests (no slicing per cycle).
+        self.vals = tuple(mr[r[0]:r[0] + (r[4] & 7)] for r in desc)
+        self.chks = tuple(mr[r[1]:r[1] + (r[4] & 7)] for r in desc)
+        self.adds = tuple(None if r[2] == _NONE else mr[r[2]:r[2] + 2] for r in desc)
+        self.addrs = tuple(mt[r[3]:r[3] + 2] for r in desc)
+        self.flags = bytes(r[4] for r in desc)
+        self.slots = bytes(r[5] for r in desc)
+
+
+def _window_reads():
+    reads = []
+    for ph in range(3):            # instantaneous first, so read_instant is a prefix
+        regs = _PHASE_REGS[ph]
+        for k in range(_INSTANT_N):
+            reads.append((regs[k], ph * RAW_N + k, _SIGN_BITS[k] == 16, False))
+    for ph in range(3):
+        regs = _PHASE_REGS[ph]
+        for k in range(_INSTANT_N, RAW_N):
+            reads.append((regs[k], ph * RAW_N + k, False, True))
+    return reads
+
+
+class _RawView:
+    """Byte access to a caller's array('l'), for the plain checker's 32-bit values of
+    2**30 and more in magnitude: they go into the array as bytes, never as a long int
+    (a 31-bit small int cannot hold them on a 32-bit port)."""
+
+    def __init__(self):
+        self.arr = None
+        self.mem = None
+
+    def of(self, arr):
+        if arr is not self.arr:
+            import uctypes
+            self.mem = uctypes.bytearray_at(uctypes.addressof(arr), len(arr) * (8 if _WIDE else 4))
+            self.arr = arr
+        return self.mem
+
+
+def _check_plain(p, k0, k1, raw, rv):
+    """Same contract and results as drivers/ade7880_viper.check (plain Python)."""
+    vals = p.vals           # one by one: a 7-tuple unpack would build a tuple
+    chks = p.chks
+    adds = p.adds
+    addrs = p.addrs
+    flags = p.flags
+    slots = p.slots
+    bad = p.bad
+    nbad = 0
+    for k in range(k0, k1):
+        b = vals[k]
+        a = adds[k]
+        if b != chks[k] or (a is not None and a != addrs[k]):
+            bad[k] = 1
+            nbad += 1
+            continue
+        bad[k] = 0
+        f = flags[k]
+        w = f & 7
+        if w == 4:
+            b0 = b[0]
+            if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes
+                m = rv.of(raw)
+                i = slots[k] * (8 if _WIDE else 4)
+                m[i] = b[3]
+                m[i + 1] = b[2]
+                m[i + 2] = b[1]
+                m[i + 3] = b0
+                if _WIDE:
+                    s = 0xFF if b0 & 0x80 else 0
+                    m[i + 4] = s
+                    m[i + 5] = s
+                    m[i + 6] = s
+                    m[i + 7] = s
+                continue
+            x = (((b0 ^ 0x80) - 0x80) << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+        elif w == 2:
+            x = (b[0] << 8) | b[1]
+            if f & 8 and x & 0x8000:
+                x -= 0x10000
+        else:
+            x = b[0]
+        raw[slots[k]] = x
+    return nbad
+
+
 class ADE7880:
+    CYCLE_PERIOD = _CSUM_EVERY   # health()'s SPI traffic repeats every this many calls
+
     def __init__(self, spi, cs, irq0=None, line_cycles=20, zx_phases=3, sixty_hz=False,
-                 gains=None, phcal=None):
+                 gains=None, phcal=None, native=True):
         """spi: machine.SPI-like (write_readinto); cs: Pin-like, active low.
         line_cycles: half line cycles of the mains per window (LINECYC / zx_phases).
         zx_phases: 1 (phase A only, 1P2W wiring) or 3 (A, B and C zero crossings).
         gains: 3 rows of (igain, vgain, pgain) register values (signed 24-bit); phcal: 3
-        PHCAL values (10-bit). Both come from the calibration config."""
+        PHCAL values (10-bit). Both come from the calibration config.
+        native=False uses the plain checker even where viper exists (tests)."""
         self._spi = spi
         self._cs = cs
-        self._buf = bytearray(7)
-        mv = memoryview(self._buf)
-        self._frames = (None, mv[:4], mv[:5], None, mv[:7])   # by data width
+        self.native = bool(native and _check_native is not None)
+        self._rv = _RawView()    # byte views of the caller's raw / of _one (plain checker)
+        self._rv1 = _RawView()
+        self._win = _Prog(_window_reads())
+        self._n_instant = 3 * _INSTANT_N
+        # One single-read and one write program per data width, address patched per use.
+        self._rd = tuple(None if n == 3 else _Prog(((0xE000 if n == 4 else 0xE900 if n == 2
+                                                      else 0xE700, 0, False, False),))
+                         for n in range(5))
+        self._one = array("l", [0])
+        self._wr = tuple(None if n in (0, 3) else self._write_prog(n) for n in range(5))
         self.configure(line_cycles, zx_phases, sixty_hz, gains, phcal)
         self.checksum = 0
+        self._csum = bytearray(4)
+        self._csum_age = 0
         self.irq_pending = False
         self.ack_unconfirmed = False
         self.reset_seen = False
@@ -149,9 +344,30 @@ class ADE7880:
         self.spi_errors = 0
         # Without an IRQ0 line the engine polls STATUS0 for LENERGY instead.
         self.has_irq = irq0 is not None
+        self.irq_flag = None
         if irq0 is not None:
+            try:
+                from asyncio import ThreadSafeFlag
+                self.irq_flag = ThreadSafeFlag()
+            except (ImportError, AttributeError):
+                pass
             irq0.irq(handler=self._on_irq0, trigger=irq0.IRQ_FALLING)
 
+    @staticmethod
+    def _write_prog(n):
+        """Write frame, then LAST_OP, LAST_ADD and the LAST_RWDATA of its width."""
+        tx = bytearray(3 + n + 4 + 5 + 3 + n)
+        rx = bytearray(len(tx))
+        mt, mr = memoryview(tx), memoryview(rx)
+        o1, o2, o3 = 3 + n, 7 + n, 12 + n
+        for o, op, addr in ((0, 0x00, 0), (o1, 0x01, _LAST_OP), (o2, 0x01, _LAST_ADD),
+                            (o3, 0x01, _echo(n))):
+            tx[o] = op
+            tx[o + 1] = addr >> 8
+            tx[o + 2] = addr & 0xFF
+        return (tx, rx, (mt[:o1], mt[o1:o2], mt[o2:o3], mt[o3:]),
+                (mr[:o1], mr[o1:o2], mr[o2:o3], mr[o3:]),
+                mr[o1 + 3:o2], mr[o2 + 3:o3], mt[1:3], mr[o3 + 3:], mt[3:o1])
     def configure(self, line_cycles=20, zx_phases=3, sixty_hz=False, gains=None, phcal=None):
         """Set what begin() programs; ValueError (nothing changed) names a bad value.
         Takes effect at the next begin()/recover()."""
@@ -178,56 +394,95 @@ class ADE7880:
         self.gains = tuple(tuple(r) for r in gains)
         self.phcal = tuple(phcal)
 
-    # ---- interrupt: only set a flag; the engine acts on it in its task ----
+    # ---- interrupt: only set flags; the engine acts on them in its task ----
     def _on_irq0(self, pin):
         self.irq_pending = True
+        f = self.irq_flag
+        if f is not None:
+            f.set()               # ThreadSafeFlag.set is safe from a hard IRQ
 
     # ---- wire level ----
-    def _frame(self, op, addr, value):
-        n = _width(addr)
-        f = self._frames[n]
-        b = self._buf
-        b[0] = op
-        b[1] = addr >> 8
-        b[2] = addr & 0xFF
-        for i in range(n):
-            b[3 + i] = (value >> (8 * (n - 1 - i))) & 0xFF
-        self._cs(0)
+    def _xfer(self, txs, rxs, f0, f1):
+        """Frames f0..f1-1, each its own CS cycle (the chip ends a frame on /SS high)."""
+        spi = self._spi
+        cs = self._cs
         try:
-            self._spi.write_readinto(f, f)
-        finally:
-            self._cs(1)
-        v = 0
-        for i in range(n):
-            v = (v << 8) | b[3 + i]
-        return v
+            for i in range(f0, f1):
+                cs(0)
+                spi.write_readinto(txs[i], rxs[i])
+                cs(1)
+        except BaseException:
+            cs(1)
+            raise
+
+    def _check(self, p, k0, k1, raw, rv):
+        if self.native:
+            return _check_native(p.rx, p.tx, p.d, k0, k1, raw, _WIDE, p.bad)
+        return _check_plain(p, k0, k1, raw, rv)
+
+    def _run(self, p, k0, k1, raw, rv):
+        """Run reads k0..k1-1 of program p into raw, retrying each failed read; raises
+        ChipError naming the register if one stays unconfirmed."""
+        first = p.first
+        self._xfer(p.txs, p.rxs, first[k0], first[k1])
+        if not self._check(p, k0, k1, raw, rv):
+            return
+        bad = p.bad
+        for k in range(k0, k1):
+            tries = 1
+            while bad[k]:
+                self.spi_errors += 1
+                if tries >= _RETRIES:
+                    a = p.addrs[k]
+                    raise ChipError("ADE7880 read of 0x%02x%02x not confirmed (LAST_RWDATA/"
+                                    "LAST_ADD or repeated read)" % (a[0], a[1]))
+                tries += 1
+                self._xfer(p.txs, p.rxs, first[k], first[k + 1])
+                self._check(p, k, k + 1, raw, rv)
+
+    def _read_bytes(self, addr):
+        """Verified read; returns a view of the value's bytes (MSB first), valid until
+        the next read of that width. Allocates nothing."""
+        p = self._rd[_width(addr)]
+        a = p.tx
+        a[1] = addr >> 8
+        a[2] = addr & 0xFF
+        self._run(p, 0, 1, self._one, self._rv1)
+        return p.vals[0]
 
     def read(self, addr):
-        """Verified read: the value must match what the chip says it sent (LAST_RWDATA)."""
-        n = _width(addr)
-        echo = _LAST_RWDATA32 if n == 4 else (_LAST_RWDATA16 if n == 2 else _LAST_RWDATA8)
-        for _ in range(_RETRIES):
-            v = self._frame(0x01, addr, 0)
-            if self._frame(0x01, echo, 0) == v and self._frame(0x01, _LAST_ADD, 0) == addr:
-                return v
-            self.spi_errors += 1
-        raise ChipError("ADE7880 read of 0x%04x not confirmed by LAST_RWDATA/LAST_ADD" % addr)
+        """Verified read: the value must match what the chip says it sent (LAST_RWDATA)
+        and LAST_ADD the address. Returns the unsigned register value."""
+        b = self._read_bytes(addr)
+        v = 0
+        for x in b:
+            v = (v << 8) | x
+        return v
 
     def write(self, addr, value):
-        """Verified write: LAST_OP = 0xCA, LAST_ADD = addr and LAST_RWDATA = value."""
+        """Verified write: LAST_OP = 0xCA, LAST_ADD = addr and LAST_RWDATA = value.
+        value is taken modulo 2**(8 * width) (its low bytes)."""
         n = _width(addr)
-        mask = (1 << (8 * n)) - 1
-        value &= mask
-        echo = _LAST_RWDATA32 if n == 4 else (_LAST_RWDATA16 if n == 2 else _LAST_RWDATA8)
+        tx, rx, txs, rxs, op, last_add, sent_add, echo, sent = self._wr[n]
+        tx[1] = addr >> 8
+        tx[2] = addr & 0xFF
+        for i in range(n):
+            tx[3 + i] = (value >> (8 * (n - 1 - i))) & 0xFF
         for _ in range(_RETRIES):
-            self._frame(0x00, addr, value)
-            if (self._frame(0x01, _LAST_OP, 0) == _OP_WRITE
-                    and self._frame(0x01, _LAST_ADD, 0) == addr
-                    and self._frame(0x01, echo, 0) == value):
+            self._xfer(txs, rxs, 0, 4)
+            if op[0] == _OP_WRITE and last_add == sent_add and echo == sent:
                 return
             self.spi_errors += 1
         raise ChipError("ADE7880 write of 0x%x to 0x%04x not confirmed by LAST_OP/LAST_ADD"
                         % (value, addr))
+
+    def _select_frame(self):
+        """One unverified write of 0x01 to 0xEBFF (SPI selection: nothing to verify yet)."""
+        tx, rx, txs, rxs = self._wr[1][:4]
+        tx[1] = _SPI_SELECT >> 8
+        tx[2] = _SPI_SELECT & 0xFF
+        tx[3] = 0x01
+        self._xfer(txs, rxs, 0, 1)
 
     # ---- bring-up ----
     def begin(self):
@@ -237,7 +492,7 @@ class ADE7880:
         its energy accumulation is not disturbed, so no window is lost by calling it.
         Sets reset_seen if the chip reported RSTDONE (it had been reset)."""
         for _ in range(3):
-            self._frame(0x00, _SPI_SELECT, 0x01)
+            self._select_frame()
         self.write(_CONFIG2, _CONFIG2_I2C_LOCK)
         cfmode = self.read(_CFMODE)
         if cfmode != _CFMODE_RESET:
@@ -281,6 +536,8 @@ class ADE7880:
         self.write(_DSPWP_SET, _DSPWP_PROTECT)
         self.write(_RUN, 1)
         self.checksum = self.read(_CHECKSUM)
+        self._csum[:] = self._read_bytes(_CHECKSUM)
+        self._csum_age = 0
 
     def _ensure(self, addr, value):
         if self.read(addr) != value:
@@ -290,31 +547,27 @@ class ADE7880:
     def health(self):
         """Check for a chip reset and for configuration upsets. Returns FAULT_RESET,
         FAULT_CHECKSUM or FAULT_NONE. Raises ChipError if the chip does not answer
-        (after a reset its port is back in I2C mode and SPI reads are not confirmed)."""
-        s1 = self.read(_STATUS1)
-        if s1 & _STATUS1_RSTDONE:
+        (after a reset its port is back in I2C mode and SPI reads are not confirmed).
+        STATUS1 each call; CHECKSUM against begin()'s every _CSUM_EVERY calls (the chip
+        compares it itself and sets STATUS1.CRC: see _CSUM_EVERY). Allocates nothing."""
+        d = self._read_bytes(_STATUS1)          # MSB first: byte 2 bit 7 is b15
+        if d[2] & (_STATUS1_RSTDONE >> 8):
             return FAULT_RESET
-        if s1 & _STATUS1_CRC or self.read(_CHECKSUM) != self.checksum:
+        if d[0] & (_STATUS1_CRC >> 24):
             return FAULT_CHECKSUM
+        self._csum_age += 1
+        if self._csum_age >= _CSUM_EVERY:
+            self._csum_age = 0
+            if self._read_bytes(_CHECKSUM) != self._csum:
+                return FAULT_CHECKSUM
         return FAULT_NONE
 
     def window_flagged(self):
-        return bool(self.read(_STATUS0) & _STATUS0_LENERGY)
+        return bool(self._read_bytes(_STATUS0)[3] & _STATUS0_LENERGY)
 
     def read_instant(self, raw):
         """Instantaneous values only (RMS, powers, PF, period, angle), no energy."""
-        for ph in range(3):
-            self._read_phase(ph, raw, R_WATTHR)
-
-    def _read_phase(self, ph, raw, upto):
-        regs = _PHASE_REGS[ph]
-        base = ph * RAW_N
-        for k in range(upto):
-            v = self.read(regs[k])
-            bits = _SIGN_BITS[k]
-            if bits and v & (1 << (bits - 1)):
-                v -= 1 << bits
-            raw[base + k] = v
+        self._run(self._win, 0, self._n_instant, raw, self._rv)
 
     def read_window(self, raw):
         """Read the window that just ended into raw (3 * RAW_N ints) and acknowledge it.
@@ -323,12 +576,13 @@ class ADE7880:
         ChipError if the chip cannot be read; nothing is acknowledged then, so the same
         window is read again after recovery. If the acknowledgement itself cannot be
         confirmed, the window is still returned (its data was verified) and
-        ack_unconfirmed is set: the caller must call recover() before the next window."""
+        ack_unconfirmed is set: the caller must call recover() before the next window.
+        Allocates nothing (every value lands in raw as a signed 32-bit word)."""
         self.irq_pending = False
-        if not self.read(_STATUS0) & _STATUS0_LENERGY:
+        if not self._read_bytes(_STATUS0)[3] & _STATUS0_LENERGY:
             return False
-        for ph in range(3):
-            self._read_phase(ph, raw, RAW_N)
+        p = self._win
+        self._run(p, 0, p.n, raw, self._rv)
         try:
             self.write(_STATUS0, _STATUS0_LENERGY)
         except ChipError:

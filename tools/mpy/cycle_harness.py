@@ -89,16 +89,19 @@ class Harness:
             self.meter.poll()
 
     def replay(self):
-        """Record one full cycle's SPI traffic, then serve the driver from it."""
-        self.step_to_next_window()
+        """Record the SPI traffic of whole cycles, then serve the driver from it. The
+        driver's traffic repeats every CYCLE_PERIOD cycles (health() reads CHECKSUM
+        every few cycles), so that many are recorded and replayed in turn."""
+        period = getattr(type(self.chip), "CYCLE_PERIOD", 1)
         rec = RecordingSPI(self.chip._spi)
         self.chip._spi = rec
-        ok = self.meter.poll()
-        if not ok:
-            raise RuntimeError("no window to record")
+        for _ in range(period):
+            self.step_to_next_window()
+            if not self.meter.poll():
+                raise RuntimeError("no window to record")
         self.chip._spi = ReplaySPI(rec.frames)
         self.chip._cs = _no_cs
-        self.frames_per_cycle = len(rec.frames)
+        self.frames_per_cycle = len(rec.frames) / period
 
     def poll_replayed(self):
         self.chip.irq_pending = True
