@@ -312,7 +312,7 @@ class ADE7880:
     CYCLE_PERIOD = _CSUM_EVERY   # health()'s SPI traffic repeats every this many calls
 
     def __init__(self, spi, cs, irq0=None, line_cycles=20, zx_phases=3, sixty_hz=False,
-                 gains=None, phcal=None, native=True):
+                 gains=None, phcal=None, native=True, irq_flag=None):
         """spi: machine.SPI-like (write_readinto); cs: Pin-like, active low.
         line_cycles: half line cycles of the mains per window (LINECYC / zx_phases).
         zx_phases: 1 (phase A only, 1P2W wiring) or 3 (A, B and C zero crossings).
@@ -344,8 +344,10 @@ class ADE7880:
         self.spi_errors = 0
         # Without an IRQ0 line the engine polls STATUS0 for LENERGY instead.
         self.has_irq = irq0 is not None
-        self.irq_flag = None
-        if irq0 is not None:
+        # The board may give its own flag (the sim board: an asyncio.Event, set from
+        # the same thread; see boards/sim/board.py for why not a ThreadSafeFlag there).
+        self.irq_flag = irq_flag
+        if irq0 is not None and irq_flag is None:
             try:
                 from asyncio import ThreadSafeFlag
                 self.irq_flag = ThreadSafeFlag()

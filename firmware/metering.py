@@ -405,7 +405,7 @@ class Meter:
         """Serve the chip for ever (run it under firmware/supervisor.py).
 
         With an IRQ0 line whose handler sets the driver's `irq_flag` (an
-        asyncio.ThreadSafeFlag), the task sleeps until the chip ends a window; a nudge
+        asyncio.ThreadSafeFlag on boards, an Event on the sim board), the task sleeps until the chip ends a window; a nudge
         task sets the same flag at a third of the time-out so a lost interrupt or a
         stopped chip is still noticed. Without one it polls every poll_ms."""
         import asyncio
@@ -418,6 +418,7 @@ class Meter:
         try:
             while True:
                 await flag.wait()
+                flag.clear()          # a ThreadSafeFlag clears itself; an Event does not
                 self.poll()
         finally:
             nudge.cancel()

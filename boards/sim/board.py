@@ -90,7 +90,13 @@ class SimBoard:
 
     def ade7880(self, **kw):
         from drivers.ade7880 import ADE7880
-        return ADE7880(self.spi, self.cs, irq0=self.chip.irq0, **kw)
+        # IRQ0 is raised by the simulator from the board's own tick task, in the loop's
+        # thread, so a plain asyncio.Event carries it. A ThreadSafeFlag (what a real
+        # board's hard IRQ needs) is not used here: on the unix port (MicroPython 1.28)
+        # waiting on one stopped the TCP listener from accepting after a few
+        # connections (tests/test_e2e_modbus.py, 50 idle sockets).
+        return ADE7880(self.spi, self.cs, irq0=self.chip.irq0, irq_flag=asyncio.Event(),
+                       **kw)
 
     def rs485(self, name, baud, parity, stop):
         """RS485 port `name` ("a"/"b"): the firmware end of RUN_DIR/rs485-<name>-dev, a
