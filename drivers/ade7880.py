@@ -353,6 +353,7 @@ class ADE7880:
                 self.irq_flag = ThreadSafeFlag()
             except (ImportError, AttributeError):
                 pass
+        if irq0 is not None:
             irq0.irq(handler=self._on_irq0, trigger=irq0.IRQ_FALLING)
 
     @staticmethod
