@@ -234,7 +234,8 @@ def test_sunspec_values_and_scale_factors(mpy):
     def sf(name):
         return pt(name)
 
-    assert sf("W_SF") <= 0, "better than the KSEM's 10 W"
+    # 3 x 63 A x 253 V = 47.8 kW must fit an int16: 10 W steps, as the KSEM (issue 9)
+    assert sf("W_SF") == 1 and sf("VA_SF") == 1 and sf("VAR_SF") == 1
     assert sf("A_SF") == -2 and sf("V_SF") == -1 and sf("Hz_SF") == -2 and sf("PF_SF") == -2
     checks = [("A", TOT + I, "A_SF"), ("AphA", L1 + I, "A_SF"), ("AphC", L3 + I, "A_SF"),
               ("PhV", TOT + U, "V_SF"), ("PhVphB", L2 + U, "V_SF"), ("Hz", TOT + F, "Hz_SF"),
@@ -277,8 +278,8 @@ def test_sunspec_decoded_by_pysunspec2(mpy):
     assert (m1.Mn.value, m1.SN.value, m1.DA.value) == ("ACME", "SN42", 7)
     m = ssdev.Model(model_id=203, model_len=105, data=b[2 * 70:2 * 177])
     assert m.error_info == ""
-    assert m.W.cvalue == pytest.approx(INST[TOT + P] / 1000, abs=0.5)
-    assert m.WphB.cvalue == pytest.approx(INST[L2 + P] / 1000, abs=0.5)
+    assert m.W.cvalue == pytest.approx(INST[TOT + P] / 1000, abs=5)     # W_SF = 1
+    assert m.WphB.cvalue == pytest.approx(INST[L2 + P] / 1000, abs=5)
     assert m.AphA.cvalue == pytest.approx(INST[L1 + I] / 1000, abs=0.005)
     assert m.PhVphC.cvalue == pytest.approx(INST[L3 + U] / 1000, abs=0.05)
     assert m.TotWhImp.cvalue == (counter(TOT, EI) // 1000) % 2 ** 32
@@ -288,21 +289,24 @@ def test_sunspec_decoded_by_pysunspec2(mpy):
 
 def test_sunspec_scale_factors_from_rating_and_override(mpy):
     inst = list(INST)
-    inst[TOT + P] = 40000000          # 40 kW: beyond int16 at W_SF 0
+    inst[TOT + P] = 40000000          # 40 kW: inside 3 x 63 A x 253 V = 47.8 kW
     inst[L1 + P] = -40000000
     snap = snap_dict(inst)
     b = sunspec_bytes(mpy, snap=snap)
-    assert reg(b, 40088, "h") == 32767 and reg(b, 40089, "h") == -32767   # saturate
-    b = sunspec_bytes(mpy, snap=snap, config={"sunspec_sf": {"W_SF": 1}})
-    assert reg(b, 40092, "h") == 1 and reg(b, 40088, "h") == 4000
+    assert reg(b, 40092, "h") == 1 and reg(b, 40088, "h") == 4000     # W_SF 1: 10 W
+    assert reg(b, 40089, "h") == -4000
+    # the override trades range for resolution: 1 W steps, 40 kW saturates
+    b = sunspec_bytes(mpy, snap=snap, config={"sunspec_sf": {"W_SF": 0}})
+    assert reg(b, 40092, "h") == 0
+    assert reg(b, 40088, "h") == 32767 and reg(b, 40089, "h") == -32767
     # a 5000 A CT meter: coarser SFs so the rating fits
     b = sunspec_bytes(mpy, config={"i_max_a": 5000})
     assert reg(b, 40076, "h") == 0           # A_SF: 3 x 6000 A fits in A
-    assert reg(b, 40092, "h") == 2           # W_SF: 5000 A x 253 V = 12650 x 100 W
-    assert reg(b, 40124, "h") == 2           # TotWh_SF
-    # default rating: Wh resolution, W in 1 W
+    assert reg(b, 40092, "h") == 3           # W_SF: 3 x 5000 A x 253 V = 3795 x 1 kW
+    assert reg(b, 40124, "h") == 2           # TotWh_SF: ten years inside one acc32 turn
+    # default rating: Wh resolution, W in 10 W
     b = sunspec_bytes(mpy)
-    assert (reg(b, 40092, "h"), reg(b, 40124, "h")) == (0, 0)
+    assert (reg(b, 40092, "h"), reg(b, 40124, "h")) == (1, 0)
 
 
 def test_sunspec_events_missing_sensor(mpy):
@@ -475,7 +479,8 @@ class M:
         return self.front.status
 res = []
 for cfg in ({"i_max_a": 0}, {"sunspec_sf": {"W_SF": 9}}, {"sunspec_sf": {"X_SF": 0}},
-            {"sunspec_sf": {"PF_SF": -3}}, {"sunspec_sf": {"W_SF": -3}}):
+            {"sunspec_sf": {"PF_SF": -3}}, {"sunspec_sf_typo": {}}, {"phases": 2},
+            {"sunspec_da": 0}, {"i_max_a": "63"}, {"sunspec_sf": {"W_SF": -3}}):
     try:
         build_spaces(M(), {}, cfg)
         res.append("ok")
@@ -484,7 +489,7 @@ for cfg in ({"i_max_a": 0}, {"sunspec_sf": {"W_SF": 9}}, {"sunspec_sf": {"X_SF":
 print("@@JSON")
 print(json.dumps(res))
 '''
-    assert mpy(code) == ["ValueError"] * 4 + ["ok"]
+    assert mpy(code) == ["ValueError"] * 8 + ["ok"]
 
 
 def test_page_cache_reads_equal_fresh_encoding(mpy):
@@ -588,7 +593,7 @@ def test_export_lists_exactly_what_is_served(mpy, tmp_path):
     assert struct.unpack(">f", by[("i", int(row["address"]))])[0] == \
         pytest.approx(counter(TOT, EI) / 1e6, rel=1e-6)
     row = next(r for r in csvs["sunspec"] if r["name"] == "W")
-    assert row["scale"] == "10^W_SF (W_SF = 0)"
+    assert row["scale"] == "10^W_SF (W_SF = 1)"
 
 
 def test_repo_docs_are_current(tmp_path):

@@ -18,13 +18,16 @@ signed int32 until 2025, ioBroker/AdapterRequests#672). Points we cannot measure
 SunSpec's not-implemented values (pysunspec2 mb.py): the line-to-line voltages (the
 snapshot has no inter-phase angle), as the KSEM also leaves them out.
 
-Scale factors are fixed when the map is built, from the rated current `i_max_a` (per
-phase; the CT primary rating for CT meters): clients may read an SF once and keep it.
-W/VA/VAR are sized so one phase at i_max_a and 253 V (230 V + 10 %) fits an int16:
-63 A -> W_SF = 0 (1 W, ten times the KSEM's 10 W); a total above 32767 W (possible
-from about 69 % of 3 x 63 A x 253 V) saturates at +-32767 instead of wrapping. Set
-config "sunspec_sf": {"W_SF": 1, "VA_SF": 1, "VAR_SF": 1} to reproduce the KSEM.
-Energy SFs keep ten years at rated three-phase power inside one acc32 turn.
+Scale factors are fixed when the map is built, from the rated range: clients may read
+an SF once and keep it. The rated range is the current `i_max_a` per phase (63 A
+direct, the CT primary for CT meters) on `phases` phases (3, or 1 for single-phase
+wiring) at 253 V (230 V + 10 %, the top of the EN 50160 supply band). W/VA/VAR take
+the finest SF with the total at that rating inside int16 (63 A, 3 phases: 47.8 kW ->
+W_SF = 1, 10 W, as the KSEM), A the finest with the current sum at 120 % of the rating,
+so no value inside the rating saturates; beyond it a value saturates at +-32767 rather
+than wrapping. Config "sunspec_sf" ({"W_SF": 0, ...}) overrides single factors (finer
+resolution, at the price of saturating inside the rating). Energy SFs keep ten years
+at rated power inside one acc32 turn.
 """
 from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
                                F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
@@ -129,20 +132,28 @@ def _fit_acc32(wh):
 
 
 def scale_factors(config):
-    i_max = int(config.get("i_max_a", 63))
-    if i_max < 1:
-        raise ValueError("i_max_a must be >= 1 A, got %r" % i_max)
+    i_max = config.get("i_max_a", 63)
+    if not isinstance(i_max, int) or i_max < 1:
+        raise ValueError("i_max_a must be a whole number of A >= 1, got %r" % (i_max,))
+    phases = config.get("phases", 3)
+    if phases not in (1, 3):
+        raise ValueError("phases must be 1 or 3, got %r" % (phases,))
     sf = dict(_FIXED_SF)
-    sf["A_SF"] = _fit_int16(3 * i_max * 6 // 5)     # total current with 20 % overload
-    p_phase = i_max * _U_MAX_V
+    sf["A_SF"] = _fit_int16(phases * i_max * 6 // 5)   # current sum, 20 % overload
+    p_total = phases * i_max * _U_MAX_V
     for name in ("W_SF", "VA_SF", "VAR_SF"):
-        sf[name] = _fit_int16(p_phase)
-    e_sf = _fit_acc32(3 * p_phase * _TEN_YEARS_H)
+        sf[name] = _fit_int16(p_total)
+    e_sf = _fit_acc32(p_total * _TEN_YEARS_H)
     for name in ("TotWh_SF", "TotVAh_SF", "TotVArh_SF"):
         sf[name] = e_sf
-    for name, v in config.get("sunspec_sf", {}).items():
-        if name not in sf or not -3 <= v <= 6:   # divisor must fit a 32-bit array slot
-            raise ValueError("bad SunSpec scale factor %s=%r" % (name, v))
+    over = config.get("sunspec_sf", {})
+    if not isinstance(over, dict):
+        raise ValueError("sunspec_sf must map scale factor names to ints, got %r" % (over,))
+    for name, v in over.items():
+        # -3..6: the divisor 10**(3 + SF) must stay a small int on a 32-bit board
+        if name not in sf or not isinstance(v, int) or not -3 <= v <= 6:
+            raise ValueError("sunspec_sf: bad scale factor %s=%r (names: %s; -3..6)"
+                             % (name, v, ", ".join(sorted(sf))))
         sf[name] = v
     return sf
 
