@@ -372,6 +372,23 @@ def test_sdm630_values(mpy):
     assert f32(lo, 0x0E) < 0 < f32(lo, 0x0C)
 
 
+def test_sdm630_total_phase_angle_in_every_quadrant(mpy):
+    """0x42: the angle of the total P and Q (issue 9: it read 0.0, also in Q2)."""
+    cases = [(3000000, 1000000), (-3000000, 1000000), (-3000000, -1000000),
+             (3000000, -1000000), (-5000, 0), (0, 7000), (99956, -99581)]
+    reads, snaps = [], []
+    for p, q in cases:
+        inst = list(INST)
+        inst[TOT + P], inst[TOT + Q] = p, q
+        snaps.append(snap_dict(inst))
+    got = [run_reads(mpy, [("i", 0x42, 2)], snap=sn)[0] for sn in snaps]
+    for (p, q), (c, b) in zip(cases, got):
+        want = math.degrees(math.atan2(q, p))
+        want = -180.0 if want == 180.0 else want
+        assert c == 0 and abs(struct.unpack(">f", b)[0] - want) < 2e-4, (p, q)
+    assert 90 < struct.unpack(">f", got[1][1])[0] < 180      # Q2: export, capacitive
+
+
 # ---------------------------------------------------------------- exceptions, spans
 
 def test_exceptions_at_gaps_and_ends(mpy):

@@ -41,7 +41,7 @@ firmware/modbus/space.py.
 import struct
 from array import array
 from micropython import const
-from firmware.snapshot import (QUADRANT, Q_MVAR, MILLI_PER_HI, ST_CHIP_OK, ST_STALE,
+from firmware.snapshot import (QUADRANT, P_MW, Q_MVAR, MILLI_PER_HI, ST_CHIP_OK, ST_STALE,
                                counter_index)
 
 try:   # the native emitter: rp2, esp32, unix; the WebAssembly port has none
@@ -91,7 +91,8 @@ QUAD = const(7)     # a = block base, b = quadrant 1..4: |Q| of the block if in 
 ENERGY = const(8)   # a = block base, b = energy kind: counter in milli-units
 ESUM = const(9)     # a = block base, b = bit mask of energy kinds: their sum
 ANGLE = const(10)   # inst[a] (0..35999 cdeg) folded to -18000..17999
-EVT = const(11)     # SunSpec meter event bits from snap.status
+EVT = const(11)     # SunSpec meter event bits (meter.status_now() at read time)
+PQANGLE = const(12)  # a = block base: atan2(Q, P) of the block in 1e-5 degree, -180..180
 
 _MAX_READ = const(125)   # FC 03/04 quantity limit (Modbus Application Protocol 6.3/6.4)
 _PAGE = const(5)         # image pages of 2**5 = 32 registers are refreshed as a whole
@@ -105,7 +106,7 @@ _NI_WORDS = ((0xFFFF,), (0x8000,), (0xFFFF, 0xFFFF), (0x8000, 0), (0xFFFF,) * 4,
 _STATIC = (NA, NI, CONST, TEXT)
 # Kernel op codes (enc.py): type in the high nibble, source in the low one.
 _T_OP = {U16: 0, I16: 1, SSF: 1, U32: 2, BF32: 2, I32: 3, U64: 4, ACC32: 5, F32: 6}
-_S_OP = {INST: 0, IMP: 1, EXP: 2, QUAD: 3, ANGLE: 4, EVT: 5, ENERGY: 6, ESUM: 6}
+_S_OP = {INST: 0, IMP: 1, EXP: 2, QUAD: 3, ANGLE: 4, EVT: 5, ENERGY: 6, ESUM: 6, PQANGLE: 7}
 _CONST_FMT = {U16: ">H", I16: ">h", SSF: ">h", U32: ">I", BF32: ">I", I32: ">i"}
 
 
@@ -145,6 +146,8 @@ def _compile(t, k, a, b, div, name):
         a, b = base, mask
     elif k == QUAD:
         a, b = a + Q_MVAR, ((a + QUADRANT) << 3) | b
+    elif k == PQANGLE:
+        a, b = a + P_MW, a + Q_MVAR
     return (_T_OP[t] << 4) | _S_OP[k], a, b, div
 
 
