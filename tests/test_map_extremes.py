@@ -1,7 +1,7 @@
 """Every scaled point of every map at the corners of the rated range (issue 9): rated
 current on every phase at 253 V (230 V + 10 %), all active (import, then export) or
 all reactive (Q1/Q2, then Q3/Q4), for direct 63 A meters and CT primaries from 1 A to
-5000 A. Nothing inside the rating may saturate; each value must read within half a
+5000 A, three-phase (SunSpec model 203) and single-phase (model 201). Nothing inside the rating may saturate; each value must read within half a
 step of the physical value, decoded here from the public specs (KSEM uint32/int32 in
 0.1 units, SunSpec int16 x 10^SF, SDM630 float32)."""
 import math
@@ -70,13 +70,14 @@ OFF_203 = {"A": 2, "AphA": 3, "A_SF": 6, "PhV": 7, "PhVphA": 8, "V_SF": 15, "Hz"
            "VAR": 28, "VARphA": 29, "VAR_SF": 32, "PF": 33, "PF_SF": 37}
 
 
-@pytest.mark.parametrize("i_max", [1, 5, 63, 100, 800, 5000])
+@pytest.mark.parametrize("i_max, phases", [(1, 3), (5, 3), (63, 3), (100, 3), (800, 3),
+                                           (5000, 3), (63, 1), (1, 1), (5000, 1)])
 @pytest.mark.parametrize("mode", ["P+", "P-", "Q+", "Q-"])
-def test_no_point_saturates_inside_the_rating(mpy, i_max, mode):
-    snap = corner(i_max, 3, mode)
+def test_no_point_saturates_inside_the_rating(mpy, i_max, phases, mode):
+    snap = corner(i_max, phases, mode)
     inst = snap["inst"]
     reads = [("h", 0, 28), ("h", 40, 106), ("h", 40070, 108), ("i", 0, 80)]
-    res = run_reads(mpy, reads, snap=snap, config={"i_max_a": i_max})
+    res = run_reads(mpy, reads, snap=snap, config={"i_max_a": i_max, "phases": phases})
     assert [c for c, _ in res] == [0] * 4
     (_, b0), (_, b40), (_, ss), (_, sdm) = res
     for name, got, want in ksem_checks(b0, b40, inst):

@@ -309,6 +309,34 @@ def test_sunspec_scale_factors_from_rating_and_override(mpy):
     assert (reg(b, 40092, "h"), reg(b, 40124, "h")) == (1, 0)
 
 
+def test_single_phase_wiring_presents_model_201(mpy):
+    """1P2W (config phases = 1): SunSpec's single-phase meter model 201 at 40070, laid
+    out as model_201.json, phases B and C not implemented, scale factors sized for one
+    phase (63 A x 253 V = 15.9 kW -> W_SF 0); decoded by pysunspec2."""
+    inst = [0] * (4 * NQ)
+    inst[L1:L1 + NQ] = [230500, 63000, 14000000, -3000000, 14520000, 9642, 34790, 50010, 4]
+    inst[TOT:TOT + NQ] = inst[L1:L1 + NQ]
+    energy = [0] * 32
+    energy[0 * NE + EI] = energy[3 * NE + EI] = 12345678901
+    snap = snap_dict(inst, energy, status=1 | 2)
+    cfg = {"phases": 1}
+    [(_, b)], rows = run_reads(mpy, [("h", 40000, 125)], snap=snap, config=cfg, rows=True)
+    b += run_reads(mpy, [("h", 40125, 54)], snap=snap, config=cfg)[0][1]
+    pts, length = model_points(201)
+    assert (reg(b, 40070), reg(b, 40071)) == (201, length) and length == 105
+    ours = [r for r in rows["h"] if 40072 <= r[0] < 40177]
+    assert [(r[2], r[0] - 40070) for r in ours] == [(n, o) for n, o, _, _ in pts[2:]]
+    m = ssdev.Model(model_id=201, model_len=105, data=b[2 * 70:2 * 177])
+    assert m.error_info == ""
+    assert m.W_SF.value == 0 and m.W.cvalue == 14000 and m.WphA.cvalue == 14000
+    assert m.VAR.cvalue == -3000 and m.AphA.cvalue == pytest.approx(63.0)
+    assert m.TotWhImp.cvalue == 12345678901 // 1000 % 2 ** 32
+    for name in ("AphB", "AphC", "PhVphB", "PhVphC", "WphB", "WphC", "VAphC", "VARphB",
+                 "PFphC", "PPVphAB", "TotWhImpPhB", "TotVArhExpQ4PhC"):
+        assert getattr(m, name).value is None, name       # not implemented
+    assert reg(b, 40177) == 0xFFFF
+
+
 def test_sunspec_events_missing_sensor(mpy):
     for status, want in ((1, 0), (0, 1 << 7), (1 | 4, 1 << 7)):
         b = sunspec_bytes(mpy, snap=snap_dict(status=status))

@@ -1,4 +1,5 @@
-"""SunSpec map at 40000: "SunS", common model 1, wye meter model 203, end marker (FC 03).
+"""SunSpec map at 40000: "SunS", common model 1, meter model 203 (wye) or 201 (single
+phase, config phases = 1), end marker (FC 03).
 
     from firmware.regmaps import sunspec
     sf = sunspec.scale_factors(config)      # {"W_SF": 0, ...}, fixed at construction
@@ -8,7 +9,9 @@
 Point order and sizes follow sunspec/models json/model_1.json and model_203.json (the
 copies in pysunspec2 1.3.7; tests/test_regmaps.py compares every offset and L): model 1
 at 40002 with L = 66, model 203 at 40070 with L = 105, end marker 0xFFFF/0 at 40177
-(the KSEM layout since firmware 2.6.0, anchors-public-facts.md section 4).
+(the KSEM layout since firmware 2.6.0, anchors-public-facts.md section 4). A single-phase
+meter (1P2W wiring) presents model 201 there instead: same layout and length, phases B
+and C not implemented.
 
 Signs: W, VAR positive = import / Q1-Q2, as in firmware/snapshot.py; a SunSpec meter
 counts energy delivered by the grid as "Imp", and evcc's kostal-ksem template reads
@@ -168,12 +171,20 @@ def _div(sf_name, sf):
     return p_div(10 ** e) if sf_name in _POWER_SF else 10 ** e
 
 
-def _model203(sf):
+def _meter_model(sf, phases):
+    """Points of model 203, or of model 201 for single-phase wiring: the same layout
+    (model_201.json: L = 105, the line-to-line voltages named PPVphAB..); phases B and
+    C, which a single-phase meter does not have, read not-implemented there."""
     pts = []
+    one = phases == 1
     for name, typ, kind, a, b, sfn in _M203:
+        if one and (name.endswith("phB") or name.endswith("phC")):
+            kind = NI
+        if one and name.startswith("PhVph") and len(name) == 7:
+            name = "PPV" + name[3:]       # PhVphAB -> PPVphAB (model 201 names)
         if typ == SSF:
             pts.append((name, typ, CONST, sf[name], 0, 1))
-        elif sfn is None:
+        elif sfn is None or kind == NI:
             pts.append((name, typ, kind, a, b, 1))
         else:
             pts.append((name, typ, kind, a, b, _div(sfn, sf)))
@@ -183,7 +194,10 @@ def _model203(sf):
         for name, kind in group[:-1]:
             pts.append((name, ACC32, ENERGY, TOTAL, kind, d))
             for blk, ph in _PH:
-                pts.append((name + "Ph" + ph, ACC32, ENERGY, blk, kind, d))
+                if one and ph != "A":
+                    pts.append((name + "Ph" + ph, ACC32, NI, 0, 0, 1))
+                else:
+                    pts.append((name + "Ph" + ph, ACC32, ENERGY, blk, kind, d))
         pts.append((sfn, SSF, CONST, sf[sfn], 0, 1))
     pts.append(("Evt", BF32, EVT, 0, 0, 1))
     return pts
@@ -216,9 +230,11 @@ def rows(ident, config):
     a = _lay(MODEL1_ADDR, 1, m1, out)
     if a != MODEL203_ADDR:
         raise ValueError("model 1 ends at %d" % a)
-    a = _lay(MODEL203_ADDR, 203, _model203(scale_factors(config)), out)
+    phases = config.get("phases", 3)
+    mid = 201 if phases == 1 else 203
+    a = _lay(MODEL203_ADDR, mid, _meter_model(scale_factors(config), phases), out)
     if a != END_ADDR:
-        raise ValueError("model 203 ends at %d" % a)
+        raise ValueError("model %d ends at %d" % (mid, a))
     out.append((END_ADDR, U16, CONST, 0xFFFF, 0, 1, "ID"))
     out.append((END_ADDR + 1, U16, CONST, 0, 0, 1, "L"))
     return out
