@@ -685,3 +685,43 @@ print("@@JSON", json.dumps(res))
     assert fresh[:2] == [0, 0] and warm == fresh and inside[:2] == [0, 0]
     assert dead == [0, 1 << 7, fresh[2]]          # same snapshot, now stale
     assert back[:2] == [0, 0] and back[2] > fresh[2]
+
+
+def test_power_unit_is_one_constant(mpy):
+    """regmaps' P_UNIT_MW (must equal firmware.snapshot's power unit) is the one place the
+    maps learn the unit of P, Q, S: with 10 mW units and the snapshot's powers divided by
+    10, every register of every map reads the same, and a SunSpec SF finer than the unit
+    is refused."""
+    code = r'''
+import json
+unit = %d
+import firmware.regmaps.table as t
+t.P_UNIT_MW = unit
+from firmware.snapshot import Snapshot, P_MW, Q_MVAR, S_MVA, BLOCKS
+from firmware.regmaps.build import build_spaces
+V = json.loads(%r)
+s = Snapshot()
+for i, v in enumerate(V):
+    s.inst[i] = v // unit if i %% 9 in (P_MW, Q_MVAR, S_MVA) else v
+s.status = 1
+class M:
+    front = s
+    def status_now(self):
+        return 1
+h, inp = build_spaces(M(), {}, {})
+out = bytearray(256)
+res = []
+for sp, a, n in ((h, 0, 28), (h, 40, 106), (h, 40070, 108), (inp, 0, 80), (inp, 0x50, 28)):
+    sp.read(a, n, out, 0)
+    res.append(bytes(out[:2 * n]).hex())
+try:
+    build_spaces(M(), {}, {"sunspec_sf": {"W_SF": -3}})   # 1 mW steps
+    res.append("ok")
+except ValueError:
+    res.append("refused")
+print("@@JSON", json.dumps(res))
+'''
+    inst = [v - v % 10 if i % NQ in (P, Q, S) else v for i, v in enumerate(INST)]
+    one = mpy(code % (1, json.dumps(inst)))
+    ten = mpy(code % (10, json.dumps(inst)))
+    assert one[:-1] == ten[:-1] and one[-1] == "ok" and ten[-1] == "refused"
