@@ -177,7 +177,7 @@ class Space:
         gpos, ends = [], []
         op, pos = bytearray(), array("H")
         ra, rb, rdiv = array("H"), array("H"), array("I")
-        self._has_evt = False
+        self._evt_lo = self._evt_hi = -1   # image registers of the Evt row(s)
         for r in rows:
             addr, t, k, a, b, div = r[0], r[1], r[2], r[3], r[4], r[5]
             n = SIZES[t]
@@ -195,7 +195,9 @@ class Space:
                 _put_static(t, k, a, self.image, 2 * g, r[6])
                 continue
             o, a, b, div = _compile(t, k, a, b, div, r[6])
-            self._has_evt = self._has_evt or k == EVT
+            if k == EVT:
+                self._evt_lo = g if self._evt_lo < 0 else self._evt_lo
+                self._evt_hi = g + n - 1
             gpos.append(g)
             ends.append(g + n)
             op.append(o)
@@ -268,22 +270,24 @@ class Space:
         if g < 0:
             return -g
         snap = self._meter.front
-        evt = 0
-        if self._has_evt:
-            # SunSpec Evt now: missing sensor while the chip is down or the front
-            # snapshot is older than the cycle time-out (status_now(), at read time).
-            st = self._meter.status_now()
-            if not st & ST_CHIP_OK or st & ST_STALE:
-                evt = _EVT_MISSING_SENSOR
-        if snap is not self._snap or snap.seq != self._seq or evt != self._evt:
+        if snap is not self._snap or snap.seq != self._seq:
             # A new cycle: every page is stale.
             self._snap = snap
             self._seq = snap.seq
-            self._evt = evt
             self.gen += 1
             if self.gen > _GEN_MAX:
                 self._restart_gen()
-        _enc.refresh(self, snap, g >> _PAGE, (g + count - 1) >> _PAGE, evt)
+        if g <= self._evt_hi and g + count > self._evt_lo:
+            # SunSpec Evt now: missing sensor while the chip is down or the front
+            # snapshot is older than the cycle time-out (status_now(), at read time);
+            # a change makes the Evt row's pages stale, warm or not.
+            st = self._meter.status_now()
+            evt = _EVT_MISSING_SENSOR if not st & ST_CHIP_OK or st & ST_STALE else 0
+            if evt != self._evt:
+                self._evt = evt
+                for pg in range(self._evt_lo >> _PAGE, (self._evt_hi >> _PAGE) + 1):
+                    self.stamp[pg] = -1
+        _enc.refresh(self, snap, g >> _PAGE, (g + count - 1) >> _PAGE, self._evt)
         _enc.copy(out, off, self.image, 2 * g, 2 * count)
         return 0
 
