@@ -41,8 +41,8 @@ firmware/modbus/space.py.
 import struct
 from array import array
 from micropython import const
-from firmware.snapshot import (QUADRANT, P_MW, Q_MVAR, MILLI_PER_HI, ST_CHIP_OK, ST_STALE,
-                               counter_index)
+from firmware.snapshot import (QUADRANT, P_MW, Q_MVAR, NE, MILLI_PER_HI, ST_CHIP_OK,
+                               ST_STALE, counter_index)
 
 try:   # the native emitter: rp2, esp32, unix; the WebAssembly port has none
     from firmware.regmaps import enc_viper as _enc
@@ -62,6 +62,7 @@ def p_div(target_mw):
         raise ValueError("%d mW is finer than the snapshot's power unit (%d mW)"
                          % (target_mw, P_UNIT_MW))
     return target_mw // P_UNIT_MW
+
 
 # Types (register counts in SIZES).
 U16 = const(0)
@@ -137,7 +138,7 @@ def _compile(t, k, a, b, div, name):
     if energy:
         mask = (1 << b) if k == ENERGY else b
         base = counter_index(a, 0)
-        for j in range(8):
+        for j in range(NE):
             if mask >> j & 1 and counter_index(a, j) != base + j:
                 raise ValueError("%s: counters of a block must be contiguous" % name)
         if MILLI_PER_HI % div and div % MILLI_PER_HI or t == F32 and div != MILLI_PER_HI:
