@@ -5,6 +5,7 @@ bitwise CRC-16/MODBUS. The viper kernels run on the unix port, the plain ones on
 runtimes (the WebAssembly port has no native emitter); both must give the same bytes.
 Allocation per read of the real maps is asserted on both runtimes (bytes are stable)."""
 import json
+import math
 import random
 import re
 import struct
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NQ, NE = 9, 8
 # table.py type and kind codes (firmware/regmaps/table.py)
 U16, I16, U32, I32, U64, ACC32, F32, SSF = 0, 1, 2, 3, 4, 5, 6, 7
-INST, IMP, EXP, QUAD, ENERGY, ESUM, ANGLE = 4, 5, 6, 7, 8, 9, 10
+INST, IMP, EXP, QUAD, ENERGY, ESUM, ANGLE, PQANGLE = 4, 5, 6, 7, 8, 9, 10, 12
 MILLI = 1000000
 
 
@@ -34,7 +35,7 @@ def test_plain_and_viper_kernels_are_the_same_code():
         text = (ROOT / "firmware" / "regmaps" / name).read_text()
         return re.findall(r"^(_\w+ = const\(\w+\))$", text, re.M)
 
-    assert consts("enc.py") == consts("enc_viper.py") and len(consts("enc.py")) == 15
+    assert consts("enc.py") == consts("enc_viper.py") and len(consts("enc.py")) == 16
 
 
 def test_viper_sources_have_no_long_int_literals():
@@ -232,6 +233,50 @@ def test_float32_is_nearest_at_rounding_edges(mpy_any):
             for r in rows:
                 assert img[2 * r[0]:2 * r[0] + 4] == f32_nearest(Fraction(inst[r[3]], r[5])), \
                     (name, inst[r[3]], r[5])
+
+
+def test_cordic_table_is_atan():
+    text = (ROOT / "firmware" / "regmaps" / "enc.py").read_text()
+    tab = [int(x) for x in re.search(r"_ATAN = array\(\"i\", \(([^)]*)\)", text).group(1)
+           .replace("\n", " ").split(",")]
+    assert tab == [round(math.degrees(math.atan(2.0 ** -k)) * 1e5) for k in range(22)]
+
+
+def test_pq_angle_against_atan2(mpy_any):
+    """SDM630 0x42: atan2(Q, P) of a block in degrees, -180..180, from the CORDIC
+    kernel, within 2e-4 degree of math.atan2 over all quadrants, the axes, tiny and
+    int32-sized powers."""
+    rng = random.Random(42)
+    pairs = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (5, 5), (-5, 5), (-5, -5), (5, -5),
+             (2 ** 31 - 1, 2 ** 31 - 1), (-(2 ** 31 - 1), 1), (-(2 ** 31 - 1), -1),
+             (1, 2 ** 31 - 1), (3, -7), (1000000, 1), (-1000000, 0), (100, -100000000)]
+    while len(pairs) < 4 * 60:
+        m = 2 ** rng.randrange(1, 31)
+        pairs.append((rng.randrange(-m, m), rng.randrange(-m, m)))
+    rows = [(2 * k, F32, PQANGLE, 9 * k, 0, 100000, "a%d" % k) for k in range(4)]
+    snaps = []
+    for j in range(0, len(pairs), 4):
+        inst = [0] * 36
+        for k, (p, q) in enumerate(pairs[j:j + 4]):
+            inst[9 * k + 2], inst[9 * k + 3] = p, q
+        snaps.append((inst, [0] * 32, [0] * 32))
+    got = mpy_any(KERNEL_SNIPPET % repr(json.dumps(
+        {"rows": rows, "nregs": 8, "snaps": snaps, "kernels": ["enc", "enc_viper"]})))
+    if "enc_viper" in got:
+        assert got["enc_viper"] == got["enc"]
+    worst = 0
+    for img_hex, (inst, _, _) in zip(got["enc"], snaps):
+        img = bytes.fromhex(img_hex)
+        for k in range(4):
+            p, q = inst[9 * k + 2], inst[9 * k + 3]
+            deg = struct.unpack_from(">f", img, 4 * k)[0]
+            want = math.degrees(math.atan2(q, p)) if (p or q) else 0.0
+            if want == 180.0:
+                want = -180.0       # folded as the per-phase chip angle
+            assert -180 <= deg < 180 or deg == -180
+            worst = max(worst, abs(deg - want))
+            assert abs(deg - want) < 2e-4, (p, q, deg, want)
+    assert worst > 0          # the check really compared computed angles
 
 
 # ---------------------------------------------------------------- CRC

@@ -236,7 +236,8 @@ def test_sunspec_values_and_scale_factors(mpy):
     def sf(name):
         return pt(name)
 
-    assert sf("W_SF") <= 0, "better than the KSEM's 10 W"
+    # 3 x 63 A x 253 V = 47.8 kW must fit an int16: 10 W steps, as the KSEM (issue 9)
+    assert sf("W_SF") == 1 and sf("VA_SF") == 1 and sf("VAR_SF") == 1
     assert sf("A_SF") == -2 and sf("V_SF") == -1 and sf("Hz_SF") == -2 and sf("PF_SF") == -2
     checks = [("A", TOT + I, "A_SF"), ("AphA", L1 + I, "A_SF"), ("AphC", L3 + I, "A_SF"),
               ("PhV", TOT + U, "V_SF"), ("PhVphB", L2 + U, "V_SF"), ("Hz", TOT + F, "Hz_SF"),
@@ -279,8 +280,8 @@ def test_sunspec_decoded_by_pysunspec2(mpy):
     assert (m1.Mn.value, m1.SN.value, m1.DA.value) == ("ACME", "SN42", 7)
     m = ssdev.Model(model_id=203, model_len=105, data=b[2 * 70:2 * 177])
     assert m.error_info == ""
-    assert m.W.cvalue == pytest.approx(INST[TOT + P] / 1000, abs=0.5)
-    assert m.WphB.cvalue == pytest.approx(INST[L2 + P] / 1000, abs=0.5)
+    assert m.W.cvalue == pytest.approx(INST[TOT + P] / 1000, abs=5)     # W_SF = 1
+    assert m.WphB.cvalue == pytest.approx(INST[L2 + P] / 1000, abs=5)
     assert m.AphA.cvalue == pytest.approx(INST[L1 + I] / 1000, abs=0.005)
     assert m.PhVphC.cvalue == pytest.approx(INST[L3 + U] / 1000, abs=0.05)
     assert m.TotWhImp.cvalue == (counter(TOT, EI) // 1000) % 2 ** 32
@@ -290,21 +291,52 @@ def test_sunspec_decoded_by_pysunspec2(mpy):
 
 def test_sunspec_scale_factors_from_rating_and_override(mpy):
     inst = list(INST)
-    inst[TOT + P] = 40000000          # 40 kW: beyond int16 at W_SF 0
+    inst[TOT + P] = 40000000          # 40 kW: inside 3 x 63 A x 253 V = 47.8 kW
     inst[L1 + P] = -40000000
     snap = snap_dict(inst)
     b = sunspec_bytes(mpy, snap=snap)
-    assert reg(b, 40088, "h") == 32767 and reg(b, 40089, "h") == -32767   # saturate
-    b = sunspec_bytes(mpy, snap=snap, config={"sunspec_sf": {"W_SF": 1}})
-    assert reg(b, 40092, "h") == 1 and reg(b, 40088, "h") == 4000
+    assert reg(b, 40092, "h") == 1 and reg(b, 40088, "h") == 4000     # W_SF 1: 10 W
+    assert reg(b, 40089, "h") == -4000
+    # the override trades range for resolution: 1 W steps, 40 kW saturates
+    b = sunspec_bytes(mpy, snap=snap, config={"sunspec_sf": {"W_SF": 0}})
+    assert reg(b, 40092, "h") == 0
+    assert reg(b, 40088, "h") == 32767 and reg(b, 40089, "h") == -32767
     # a 5000 A CT meter: coarser SFs so the rating fits
     b = sunspec_bytes(mpy, config={"i_max_a": 5000})
     assert reg(b, 40076, "h") == 0           # A_SF: 3 x 6000 A fits in A
-    assert reg(b, 40092, "h") == 2           # W_SF: 5000 A x 253 V = 12650 x 100 W
-    assert reg(b, 40124, "h") == 2           # TotWh_SF
-    # default rating: Wh resolution, W in 1 W
+    assert reg(b, 40092, "h") == 3           # W_SF: 3 x 5000 A x 253 V = 3795 x 1 kW
+    assert reg(b, 40124, "h") == 2           # TotWh_SF: ten years inside one acc32 turn
+    # default rating: Wh resolution, W in 10 W
     b = sunspec_bytes(mpy)
-    assert (reg(b, 40092, "h"), reg(b, 40124, "h")) == (0, 0)
+    assert (reg(b, 40092, "h"), reg(b, 40124, "h")) == (1, 0)
+
+
+def test_single_phase_wiring_presents_model_201(mpy):
+    """1P2W (config phases = 1): SunSpec's single-phase meter model 201 at 40070, laid
+    out as model_201.json, phases B and C not implemented, scale factors sized for one
+    phase (63 A x 253 V = 15.9 kW -> W_SF 0); decoded by pysunspec2."""
+    inst = [0] * (4 * NQ)
+    inst[L1:L1 + NQ] = [230500, 63000, 14000000, -3000000, 14520000, 9642, 34790, 50010, 4]
+    inst[TOT:TOT + NQ] = inst[L1:L1 + NQ]
+    energy = [0] * 32
+    energy[0 * NE + EI] = energy[3 * NE + EI] = 12345678901
+    snap = snap_dict(inst, energy, status=1 | 2)
+    cfg = {"phases": 1}
+    [(_, b)], rows = run_reads(mpy, [("h", 40000, 125)], snap=snap, config=cfg, rows=True)
+    b += run_reads(mpy, [("h", 40125, 54)], snap=snap, config=cfg)[0][1]
+    pts, length = model_points(201)
+    assert (reg(b, 40070), reg(b, 40071)) == (201, length) and length == 105
+    ours = [r for r in rows["h"] if 40072 <= r[0] < 40177]
+    assert [(r[2], r[0] - 40070) for r in ours] == [(n, o) for n, o, _, _ in pts[2:]]
+    m = ssdev.Model(model_id=201, model_len=105, data=b[2 * 70:2 * 177])
+    assert m.error_info == ""
+    assert m.W_SF.value == 0 and m.W.cvalue == 14000 and m.WphA.cvalue == 14000
+    assert m.VAR.cvalue == -3000 and m.AphA.cvalue == pytest.approx(63.0)
+    assert m.TotWhImp.cvalue == 12345678901 // 1000 % 2 ** 32
+    for name in ("AphB", "AphC", "PhVphB", "PhVphC", "WphB", "WphC", "VAphC", "VARphB",
+                 "PFphC", "PPVphAB", "TotWhImpPhB", "TotVArhExpQ4PhC"):
+        assert getattr(m, name).value is None, name       # not implemented
+    assert reg(b, 40177) == 0xFFFF
 
 
 def test_sunspec_events_missing_sensor(mpy):
@@ -368,6 +400,23 @@ def test_sdm630_values(mpy):
     assert f32(hi, 0x14E, 0x14E) == 0.0
     # sign: L2 exports
     assert f32(lo, 0x0E) < 0 < f32(lo, 0x0C)
+
+
+def test_sdm630_total_phase_angle_in_every_quadrant(mpy):
+    """0x42: the angle of the total P and Q (issue 9: it read 0.0, also in Q2)."""
+    cases = [(3000000, 1000000), (-3000000, 1000000), (-3000000, -1000000),
+             (3000000, -1000000), (-5000, 0), (0, 7000), (99956, -99581)]
+    reads, snaps = [], []
+    for p, q in cases:
+        inst = list(INST)
+        inst[TOT + P], inst[TOT + Q] = p, q
+        snaps.append(snap_dict(inst))
+    got = [run_reads(mpy, [("i", 0x42, 2)], snap=sn)[0] for sn in snaps]
+    for (p, q), (c, b) in zip(cases, got):
+        want = math.degrees(math.atan2(q, p))
+        want = -180.0 if want == 180.0 else want
+        assert c == 0 and abs(struct.unpack(">f", b)[0] - want) < 2e-4, (p, q)
+    assert 90 < struct.unpack(">f", got[1][1])[0] < 180      # Q2: export, capacitive
 
 
 # ---------------------------------------------------------------- exceptions, spans
@@ -477,7 +526,8 @@ class M:
         return self.front.status
 res = []
 for cfg in ({"i_max_a": 0}, {"sunspec_sf": {"W_SF": 9}}, {"sunspec_sf": {"X_SF": 0}},
-            {"sunspec_sf": {"PF_SF": -3}}, {"sunspec_sf": {"W_SF": -3}},   # W in 10 mW
+            {"sunspec_sf": {"PF_SF": -3}}, {"sunspec_sf_typo": {}}, {"phases": 2},
+            {"sunspec_da": 0}, {"i_max_a": "63"}, {"sunspec_sf": {"W_SF": -3}},   # W in 10 mW: finer
             {"sunspec_sf": {"W_SF": -2}}):
     try:
         build_spaces(M(), {}, cfg)
@@ -487,7 +537,7 @@ for cfg in ({"i_max_a": 0}, {"sunspec_sf": {"W_SF": 9}}, {"sunspec_sf": {"X_SF":
 print("@@JSON")
 print(json.dumps(res))
 '''
-    assert mpy(code) == ["ValueError"] * 5 + ["ok"]
+    assert mpy(code) == ["ValueError"] * 9 + ["ok"]
 
 
 def test_page_cache_reads_equal_fresh_encoding(mpy):
@@ -591,7 +641,7 @@ def test_export_lists_exactly_what_is_served(mpy, tmp_path):
     assert struct.unpack(">f", by[("i", int(row["address"]))])[0] == \
         pytest.approx(counter(TOT, EI) / 1e6, rel=1e-6)
     row = next(r for r in csvs["sunspec"] if r["name"] == "W")
-    assert row["scale"] == "10^W_SF (W_SF = 0)"
+    assert row["scale"] == "10^W_SF (W_SF = 1)"
 
 
 def test_repo_docs_are_current(tmp_path):
@@ -638,3 +688,43 @@ print("@@JSON", json.dumps(res))
     assert fresh[:2] == [0, 0] and warm == fresh and inside[:2] == [0, 0]
     assert dead == [0, 1 << 7, fresh[2]]          # same snapshot, now stale
     assert back[:2] == [0, 0] and back[2] > fresh[2]
+
+
+def test_power_unit_is_one_constant(mpy):
+    """regmaps' P_UNIT_MW (must equal firmware.snapshot's power unit) is the one place the
+    maps learn the unit of P, Q, S: with 10 mW units and the snapshot's powers divided by
+    10, every register of every map reads the same, and a SunSpec SF finer than the unit
+    is refused."""
+    code = r'''
+import json
+unit = %d
+import firmware.regmaps.table as t
+t.P_UNIT_MW = unit
+from firmware.snapshot import Snapshot, P_MW, Q_MVAR, S_MVA, BLOCKS
+from firmware.regmaps.build import build_spaces
+V = json.loads(%r)
+s = Snapshot()
+for i, v in enumerate(V):
+    s.inst[i] = v // unit if i %% 9 in (P_MW, Q_MVAR, S_MVA) else v
+s.status = 1
+class M:
+    front = s
+    def status_now(self):
+        return 1
+h, inp = build_spaces(M(), {}, {})
+out = bytearray(256)
+res = []
+for sp, a, n in ((h, 0, 28), (h, 40, 106), (h, 40070, 108), (inp, 0, 80), (inp, 0x50, 28)):
+    sp.read(a, n, out, 0)
+    res.append(bytes(out[:2 * n]).hex())
+try:
+    build_spaces(M(), {}, {"sunspec_sf": {"W_SF": -3}})   # 1 mW steps
+    res.append("ok")
+except ValueError:
+    res.append("refused")
+print("@@JSON", json.dumps(res))
+'''
+    inst = [v - v % 10 if i % NQ in (P, Q, S) else v for i, v in enumerate(INST)]
+    one = mpy(code % (1, json.dumps(inst)))
+    ten = mpy(code % (10, json.dumps(inst)))
+    assert one[:-1] == ten[:-1] and one[-1] == "ok" and ten[-1] == "refused"

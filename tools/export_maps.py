@@ -103,6 +103,10 @@ def describe(row, pct_pf=False, sf_of=None, sf_val=None):
         else:
             desc = "%s %s while P %s 0, else 0" % (blk, words, ">=" if kind == T.IMP else "<")
         unit, scale = u, div / per
+    elif kind == T.PQANGLE:
+        desc = ("%s phase angle: atan2(Q, P) of the %s powers, current lag behind voltage, "
+                "-180..180" % (_block(a), _block(a)))
+        unit, scale = "deg", div / 100000
     elif kind == T.QUAD:
         desc = "%s reactive power |Q| while in quadrant %s, else 0" % (_block(a), _ROMAN[b])
         unit, scale = "var", div / (1000 // snp.POWER_UNIT_MW)

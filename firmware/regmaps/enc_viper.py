@@ -6,6 +6,7 @@ WebAssembly port raises SyntaxError on the decorator. tests/test_encode.py check
 both files hold the same functions and give the same bytes.
 """
 import micropython
+from array import array
 from micropython import const
 
 _T_U16 = const(0)
@@ -22,10 +23,16 @@ _S_QUAD = const(3)
 _S_ANGLE = const(4)
 _S_EVT = const(5)
 _S_ENERGY = const(6)
+_S_PQANGLE = const(7)
 _MILLI = const(1000000)
 # Integer literals stay below 2**30: on a 32-bit port a bigger one is a long-int object,
 # which viper cannot mix with machine ints (0x3FFFFFFF * 2 + 1 is computed instead).
 # @@KERNELS: from here on enc.py and enc_viper.py hold the same code (tests/test_encode.py)
+
+# atan(2**-k) in 1e-5 degree, k = 0..21 (CORDIC steps of the P/Q angle; checked against
+# math.atan in tests/test_encode.py)
+_ATAN = array("i", (4500000, 2656505, 1403624, 712502, 357633, 178991, 89517, 44761,
+                    22381, 11191, 5595, 2798, 1399, 699, 350, 175, 87, 44, 22, 11, 5, 3))
 
 
 @micropython.viper
@@ -127,6 +134,45 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
                     v = int(inst[a])
                     if v >= 18000:
                         v -= 36000
+                elif s == _S_PQANGLE:
+                    # atan2(Q, P) in 1e-5 degree, -180..180 (180 reads -180, as the
+                    # folded chip angle): CORDIC vectoring on the pair scaled to
+                    # 2**26..2**27, so every step stays below 2**29.
+                    x = int(inst[a])
+                    y = int(inst[b])
+                    if x or y:
+                        if x < 0:
+                            x = -x
+                            y = -y
+                            v = 18000000 if y < 0 else -18000000
+                        mx = -y if y < 0 else y
+                        if x > mx:
+                            mx = x
+                        while mx >= 134217728:
+                            x >>= 1
+                            y >>= 1
+                            mx >>= 1
+                        while mx < 67108864:
+                            x <<= 1
+                            y <<= 1
+                            mx <<= 1
+                        at = ptr32(_ATAN)
+                        k = 0
+                        while k < 22:
+                            w = y >> k
+                            if y > 0:
+                                y -= x >> k
+                                x += w
+                                v += at[k]
+                            else:
+                                y += x >> k
+                                x -= w
+                                v -= at[k]
+                            k += 1
+                        if v > 17999999:      # the steps' error must not cross the fold
+                            v = 17999999
+                        elif v < -18000000:
+                            v = -18000000
                 else:
                     v = evt
                 if s == _S_IMP or s == _S_EXP or s == _S_QUAD:

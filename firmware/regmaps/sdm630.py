@@ -8,7 +8,8 @@ Addresses from the SDM630 Modbus protocol as used by volkszaehler/mbmd sdm.go an
 Tasmota xnrg_10_sdm630 (anchors-public-facts.md section 6); the KOSTAL "KEM P" is this
 map too. Units as the SDM630: V, A, W, VA, var, degrees, Hz, kWh, kvarh, kVAh.
 Signs as firmware/snapshot.py: import positive; PF carries the sign of P; the phase
-angle is the current's lag behind the voltage folded into -180..180 degrees.
+angle is the current's lag behind the voltage folded into -180..180 degrees: per phase
+as the chip measures it, in total (0x42) the angle of the total P and Q, atan2(Q, P).
 Import/export kvarh are Q1+Q2 / Q3+Q4; "total" energies are import + export.
 
 What the meter cannot know (demand, THD, line-to-line voltages, neutral current, Ah)
@@ -23,7 +24,7 @@ from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MV
                                ANGLE_CDEG, F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT,
                                E_REACTIVE_Q1, E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT)
-from firmware.regmaps.table import F32, NA, INST, ANGLE, ENERGY, ESUM, p_div
+from firmware.regmaps.table import F32, NA, INST, ANGLE, PQANGLE, ENERGY, ESUM, p_div
 
 GROUPS = ((0x0000, 0x006B), (0x00C8, 0x010D), (0x014E, 0x017D))
 MAX_REGS = 80
@@ -73,7 +74,7 @@ _SYSTEM = (
     (0x0038, INST, TOTAL + S_MVA, 0, _W, "VA total"),
     (0x003C, INST, TOTAL + Q_MVAR, 0, _W, "var total"),
     (0x003E, INST, TOTAL + PF_E4, 0, 10000, "PF total"),
-    (0x0042, ANGLE, TOTAL + ANGLE_CDEG, 0, 100, "phase angle total"),
+    (0x0042, PQANGLE, TOTAL, 0, 100000, "phase angle total"),   # atan2(Q, P) of the totals
     (0x0046, INST, TOTAL + F_MHZ, 0, 1000, "frequency"),
     (0x0048, ENERGY, TOTAL, E_ACTIVE_IMPORT, _KWH, "import kWh"),
     (0x004A, ENERGY, TOTAL, E_ACTIVE_EXPORT, _KWH, "export kWh"),

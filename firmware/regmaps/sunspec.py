@@ -1,4 +1,5 @@
-"""SunSpec map at 40000: "SunS", common model 1, wye meter model 203, end marker (FC 03).
+"""SunSpec map at 40000: "SunS", common model 1, meter model 203 (wye) or 201 (single
+phase, config phases = 1), end marker (FC 03).
 
     from firmware.regmaps import sunspec
     sf = sunspec.scale_factors(config)      # {"W_SF": 0, ...}, fixed at construction
@@ -8,7 +9,9 @@
 Point order and sizes follow sunspec/models json/model_1.json and model_203.json (the
 copies in pysunspec2 1.3.7; tests/test_regmaps.py compares every offset and L): model 1
 at 40002 with L = 66, model 203 at 40070 with L = 105, end marker 0xFFFF/0 at 40177
-(the KSEM layout since firmware 2.6.0, anchors-public-facts.md section 4).
+(the KSEM layout since firmware 2.6.0, anchors-public-facts.md section 4). A single-phase
+meter (1P2W wiring) presents model 201 there instead: same layout and length, phases B
+and C not implemented.
 
 Signs: W, VAR positive = import / Q1-Q2, as in firmware/snapshot.py; a SunSpec meter
 counts energy delivered by the grid as "Imp", and evcc's kostal-ksem template reads
@@ -18,13 +21,16 @@ signed int32 until 2025, ioBroker/AdapterRequests#672). Points we cannot measure
 SunSpec's not-implemented values (pysunspec2 mb.py): the line-to-line voltages (the
 snapshot has no inter-phase angle), as the KSEM also leaves them out.
 
-Scale factors are fixed when the map is built, from the rated current `i_max_a` (per
-phase; the CT primary rating for CT meters): clients may read an SF once and keep it.
-W/VA/VAR are sized so one phase at i_max_a and 253 V (230 V + 10 %) fits an int16:
-63 A -> W_SF = 0 (1 W, ten times the KSEM's 10 W); a total above 32767 W (possible
-from about 69 % of 3 x 63 A x 253 V) saturates at +-32767 instead of wrapping. Set
-config "sunspec_sf": {"W_SF": 1, "VA_SF": 1, "VAR_SF": 1} to reproduce the KSEM.
-Energy SFs keep ten years at rated three-phase power inside one acc32 turn.
+Scale factors are fixed when the map is built, from the rated range: clients may read
+an SF once and keep it. The rated range is the current `i_max_a` per phase (63 A
+direct, the CT primary for CT meters) on `phases` phases (3, or 1 for single-phase
+wiring) at 253 V (230 V + 10 %, the top of the EN 50160 supply band). W/VA/VAR take
+the finest SF with the total at that rating inside int16 (63 A, 3 phases: 47.8 kW ->
+W_SF = 1, 10 W, as the KSEM), A the finest with the current sum at 120 % of the rating,
+so no value inside the rating saturates; beyond it a value saturates at +-32767 rather
+than wrapping. Config "sunspec_sf" ({"W_SF": 0, ...}) overrides single factors (finer
+resolution, at the price of saturating inside the rating). Energy SFs keep ten years
+at rated power inside one acc32 turn.
 """
 from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
                                F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
@@ -129,20 +135,28 @@ def _fit_acc32(wh):
 
 
 def scale_factors(config):
-    i_max = int(config.get("i_max_a", 63))
-    if i_max < 1:
-        raise ValueError("i_max_a must be >= 1 A, got %r" % i_max)
+    i_max = config.get("i_max_a", 63)
+    if not isinstance(i_max, int) or i_max < 1:
+        raise ValueError("i_max_a must be a whole number of A >= 1, got %r" % (i_max,))
+    phases = config.get("phases", 3)
+    if phases not in (1, 3):
+        raise ValueError("phases must be 1 or 3, got %r" % (phases,))
     sf = dict(_FIXED_SF)
-    sf["A_SF"] = _fit_int16(3 * i_max * 6 // 5)     # total current with 20 % overload
-    p_phase = i_max * _U_MAX_V
+    sf["A_SF"] = _fit_int16(phases * i_max * 6 // 5)   # current sum, 20 % overload
+    p_total = phases * i_max * _U_MAX_V
     for name in ("W_SF", "VA_SF", "VAR_SF"):
-        sf[name] = _fit_int16(p_phase)
-    e_sf = _fit_acc32(3 * p_phase * _TEN_YEARS_H)
+        sf[name] = _fit_int16(p_total)
+    e_sf = _fit_acc32(p_total * _TEN_YEARS_H)
     for name in ("TotWh_SF", "TotVAh_SF", "TotVArh_SF"):
         sf[name] = e_sf
-    for name, v in config.get("sunspec_sf", {}).items():
-        if name not in sf or not -3 <= v <= 6:   # divisor must fit a 32-bit array slot
-            raise ValueError("bad SunSpec scale factor %s=%r" % (name, v))
+    over = config.get("sunspec_sf", {})
+    if not isinstance(over, dict):
+        raise ValueError("sunspec_sf must map scale factor names to ints, got %r" % (over,))
+    for name, v in over.items():
+        # -3..6: the divisor 10**(3 + SF) must stay a small int on a 32-bit board
+        if name not in sf or not isinstance(v, int) or not -3 <= v <= 6:
+            raise ValueError("sunspec_sf: bad scale factor %s=%r (names: %s; -3..6)"
+                             % (name, v, ", ".join(sorted(sf))))
         sf[name] = v
     return sf
 
@@ -157,12 +171,20 @@ def _div(sf_name, sf):
     return p_div(10 ** e) if sf_name in _POWER_SF else 10 ** e
 
 
-def _model203(sf):
+def _meter_model(sf, phases):
+    """Points of model 203, or of model 201 for single-phase wiring: the same layout
+    (model_201.json: L = 105, the line-to-line voltages named PPVphAB..); phases B and
+    C, which a single-phase meter does not have, read not-implemented there."""
     pts = []
+    one = phases == 1
     for name, typ, kind, a, b, sfn in _M203:
+        if one and (name.endswith("phB") or name.endswith("phC")):
+            kind = NI
+        if one and name.startswith("PhVph") and len(name) == 7:
+            name = "PPV" + name[3:]       # PhVphAB -> PPVphAB (model 201 names)
         if typ == SSF:
             pts.append((name, typ, CONST, sf[name], 0, 1))
-        elif sfn is None:
+        elif sfn is None or kind == NI:
             pts.append((name, typ, kind, a, b, 1))
         else:
             pts.append((name, typ, kind, a, b, _div(sfn, sf)))
@@ -172,7 +194,10 @@ def _model203(sf):
         for name, kind in group[:-1]:
             pts.append((name, ACC32, ENERGY, TOTAL, kind, d))
             for blk, ph in _PH:
-                pts.append((name + "Ph" + ph, ACC32, ENERGY, blk, kind, d))
+                if one and ph != "A":
+                    pts.append((name + "Ph" + ph, ACC32, NI, 0, 0, 1))
+                else:
+                    pts.append((name + "Ph" + ph, ACC32, ENERGY, blk, kind, d))
         pts.append((sfn, SSF, CONST, sf[sfn], 0, 1))
     pts.append(("Evt", BF32, EVT, 0, 0, 1))
     return pts
@@ -205,9 +230,11 @@ def rows(ident, config):
     a = _lay(MODEL1_ADDR, 1, m1, out)
     if a != MODEL203_ADDR:
         raise ValueError("model 1 ends at %d" % a)
-    a = _lay(MODEL203_ADDR, 203, _model203(scale_factors(config)), out)
+    phases = config.get("phases", 3)
+    mid = 201 if phases == 1 else 203
+    a = _lay(MODEL203_ADDR, mid, _meter_model(scale_factors(config), phases), out)
     if a != END_ADDR:
-        raise ValueError("model 203 ends at %d" % a)
+        raise ValueError("model %d ends at %d" % (mid, a))
     out.append((END_ADDR, U16, CONST, 0xFFFF, 0, 1, "ID"))
     out.append((END_ADDR + 1, U16, CONST, 0, 0, 1, "L"))
     return out

@@ -41,8 +41,8 @@ firmware/modbus/space.py.
 import struct
 from array import array
 from micropython import const
-from firmware.snapshot import (POWER_UNIT_MW, QUADRANT, Q_MVAR, MILLI_PER_HI, ST_CHIP_OK, ST_STALE,
-                               counter_index)
+from firmware.snapshot import (POWER_UNIT_MW, QUADRANT, P_MW, Q_MVAR, NE, MILLI_PER_HI, ST_CHIP_OK,
+                               ST_STALE, counter_index)
 
 try:   # the native emitter: rp2, esp32, unix; the WebAssembly port has none
     from firmware.regmaps import enc_viper as _enc
@@ -61,6 +61,7 @@ def p_div(target_mw):
         raise ValueError("%d mW is finer than the snapshot's power unit (%d mW)"
                          % (target_mw, P_UNIT_MW))
     return target_mw // P_UNIT_MW
+
 
 # Types (register counts in SIZES).
 U16 = const(0)
@@ -90,7 +91,8 @@ QUAD = const(7)     # a = block base, b = quadrant 1..4: |Q| of the block if in 
 ENERGY = const(8)   # a = block base, b = energy kind: counter in milli-units
 ESUM = const(9)     # a = block base, b = bit mask of energy kinds: their sum
 ANGLE = const(10)   # inst[a] (0..35999 cdeg) folded to -18000..17999
-EVT = const(11)     # SunSpec meter event bits from snap.status
+EVT = const(11)     # SunSpec meter event bits (meter.status_now() at read time)
+PQANGLE = const(12)  # a = block base: atan2(Q, P) of the block in 1e-5 degree, -180..180
 
 _MAX_READ = const(125)   # FC 03/04 quantity limit (Modbus Application Protocol 6.3/6.4)
 _PAGE = const(5)         # image pages of 2**5 = 32 registers are refreshed as a whole
@@ -104,7 +106,7 @@ _NI_WORDS = ((0xFFFF,), (0x8000,), (0xFFFF, 0xFFFF), (0x8000, 0), (0xFFFF,) * 4,
 _STATIC = (NA, NI, CONST, TEXT)
 # Kernel op codes (enc.py): type in the high nibble, source in the low one.
 _T_OP = {U16: 0, I16: 1, SSF: 1, U32: 2, BF32: 2, I32: 3, U64: 4, ACC32: 5, F32: 6}
-_S_OP = {INST: 0, IMP: 1, EXP: 2, QUAD: 3, ANGLE: 4, EVT: 5, ENERGY: 6, ESUM: 6}
+_S_OP = {INST: 0, IMP: 1, EXP: 2, QUAD: 3, ANGLE: 4, EVT: 5, ENERGY: 6, ESUM: 6, PQANGLE: 7}
 _CONST_FMT = {U16: ">H", I16: ">h", SSF: ">h", U32: ">I", BF32: ">I", I32: ">i"}
 
 
@@ -135,7 +137,7 @@ def _compile(t, k, a, b, div, name):
     if energy:
         mask = (1 << b) if k == ENERGY else b
         base = counter_index(a, 0)
-        for j in range(8):
+        for j in range(NE):
             if mask >> j & 1 and counter_index(a, j) != base + j:
                 raise ValueError("%s: counters of a block must be contiguous" % name)
         if MILLI_PER_HI % div and div % MILLI_PER_HI or t == F32 and div != MILLI_PER_HI:
@@ -144,6 +146,8 @@ def _compile(t, k, a, b, div, name):
         a, b = base, mask
     elif k == QUAD:
         a, b = a + Q_MVAR, ((a + QUADRANT) << 3) | b
+    elif k == PQANGLE:
+        a, b = a + P_MW, a + Q_MVAR
     return (_T_OP[t] << 4) | _S_OP[k], a, b, div
 
 
@@ -173,7 +177,7 @@ class Space:
         gpos, ends = [], []
         op, pos = bytearray(), array("H")
         ra, rb, rdiv = array("H"), array("H"), array("I")
-        self._has_evt = False
+        self._evt_lo = self._evt_hi = -1   # image registers of the Evt row(s)
         for r in rows:
             addr, t, k, a, b, div = r[0], r[1], r[2], r[3], r[4], r[5]
             n = SIZES[t]
@@ -191,7 +195,9 @@ class Space:
                 _put_static(t, k, a, self.image, 2 * g, r[6])
                 continue
             o, a, b, div = _compile(t, k, a, b, div, r[6])
-            self._has_evt = self._has_evt or k == EVT
+            if k == EVT:
+                self._evt_lo = g if self._evt_lo < 0 else self._evt_lo
+                self._evt_hi = g + n - 1
             gpos.append(g)
             ends.append(g + n)
             op.append(o)
@@ -264,22 +270,24 @@ class Space:
         if g < 0:
             return -g
         snap = self._meter.front
-        evt = 0
-        if self._has_evt:
-            # SunSpec Evt now: missing sensor while the chip is down or the front
-            # snapshot is older than the cycle time-out (status_now(), at read time).
-            st = self._meter.status_now()
-            if not st & ST_CHIP_OK or st & ST_STALE:
-                evt = _EVT_MISSING_SENSOR
-        if snap is not self._snap or snap.seq != self._seq or evt != self._evt:
+        if snap is not self._snap or snap.seq != self._seq:
             # A new cycle: every page is stale.
             self._snap = snap
             self._seq = snap.seq
-            self._evt = evt
             self.gen += 1
             if self.gen > _GEN_MAX:
                 self._restart_gen()
-        _enc.refresh(self, snap, g >> _PAGE, (g + count - 1) >> _PAGE, evt)
+        if g <= self._evt_hi and g + count > self._evt_lo:
+            # SunSpec Evt now: missing sensor while the chip is down or the front
+            # snapshot is older than the cycle time-out (status_now(), at read time);
+            # a change makes the Evt row's pages stale, warm or not.
+            st = self._meter.status_now()
+            evt = _EVT_MISSING_SENSOR if not st & ST_CHIP_OK or st & ST_STALE else 0
+            if evt != self._evt:
+                self._evt = evt
+                for pg in range(self._evt_lo >> _PAGE, (self._evt_hi >> _PAGE) + 1):
+                    self.stamp[pg] = -1
+        _enc.refresh(self, snap, g >> _PAGE, (g + count - 1) >> _PAGE, self._evt)
         _enc.copy(out, off, self.image, 2 * g, 2 * count)
         return 0
 
