@@ -54,6 +54,16 @@ def bench_heap(out_dir):
     return json.loads(out.read_text())
 
 
+def bench_heap32(out_dir):
+    """Live heap by part on the 32-bit wasm32 runtime (tools/heap32.py)."""
+    out = out_dir / "heap32.json"
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "heap32.py"), "--out", str(out)],
+                       cwd=str(ROOT), capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        raise SystemExit("heap32 failed:\n%s%s" % (p.stdout[-2000:], p.stderr[-2000:]))
+    return json.loads(out.read_text())
+
+
 def summary(res):
     m = res["metering"]
     lines = [
@@ -72,6 +82,11 @@ def summary(res):
         lines.append("Heap: the firmware boots and serves TCP + RS485 A + B with %d KiB "
                      "(unix port, 64-bit objects, .mpy, simulator included)"
                      % (hp["heap_bytes"] // 1024))
+    h32 = res.get("heap32")
+    if h32:
+        sys.path.insert(0, str(ROOT / "tools"))
+        from heap32 import summary_line
+        lines.append(summary_line(h32))
     mb = res.get("modbus")
     if mb and "summary" in mb:
         lines.append(mb["summary"])
@@ -93,6 +108,7 @@ def main():
     res["metering"] = bench_metering(a.cycles)
     if not a.skip_heap:
         res["heap"] = bench_heap(out.parent)
+        res["heap32"] = bench_heap32(out.parent)
     if not a.skip_modbus:
         res["modbus"] = bench_modbus(out.parent)
     text = summary(res)
