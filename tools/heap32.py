@@ -20,6 +20,12 @@ calls):
   cycles       --cycles metering cycles (recorded SPI) with reads of every block of
                every map through Modbus dispatchers (pdu.Dispatcher.handle): live heap
                after each cycle (peak), bytes allocated per cycle and per read pass
+  frozen_residue  what the modules keep in RAM even when frozen (globals dicts,
+               function and class objects): each module's source compiled, then
+               executed into a fresh namespace, live heap before and after
+  warmup_residue  what is left after building every part once and dropping it (names
+               interned on first use, tables built on first call); the parts are then
+               built again and measured, so no part carries that noise
 The ADE7880 simulator is measured on its own (sim_*) and then dropped: the meter runs
 on a recording of its SPI traffic, so no simulator byte is in the firmware's figures.
 What a connected TCP client costs beyond its slot (socket, stream, task) cannot be seen
@@ -37,7 +43,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+VENV_BIN = (ROOT / ".venv" / "bin") if (ROOT / ".venv" / "bin").exists() \
+    else Path(sys.executable).parent
 RUN = ROOT / "tools" / "wasm" / "run.mjs"
 BUILD = ROOT / "build" / "mpy32"
 
