@@ -86,3 +86,39 @@ def test_whole_firmware_within_64_kb(heap):
     now = sum(measured(heap).values())
     later = sum(SHARES[k] for k in LATER if k != "reserve")
     assert now + later <= BUDGET, "%d B measured + %d B for later parts" % (now, later)
+
+
+CONN_OBJECTS = r"""
+import gc, json
+from firmware.modbus.pdu import Dispatcher
+from firmware.modbus.space import ArraySpace
+from firmware.modbus.tcp import TcpServer
+srv = TcpServer(Dispatcher(ArraySpace(0, 16), ArraySpace(0, 16), ("a", "b", "1.0")),
+                max_clients=1)
+slot = srv._slots[0]
+class Stream:          # the fields of asyncio.Stream (wasm32's asyncio has no streams)
+    def __init__(self, s, e={}):
+        self.s = s
+        self.e = e
+        self.out_buf = b""
+def cost(fn):
+    gc.collect()
+    gc.disable()
+    a0 = gc.mem_alloc()
+    x = fn()
+    d = gc.mem_alloc() - a0
+    gc.enable()
+    return d
+print("@@JSON", json.dumps([cost(lambda: srv._client(None, None)),
+                            cost(lambda: srv._serve_conn(None, slot)),
+                            cost(lambda: Stream(None))]))
+"""
+
+
+def test_a_connection_costs_half_on_32_bit(mpy, mpy32):
+    # Why halving the unix port's per-client figure is a fair 32-bit estimate: what a
+    # connection holds in Python (its two coroutine frames, its stream) is word-sized
+    # state, exactly half the bytes on the 32-bit runtime.
+    u, w = mpy(CONN_OBJECTS), mpy32(CONN_OBJECTS)
+    assert all(x > 0 for x in w)
+    assert [2 * x for x in w] == u
