@@ -169,9 +169,8 @@ K.sim0 = SimBoard(scenario.parse(%(scn)r), clock=VirtualClock())
     ("sim_board_dropped", "K.sim0 = None"),
     ("meter_with_sim", '''
 from tools.mpy.cycle_harness import Harness
-from firmware import config
-K.cfg = config.validate(None)
-K.h = Harness(%(scn)r, K.cfg)      # SimBoard + App(board, cfg), started
+K.h = Harness(%(scn)r)             # SimBoard + App(board, default config), started
+K.cfg = K.h.app.cfg                # the App's own validated config
 K.h.run_windows(3)
 INFO["published_with_sim"] = K.h.meter.front.seq
 '''),
