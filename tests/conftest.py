@@ -1,10 +1,13 @@
-"""Shared test helpers: run code on the real MicroPython unix port.
+"""Shared test helpers: run code on the real MicroPython unix port and a 32-bit one.
 
 `run_mpy(code)` runs a snippet with the project root on MICROPYPATH and returns what the
 snippet printed after a line `@@JSON` parsed as JSON (so tests can return structures).
+`run_mpy32(code)` does the same on the 32-bit WebAssembly port; the `mpy_any` fixture
+runs a test on both (README, Runtimes).
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -51,13 +54,23 @@ def run_mpy(code, timeout=120, heapsize=None, check=True):
 
 
 WASM_RUN = ROOT / "tools" / "wasm" / "run.mjs"
+WASM_PKG = ROOT / "tools" / "wasm" / "node_modules" / "@micropython" / \
+    "micropython-webassembly-pyscript" / "package.json"
 
 
-def run_mpy32(code, timeout=120, check=True):
+def run_mpy32(code, timeout=120, check=True, heapsize=None):
     """Run `code` on the 32-bit MicroPython (WebAssembly port under node, see
     tools/wasm/run.mjs); same '@@JSON' protocol as run_mpy. Chunks separated by a line
-    '#@@CHUNK' run as separate top-level calls (garbage is collected only between them)."""
-    p = subprocess.run(["node", str(WASM_RUN), "-"], input=code, capture_output=True,
+    '#@@CHUNK' run as separate top-level calls (garbage is collected only between them).
+    heapsize is accepted for run_mpy's signature but is no limit there: that build grows
+    its heap on demand (README, Runtimes)."""
+    if shutil.which("node") is None or not WASM_PKG.exists():
+        raise AssertionError("the 32-bit MicroPython is not installed: run `make wasm32` "
+                             "(node and tools/wasm/node_modules)")
+    args = ["node", str(WASM_RUN)]
+    if heapsize:
+        args += ["--heap", str(heapsize)]
+    p = subprocess.run(args + ["-"], input=code, capture_output=True,
                        text=True, timeout=timeout, cwd=str(ROOT))
     if check and p.returncode != 0:
         raise AssertionError("wasm32 micropython failed (%d):\n%s\n%s"

