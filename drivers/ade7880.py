@@ -123,20 +123,21 @@ _INSTANT_N = const(8)   # R_VRMS..R_ANGLE: the instantaneous part of a phase blo
 # How each window read is verified (one corrupted or misaddressed frame must never give
 # an accepted wrong value). The ADE7880 has no CRC on SPI data; its communication
 # verification registers hold the LAST access only (anchors section 3: LAST_ADD 0xE9FE,
-# LAST_RWDATA8/16/32, read back without being disturbed), so a group of different
-# registers cannot share one echo check: a misaddressed read in the middle of the group
-# would leave no trace. Hence:
-#  - instantaneous registers (RMS, powers, PF, period, angle; updated by the DSP at
+# LAST_RWDATA8/16/32; reading them does not disturb them), so reads of different
+# registers cannot share one check: LAST_ADD read once after a group says nothing about
+# a misaddressed read in the middle of it, and a register read twice only checks itself.
+# So each read keeps 3 frames, as before:
+#  - instantaneous registers (RMS, powers, PF, period, angle: the DSP updates them at
 #    8 kHz, so two reads may legitimately differ): value, LAST_RWDATA of its width,
-#    LAST_ADD: 3 frames, exactly as before;
-#  - the window's energies (xWATTHR, xFVARHR, xVAHR): in line-cycle mode the chip latches
-#    them at the window end and holds them until the next one (anchors section 2,
-#    LCYCMODE LWATT; reads do not reset them, RSTREAD off), so they are read twice and
-#    must agree: 2 frames. A single bad frame (noise on MISO, a flipped address bit that
-#    reads another register, even a read turned into a write by a flipped command byte,
-#    which the LAST_* check would accept) changes one of the two values; if the values
-#    still agree, the bad frame delivered the right value anyway. That is the same
-#    single-fault guarantee as value + echo + LAST_ADD.
+#    LAST_ADD;
+#  - the window's energies (xWATTHR, xFVARHR, xVAHR), latched by the chip at the window
+#    end and held until the next one (anchors section 2, LCYCMODE LWATT; line-cycle reads
+#    do not reset them): value, LAST_ADD, value again. LAST_ADD catches a misaddressed
+#    read, even one repeated identically (a stuck or pattern-dependent MOSI fault); the
+#    second read catches noise on MISO, and also a read whose command byte flipped into
+#    a write of zeros, which value + LAST_RWDATA + LAST_ADD would accept as a 0 window.
+# The speed-up is per frame, not in the frame count: frames are built once, the loop only
+# toggles CS and calls write_readinto, and one checker verifies and stores all values.
 # Health: STATUS1.CRC (b25) is the chip's own comparison of CHECKSUM against its
 # reference (docs/ade7880-sim.md sources: datasheet p.94 MASK1 b25; anchors section 3
 # "poll CHECKSUM or enable STATUS1.CRC"), so health() reads STATUS1 each cycle and
@@ -180,8 +181,9 @@ _WIDE = 1 if sys.maxsize > 0x7FFFFFFF else 0     # array('l') has 8-byte slots (
 
 class _Prog:
     """A fixed list of SPI frames (tx built once, rx filled by each run) and the reads
-    they verify. reads: (addr, slot, signed16, twice) per read; twice reads the register
-    a second time instead of LAST_RWDATA + LAST_ADD (for latched registers, see above)."""
+    they verify. reads: (addr, slot, signed16, twice) per read; twice checks the value
+    against a second read of the register instead of LAST_RWDATA (latched registers,
+    see _window_reads)."""
 
     def __init__(self, reads):
         frames = []
@@ -195,11 +197,17 @@ class _Prog:
             v = off + 3
             t = off + 1
             off += 3 + n
-            frames.append((0x01, addr if twice else _echo(n), n))
-            c = off + 3
-            off += 3 + n
-            a = _NONE
-            if not twice:
+            if twice:                  # value, LAST_ADD, value again
+                frames.append((0x01, _LAST_ADD, 2))
+                a = off + 3
+                off += 5
+                frames.append((0x01, addr, n))
+                c = off + 3
+                off += 3 + n
+            else:                      # value, LAST_RWDATA of its width, LAST_ADD
+                frames.append((0x01, _echo(n), n))
+                c = off + 3
+                off += 3 + n
                 frames.append((0x01, _LAST_ADD, 2))
                 a = off + 3
                 off += 5
