@@ -140,8 +140,9 @@ _INSTANT_N = const(8)   # R_VRMS..R_ANGLE: the instantaneous part of a phase blo
 # toggles CS and calls write_readinto, and one checker verifies and stores all values.
 # Health: STATUS1.CRC (b25) is the chip's own comparison of CHECKSUM against its
 # reference (docs/ade7880-sim.md sources: datasheet p.94 MASK1 b25; anchors section 3
-# "poll CHECKSUM or enable STATUS1.CRC"), so health() reads STATUS1 each cycle and
-# CHECKSUM itself only every _CSUM_EVERY cycles or when CRC is set, as a backstop.
+# "poll CHECKSUM or enable STATUS1.CRC"), so health() reads STATUS1 each cycle (CRC set
+# is a fault at once, as before) and compares CHECKSUM itself only every _CSUM_EVERY
+# cycles, as a backstop: 3 frames saved on 7 cycles of 8.
 _CSUM_EVERY = const(8)
 
 _RETRIES = const(3)
