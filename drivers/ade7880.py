@@ -176,7 +176,6 @@ def _zpse24(value):
     return value & 0x0FFFFFFF
 
 
-_NONE = const(0xFFFF)
 _WIDE = 1 if sys.maxsize > 0x7FFFFFFF else 0     # array('l') has 8-byte slots (64-bit port)
 
 
@@ -234,7 +233,7 @@ class _Prog:
         # Views for the plain checker and for byte-level tests (no slicing per cycle).
         self.vals = tuple(mr[r[0]:r[0] + (r[4] & 7)] for r in desc)
         self.chks = tuple(mr[r[1]:r[1] + (r[4] & 7)] for r in desc)
-        self.adds = tuple(None if r[2] == _NONE else mr[r[2]:r[2] + 2] for r in desc)
+        self.adds = tuple(mr[r[2]:r[2] + 2] for r in desc)
         self.addrs = tuple(mt[r[3]:r[3] + 2] for r in desc)
         self.flags = bytes(r[4] for r in desc)
         self.slots = bytes(r[5] for r in desc)
@@ -282,8 +281,7 @@ def _check_plain(p, k0, k1, raw, rv):
     nbad = 0
     for k in range(k0, k1):
         b = vals[k]
-        a = adds[k]
-        if b != chks[k] or (a is not None and a != addrs[k]):
+        if b != chks[k] or adds[k] != addrs[k]:
             bad[k] = 1
             nbad += 1
             continue
@@ -292,7 +290,7 @@ def _check_plain(p, k0, k1, raw, rv):
         w = f & 7
         if w == 4:
             b0 = b[0]
-            if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes
+            if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes (LE port)
                 m = rv.of(raw)
                 i = slots[k] * (8 if _WIDE else 4)
                 m[i] = b[3]
@@ -336,9 +334,10 @@ class ADE7880:
         self._win = _Prog(_window_reads())
         self._n_instant = 3 * _INSTANT_N
         # One single-read and one write program per data width, address patched per use.
-        self._rd = tuple(None if n == 3 else _Prog(((0xE000 if n == 4 else 0xE900 if n == 2
-                                                      else 0xE700, 0, False, False),))
-                         for n in range(5))
+        # (0xE000, 0xE900, 0xE700: placeholder addresses of width 4, 2, 1.)
+        self._rd = (None, _Prog(((0xE700, 0, False, False),)),
+                    _Prog(((0xE900, 0, False, False),)), None,
+                    _Prog(((0xE000, 0, False, False),)))
         self._one = array("l", [0])
         self._wr = tuple(None if n in (0, 3) else self._write_prog(n) for n in range(5))
         self.configure(line_cycles, zx_phases, sixty_hz, gains, phcal)
