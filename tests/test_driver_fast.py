@@ -277,3 +277,21 @@ print("@@JSON", json.dumps(rows))
 """ % json.dumps(DEFAULT))
     assert res["new"] == res["ref"]
     assert any(v < 0 for row in res["new"] for v in row)     # signed values took part
+
+
+def test_checksum_backstop_catches_an_upset_whose_crc_flag_was_cleared(mpy):
+    """health() trusts STATUS1.CRC each cycle and compares CHECKSUM itself every few
+    cycles: an upset whose CRC flag got cleared (here: written back as 1, the documented
+    write-1-to-clear) is still found within CYCLE_PERIOD cycles, and nothing is
+    miscounted."""
+    fault = ("h.sim.inject_checksum_upset(); h.chip.write(0xE503, 1 << 25); "
+             "t_upset = h.clock.now_us()")
+    res = mpy(FAULT_HEAD % (json.dumps(DEFAULT), fault) + TAIL.replace(
+        '"spi_errors": h.chip.spi_errors}',
+        '"spi_errors": h.chip.spi_errors, "period": type(h.chip).CYCLE_PERIOD, '
+        '"t_event_ms": [t for t, c in h.app.events.recent()[before:]], '
+        '"t_upset_ms": t_upset // 1000}'))
+    assert "checksum_changed" in res["events"]
+    first = res["t_event_ms"][0] - res["t_upset_ms"]
+    assert 0 <= first <= (res["period"] + 1) * 200, first
+    check_exact(res)
