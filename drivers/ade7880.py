@@ -123,24 +123,26 @@ _INSTANT_N = const(8)   # R_VRMS..R_ANGLE: the instantaneous part of a phase blo
 # How each window read is verified (one corrupted or misaddressed frame must never give
 # an accepted wrong value). The ADE7880 has no CRC on SPI data; its communication
 # verification registers hold the LAST access only (anchors section 3: LAST_ADD 0xE9FE,
-# LAST_RWDATA8/16/32, read back without being disturbed), so a group of different
-# registers cannot share one echo check: a misaddressed read in the middle of the group
-# would leave no trace. Hence:
-#  - instantaneous registers (RMS, powers, PF, period, angle; updated by the DSP at
+# LAST_RWDATA8/16/32; reading them does not disturb them), so reads of different
+# registers cannot share one check: LAST_ADD read once after a group says nothing about
+# a misaddressed read in the middle of it, and a register read twice only checks itself.
+# So each read keeps 3 frames, as before:
+#  - instantaneous registers (RMS, powers, PF, period, angle: the DSP updates them at
 #    8 kHz, so two reads may legitimately differ): value, LAST_RWDATA of its width,
-#    LAST_ADD: 3 frames, exactly as before;
-#  - the window's energies (xWATTHR, xFVARHR, xVAHR): in line-cycle mode the chip latches
-#    them at the window end and holds them until the next one (anchors section 2,
-#    LCYCMODE LWATT; reads do not reset them, RSTREAD off), so they are read twice and
-#    must agree: 2 frames. A single bad frame (noise on MISO, a flipped address bit that
-#    reads another register, even a read turned into a write by a flipped command byte,
-#    which the LAST_* check would accept) changes one of the two values; if the values
-#    still agree, the bad frame delivered the right value anyway. That is the same
-#    single-fault guarantee as value + echo + LAST_ADD.
+#    LAST_ADD;
+#  - the window's energies (xWATTHR, xFVARHR, xVAHR), latched by the chip at the window
+#    end and held until the next one (anchors section 2, LCYCMODE LWATT; line-cycle reads
+#    do not reset them): value, LAST_ADD, value again. LAST_ADD catches a misaddressed
+#    read, even one repeated identically (a stuck or pattern-dependent MOSI fault); the
+#    second read catches noise on MISO, and also a read whose command byte flipped into
+#    a write of zeros, which value + LAST_RWDATA + LAST_ADD would accept as a 0 window.
+# The speed-up is per frame, not in the frame count: frames are built once, the loop only
+# toggles CS and calls write_readinto, and one checker verifies and stores all values.
 # Health: STATUS1.CRC (b25) is the chip's own comparison of CHECKSUM against its
 # reference (docs/ade7880-sim.md sources: datasheet p.94 MASK1 b25; anchors section 3
-# "poll CHECKSUM or enable STATUS1.CRC"), so health() reads STATUS1 each cycle and
-# CHECKSUM itself only every _CSUM_EVERY cycles or when CRC is set, as a backstop.
+# "poll CHECKSUM or enable STATUS1.CRC"), so health() reads STATUS1 each cycle (CRC set
+# is a fault at once, as before) and compares CHECKSUM itself only every _CSUM_EVERY
+# cycles, as a backstop: 3 frames saved on 7 cycles of 8.
 _CSUM_EVERY = const(8)
 
 _RETRIES = const(3)
@@ -174,14 +176,14 @@ def _zpse24(value):
     return value & 0x0FFFFFFF
 
 
-_NONE = const(0xFFFF)
 _WIDE = 1 if sys.maxsize > 0x7FFFFFFF else 0     # array('l') has 8-byte slots (64-bit port)
 
 
 class _Prog:
     """A fixed list of SPI frames (tx built once, rx filled by each run) and the reads
-    they verify. reads: (addr, slot, signed16, twice) per read; twice reads the register
-    a second time instead of LAST_RWDATA + LAST_ADD (for latched registers, see above)."""
+    they verify. reads: (addr, slot, signed16, twice) per read; twice checks the value
+    against a second read of the register instead of LAST_RWDATA (latched registers,
+    see _window_reads)."""
 
     def __init__(self, reads):
         frames = []
@@ -195,11 +197,17 @@ class _Prog:
             v = off + 3
             t = off + 1
             off += 3 + n
-            frames.append((0x01, addr if twice else _echo(n), n))
-            c = off + 3
-            off += 3 + n
-            a = _NONE
-            if not twice:
+            if twice:                  # value, LAST_ADD, value again
+                frames.append((0x01, _LAST_ADD, 2))
+                a = off + 3
+                off += 5
+                frames.append((0x01, addr, n))
+                c = off + 3
+                off += 3 + n
+            else:                      # value, LAST_RWDATA of its width, LAST_ADD
+                frames.append((0x01, _echo(n), n))
+                c = off + 3
+                off += 3 + n
                 frames.append((0x01, _LAST_ADD, 2))
                 a = off + 3
                 off += 5
@@ -225,7 +233,7 @@ class _Prog:
         # Views for the plain checker and for byte-level tests (no slicing per cycle).
         self.vals = tuple(mr[r[0]:r[0] + (r[4] & 7)] for r in desc)
         self.chks = tuple(mr[r[1]:r[1] + (r[4] & 7)] for r in desc)
-        self.adds = tuple(None if r[2] == _NONE else mr[r[2]:r[2] + 2] for r in desc)
+        self.adds = tuple(mr[r[2]:r[2] + 2] for r in desc)
         self.addrs = tuple(mt[r[3]:r[3] + 2] for r in desc)
         self.flags = bytes(r[4] for r in desc)
         self.slots = bytes(r[5] for r in desc)
@@ -273,8 +281,7 @@ def _check_plain(p, k0, k1, raw, rv):
     nbad = 0
     for k in range(k0, k1):
         b = vals[k]
-        a = adds[k]
-        if b != chks[k] or (a is not None and a != addrs[k]):
+        if b != chks[k] or adds[k] != addrs[k]:
             bad[k] = 1
             nbad += 1
             continue
@@ -283,7 +290,7 @@ def _check_plain(p, k0, k1, raw, rv):
         w = f & 7
         if w == 4:
             b0 = b[0]
-            if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes
+            if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes (LE port)
                 m = rv.of(raw)
                 i = slots[k] * (8 if _WIDE else 4)
                 m[i] = b[3]
@@ -327,9 +334,10 @@ class ADE7880:
         self._win = _Prog(_window_reads())
         self._n_instant = 3 * _INSTANT_N
         # One single-read and one write program per data width, address patched per use.
-        self._rd = tuple(None if n == 3 else _Prog(((0xE000 if n == 4 else 0xE900 if n == 2
-                                                      else 0xE700, 0, False, False),))
-                         for n in range(5))
+        # (0xE000, 0xE900, 0xE700: placeholder addresses of width 4, 2, 1.)
+        self._rd = (None, _Prog(((0xE700, 0, False, False),)),
+                    _Prog(((0xE900, 0, False, False),)), None,
+                    _Prog(((0xE000, 0, False, False),)))
         self._one = array("l", [0])
         self._wr = tuple(None if n in (0, 3) else self._write_prog(n) for n in range(5))
         self.configure(line_cycles, zx_phases, sixty_hz, gains, phcal)

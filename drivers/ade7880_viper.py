@@ -6,8 +6,8 @@ the same values (tests/test_driver_fast.py compares both on the unix port).
 
 check() walks reads k0..k1-1 of a program. Per read, d holds six uint16:
   value data offset in rx, check data offset in rx (the LAST_RWDATA echo or a second
-  read of the same register), LAST_ADD data offset in rx (0xFFFF: none), address offset
-  in tx, flags (width 1/2/4 in bits 0-2, bit 3: 16-bit signed), slot in raw.
+  read of the same register), LAST_ADD data offset in rx, address offset in tx, flags
+  (width 1/2/4 in bits 0-2, bit 3: 16-bit signed), slot in raw.
 A read whose value bytes equal its check bytes (and LAST_ADD the address sent) is
 stored into raw as a signed 32-bit word (array('l'): 4-byte slots, or 8 with wide=1 on
 a 64-bit port); a read that fails is marked in bad and not stored. Returns the number
@@ -34,10 +34,9 @@ def check(rx: ptr8, tx: ptr8, d: ptr16, k0: int, k1: int, raw: ptr32, wide: int,
             if rx[v + j] != rx[c + j]:
                 ok = 0
             j += 1
-        if a != 0xFFFF:
-            t = int(d[e + 3])
-            if rx[a] != tx[t] or rx[a + 1] != tx[t + 1]:
-                ok = 0
+        t = int(d[e + 3])
+        if rx[a] != tx[t] or rx[a + 1] != tx[t + 1]:
+            ok = 0
         if ok:
             bad[k] = 0
             if w == 4:

@@ -28,8 +28,20 @@ def run_mpy(script, *args, timeout=600):
     return json.loads(p.stdout.split("@@JSON", 1)[1].strip().splitlines()[0])
 
 
+def run_wasm32(code, timeout=600):
+    """Run code on the 32-bit MicroPython (WebAssembly port, tools/wasm/run.mjs)."""
+    p = subprocess.run(["node", str(ROOT / "tools" / "wasm" / "run.mjs"), "-c", code],
+                       capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    if p.returncode != 0 or "@@JSON" not in p.stdout:
+        raise SystemExit("wasm32 benchmark failed:\n%s\n%s" % (p.stdout, p.stderr))
+    return json.loads(p.stdout.split("@@JSON", 1)[1].strip().splitlines()[0])
+
+
 def bench_metering(cycles):
-    return run_mpy("tools/mpy/bench_cycle.py", cycles)
+    res = run_mpy("tools/mpy/bench_cycle.py", cycles)
+    # Bytes per cycle on the 32-bit runtime, new driver and the reference copy.
+    res["wasm32"] = run_wasm32("from tools.mpy.driver_cycle import main; main()")
+    return res
 
 
 def bench_modbus(out_dir):
@@ -75,17 +87,34 @@ def bench_heap32(out_dir):
 
 def summary(res):
     m = res["metering"]
+    new, ref, w = m["new"], m["ref"], m.get("wasm32", {})
     lines = [
-        "Metering cycle on the unix port (%d cycles, %d SPI frames per cycle):"
-        % (m["cycles"], m["frames_per_cycle"]),
-        "  driver + engine (recorded SPI): median %d us, p99 %d us per cycle"
-        % (m["driver_engine"]["median_us"], m["driver_engine"]["p99_us"]),
+        "Metering cycle on the unix port (%d cycles, recorded SPI replay; driver = "
+        "health() + read_window()):" % m["cycles"],
+        "  SPI frames per cycle: %.2f (reference driver %.2f)"
+        % (new["frames_per_cycle"], ref["frames_per_cycle"]),
+        "  driver:          median %d us, p99 %d us (reference %d / %d): old/new %.2fx"
+        % (new["driver"]["median_us"], new["driver"]["p99_us"], ref["driver"]["median_us"],
+           ref["driver"]["p99_us"], m["ratio_old_new"]["driver"]),
+        "  driver + engine: median %d us, p99 %d us (reference %d / %d): old/new %.2fx"
+        % (new["driver_engine"]["median_us"], new["driver_engine"]["p99_us"],
+           ref["driver_engine"]["median_us"], ref["driver_engine"]["p99_us"],
+           m["ratio_old_new"]["driver_engine"]),
+        "  driver without the replay's SPI/CS stubs (Python here, C on a board): %d us "
+        "(reference %d us): old/new %.2fx" % (new["driver_own_us"], ref["driver_own_us"],
+                                              m["ratio_old_new"]["driver_own"]),
         "  with the simulator in the loop:  median %d us, p99 %d us per cycle"
         % (m["with_simulator"]["median_us"], m["with_simulator"]["p99_us"]),
-        "  allocation: %.1f bytes per steady-state cycle (driver + engine); "
+        "  allocation, unix port: %.1f bytes per cycle (driver + engine), %.1f (driver); "
         "%.1f with the simulator" % (m["alloc_bytes_per_cycle"],
+                                     new["alloc_bytes_per_driver_cycle"],
                                      m["alloc_bytes_per_cycle_with_simulator"]),
     ]
+    if w:
+        lines.append("  allocation, 32-bit runtime: driver %.1f bytes per cycle (reference "
+                     "%.1f), driver + engine %.1f (reference %.1f)"
+                     % (w["new"]["driver_cycle"], w["ref"]["driver_cycle"],
+                        w["new"]["driver_engine"], w["ref"]["driver_engine"]))
     hp = res.get("heap")
     if hp:
         lines.append("Heap: the firmware boots and serves TCP + RS485 A + B with %d KiB "
