@@ -32,7 +32,9 @@ _ENERGY_UNITS = ("mwh", "mwh", "mvarh", "mvarh", "mvarh", "mvarh", "mvah", "mvah
 _BITS = sorted((getattr(S, n), n[3:].lower()) for n in dir(S) if n.startswith("ST_"))
 
 
-def snapshot_dict(snap):
+def snapshot_dict(snap, status=None):
+    """status: the status at write time (Meter.status_now(): stale once the snapshot
+    is old); the snapshot's own without it."""
     phases = {}
     energy = {}
     inst = snap.inst
@@ -42,7 +44,7 @@ def snapshot_dict(snap):
         energy[name] = {"%s_%s" % (S.ENERGY_NAMES[k], _ENERGY_UNITS[k]):
                         snap.energy_mwh(blk, k) for k in range(S.NE)}
     return {"seq": snap.seq, "t_ms": snap.t_ms, "window_us": snap.window_us,
-            "status": snap.status, "events": snap.events,
+            "status": snap.status if status is None else status, "events": snap.events,
             "phases": phases, "energy": energy}
 
 

@@ -54,10 +54,11 @@ def _read(path):
         return f.read()
 
 
-def write_snapshot(run_dir, snap):
+def write_snapshot(run_dir, meter):
+    snap = meter.front            # one whole cycle (published by reference swap)
     tmp = run_dir + "/snapshot.json.tmp"
     with open(tmp, "w") as f:
-        json.dump(snapshot_dict(snap), f)
+        json.dump(snapshot_dict(snap, meter.status_now()), f)
     os.rename(tmp, run_dir + "/snapshot.json")
 
 
@@ -135,7 +136,7 @@ class Run:
         """After KeyboardInterrupt: the loop is gone; write what the meter published
         last (meter.front is always one whole cycle)."""
         if self.ready:
-            write_snapshot(self.args["run-dir"], self.app.meter.front)
+            write_snapshot(self.args["run-dir"], self.app.meter)
             if self.console.tty:
                 self.draw()          # the final values stay on screen, above STOPPED
         print("STOPPED")
@@ -144,7 +145,7 @@ class Run:
 async def report(run):
     while True:
         await asyncio.sleep_ms(1000)
-        write_snapshot(run.args["run-dir"], run.app.meter.front)
+        write_snapshot(run.args["run-dir"], run.app.meter)
         run.draw()
 
 
@@ -204,7 +205,7 @@ async def serve(run, scn, text):
         raise SystemExit(2)
     while app.meter.front.seq == 0:
         await asyncio.sleep_ms(10)
-    write_snapshot(args["run-dir"], app.meter.front)
+    write_snapshot(args["run-dir"], app.meter)
     run.endpoints = endpoints(run, app)
     run.ready = True
     print("READY " + run.endpoints)
