@@ -55,7 +55,7 @@ def _child_setup(parent, deathsig, ignore=()):
         except (OSError, AttributeError):
             return             # not Linux: the launcher's own cleanup still holds
         if os.getppid() != parent:    # the launcher died before prctl took effect
-            os.kill(os.getpid(), deathsig)
+            os._exit(1)
     return setup
 
 

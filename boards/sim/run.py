@@ -200,8 +200,10 @@ async def serve(run, scn, text):
     try:
         await app.start(args["host"], args["tcp-port"])
     except OSError as e:
+        n = e.args[0] if e.args else None
+        why = {98: "address in use", 99: "not an address of this machine"}.get(n, e)
         print("ERROR tcp port %d: cannot listen on %s (%s)"
-              % (args["tcp-port"], args["host"], e))
+              % (args["tcp-port"], args["host"], why))
         raise SystemExit(2)
     while app.meter.front.seq == 0:
         await asyncio.sleep_ms(10)
