@@ -175,3 +175,34 @@ def test_terminal_keeps_ready_and_errors_on_screen(tmp_path):
     pf_e4 = json.loads((run_dir / "snapshot.json").read_text())["phases"]["L1"]["pf_e4"]
     assert -pf_e4 % 10 >= 5, pf_e4      # else rounding and truncation would agree
     assert pf == _dec(pf_e4, 10000, 3) == "-0.999"
+
+
+def test_config_mismatches_every_case():
+    cases = [
+        ({"ct_primary_a": 200}, {}, ["40 times too low"]),
+        ({}, {"ct_enabled": True, "ct_primary_a": 100}, ["20 times too high"]),
+        ({"ct_primary_a": 100}, {"ct_enabled": True, "ct_primary_a": 150}, ["x1.5"]),
+        ({"ct_primary_a": 150}, {"ct_enabled": True, "ct_primary_a": 150}, []),
+        ({}, {}, []),
+        # L3 goes live only later in the timeline: still measured wrong from then on.
+        ({"timeline": [{"at_s": 5, "phases": {"L3": {"v_rms": 230, "i_rms": 1}}}]},
+         {"wiring": "1P2W"}, ["L3 live"]),
+        ({"ct_primary_a": 200, "phases": {"L1": {"v_rms": 230}, "L2": {"v_rms": 230}}},
+         {"wiring": "1P2W"}, ["40 times too low", "L2 live"]),
+    ]
+    got = run_mpy("""
+import json
+from boards.sim import scenario
+from firmware import config
+out = []
+for extra, met, _ in json.loads(%r):
+    obj = {"phases": {"L1": {"v_rms": 230, "i_rms": 5}}}
+    obj.update(extra)
+    out.append(scenario.config_mismatches(scenario.parse(obj),
+                                          config.validate({"metering": met})))
+print('@@JSON'); print(json.dumps(out))
+""" % json.dumps(cases))
+    for (_, _, want), warns in zip(cases, got):
+        assert len(warns) == len(want), warns
+        for w, needle in zip(warns, want):
+            assert needle in w, (w, needle)
