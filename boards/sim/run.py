@@ -89,10 +89,10 @@ class Console:
             self.show(self.block)
 
     def show(self, lines):
-        self.block = lines
         if not self.tty:
             print("\n".join(lines))
             return
+        self.block = lines            # redrawn under the next message
         self._erase()
         sys.stdout.write("\x1b[?7l" + "\n".join(lines) + "\n\x1b[?7h")
         self.drawn = len(lines)
