@@ -328,3 +328,13 @@ def test_live_phases_with_1p2w_wiring_warn(tmp_path):
     # Three live phases on a 3P4W meter, or L1 alone on it, are both fine.
     warn, _ = _ready_snapshot(tmp_path / "c", one, {})
     assert warn == []
+
+
+def test_host_not_of_this_machine_is_refused(tmp_path):
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "host_run.py"), "--tcp-port",
+                        str(free_port()), "--host", "192.0.2.1", "--run-dir",
+                        str(tmp_path / "run")],       # 192.0.2.1: TEST-NET-1, RFC 5737
+                       capture_output=True, text=True, timeout=30, cwd=str(ROOT))
+    assert p.returncode == 2
+    assert "cannot listen on 192.0.2.1 (not an address of this machine)" in p.stdout
+    assert "READY" not in p.stdout

@@ -76,7 +76,7 @@ def test_ctrl_c_on_make_run(tmp_path):
     assert "Traceback" not in out
     # The recipe succeeded: make reports no error for it. Make itself then ends as
     # interrupted (GNU make re-raises SIGINT, so the shell sees 130), as for any target.
-    assert not re.search(r"make: \*\*\*.*Error", out), out[-2000:]
+    assert not re.search(r"make(\[\d+\])?: \*\*\*.*Error", out), out[-2000:]
     assert status in (0, -signal.SIGINT), status
 
 
@@ -205,3 +205,46 @@ def test_stop_while_starting(tmp_path):
     assert "STOPPED" in run.text()
     assert wait_gone(list(kids)) == []
     assert listening(port) is None
+
+
+def test_ctrl_z_and_ctrl_c_at_an_interactive_shell(tmp_path):
+    """Keys typed at a job-control shell on a terminal: Ctrl-Z stops the firmware with
+    the job (a stopped launcher would no longer drain its output), `fg` resumes both,
+    Ctrl-C then stops cleanly with status 0."""
+    port = free_port()
+    run_dir = tmp_path / "run"
+    sh = PtyRun(["bash", "--norc", "--noprofile", "-i"])
+
+    def state(pid):
+        return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+
+    def until(cond, what, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, what + ":\n" + sh.text()[-1500:]
+            sh.pump(0.05)
+
+    try:
+        cmd = " ".join(_host_argv(tmp_path, port))
+        os.write(sh.fd, (cmd + "\n").encode())
+        sh.wait_for("READY")
+        launcher = [p for p, c in children(sh.pid).items() if "host_run.py" in c][0]
+        fw = [p for p, c in children(launcher).items() if "boards.sim.run" in c][0]
+        os.write(sh.fd, b"\x1a")                     # Ctrl-Z
+        until(lambda: (state(launcher), state(fw)) == ("T", "T"), "not stopped")
+        seq = snapshot(run_dir)["seq"]
+        sh.pump(1.5)
+        assert snapshot(run_dir)["seq"] == seq         # the meter is stopped too
+        os.write(sh.fd, b"fg\n")
+        until(lambda: snapshot(run_dir)["seq"] > seq, "not resumed")
+        assert ksem_import_dwh(port) > 0
+        mark = len(sh.out)
+        os.write(sh.fd, b"\x03")                     # Ctrl-C
+        until(lambda: b"STOPPED" in sh.out[mark:], "not stopped")
+        os.write(sh.fd, b"echo rc=$?\n")
+        until(lambda: re.search(rb"rc=\d+", sh.out[mark:]), "no exit status")
+    finally:
+        sh.close()
+    tail = sh.text()[mark:]
+    assert "STOPPED" in tail and "rc=0" in tail, tail
+    assert "Traceback" not in sh.text()

@@ -8,7 +8,7 @@ import random
 import re
 import sys
 import time
-from decimal import Decimal, ROUND_HALF_UP
+from decimal import Decimal, ROUND_DOWN, ROUND_HALF_UP
 from pathlib import Path
 
 from conftest import free_port, run_mpy
@@ -59,8 +59,8 @@ for k, v in vals.items():
     s.inst[S.L1 + k] = v
 s.inst[S.F_MHZ] = 49995
 s.seq = 77
-for k in range(S.NE):          # counter k of L1 = (k+1) * 1.2345675 kWh in mWh
-    m = (k + 1) * 1234567 + 500 * (k + 1)
+for k in range(S.NE):          # counter k of L1 = (k+1) * 1.000999 kWh in mWh
+    m = (k + 1) * 1000999
     i = S.counter_index(S.L1, k)
     s.e_hi[i], s.e_lo[i] = divmod(m, S.MILLI_PER_HI)
 log = EventLog(8)
@@ -80,10 +80,12 @@ print('@@JSON'); print(json.dumps({"rows": rows, "names": status_names(st),
                   _dec(v[p] * pu, 1000, 1), _dec(v[q] * pu, 1000, 1),
                   _dec(v[s_] * pu, 1000, 1), "-0.998", "3"]
     assert rows[5].startswith("f = 49.995 Hz   cycle 77   status 0x05 chip_ok stale")
-    # Energies: every kind, apparent import and export included, in kWh rounded.
+    # Energies: every kind, apparent import and export included, in kWh rounded down
+    # as the register maps do (a counter never shows energy that was not counted).
     e_row = [r for r in rows if r.startswith("L1 ") and r is not rows[1]][0].split()
-    assert e_row[1:] == [_dec((k + 1) * 1234567 + 500 * (k + 1), 1000000, 3)
-                         for k in range(8)]
+    assert e_row[1:] == [str((Decimal((k + 1) * 1000999) / 1000000).quantize(
+        Decimal("0.001"), ROUND_DOWN)) for k in range(8)]
+    assert e_row[1] == "1.000"
     assert "apparent kVAh" in rows[6] and rows[7].split()[-2:] == ["import", "export"]
     # Legend and status names come from snapshot.py's ST_* bits, all of them.
     bits = {int(b): n.lower() for n, b in
@@ -175,3 +177,34 @@ def test_terminal_keeps_ready_and_errors_on_screen(tmp_path):
     pf_e4 = json.loads((run_dir / "snapshot.json").read_text())["phases"]["L1"]["pf_e4"]
     assert -pf_e4 % 10 >= 5, pf_e4      # else rounding and truncation would agree
     assert pf == _dec(pf_e4, 10000, 3) == "-0.999"
+
+
+def test_config_mismatches_every_case():
+    cases = [
+        ({"ct_primary_a": 200}, {}, ["40 times too low"]),
+        ({}, {"ct_enabled": True, "ct_primary_a": 100}, ["20 times too high"]),
+        ({"ct_primary_a": 100}, {"ct_enabled": True, "ct_primary_a": 150}, ["x1.5"]),
+        ({"ct_primary_a": 150}, {"ct_enabled": True, "ct_primary_a": 150}, []),
+        ({}, {}, []),
+        # L3 goes live only later in the timeline: still measured wrong from then on.
+        ({"timeline": [{"at_s": 5, "phases": {"L3": {"v_rms": 230, "i_rms": 1}}}]},
+         {"wiring": "1P2W"}, ["L3 live"]),
+        ({"ct_primary_a": 200, "phases": {"L1": {"v_rms": 230}, "L2": {"v_rms": 230}}},
+         {"wiring": "1P2W"}, ["40 times too low", "L2 live"]),
+    ]
+    got = run_mpy("""
+import json
+from boards.sim import scenario
+from firmware import config
+out = []
+for extra, met, _ in json.loads(%r):
+    obj = {"phases": {"L1": {"v_rms": 230, "i_rms": 5}}}
+    obj.update(extra)
+    out.append(scenario.config_mismatches(scenario.parse(obj),
+                                          config.validate({"metering": met})))
+print('@@JSON'); print(json.dumps(out))
+""" % json.dumps(cases))
+    for (_, _, want), warns in zip(cases, got):
+        assert len(warns) == len(want), warns
+        for w, needle in zip(warns, want):
+            assert needle in w, (w, needle)

@@ -55,7 +55,7 @@ def _child_setup(parent, deathsig, ignore=()):
         except (OSError, AttributeError):
             return             # not Linux: the launcher's own cleanup still holds
         if os.getppid() != parent:    # the launcher died before prctl took effect
-            os.kill(os.getpid(), deathsig)
+            os._exit(1)
     return setup
 
 
@@ -129,6 +129,19 @@ class Stopper:
         self.killed = False     # stopped before READY: STOPPED is ours to print
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, self.handle)
+        signal.signal(signal.SIGTSTP, self.suspend)
+
+    def suspend(self, signum, frame):
+        """Ctrl-Z: the firmware is not in our group, so stop it with us (a stopped
+        launcher would no longer drain its output) and let it go on with us."""
+        live = self.child is not None and self.child.poll() is None
+        if live:
+            os.killpg(self.child.pid, signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)          # stopped here until SIGCONT
+        signal.signal(signal.SIGTSTP, self.suspend)
+        if live:
+            os.killpg(self.child.pid, signal.SIGCONT)
 
     def handle(self, signum, frame):
         if self.since is None:
@@ -226,6 +239,7 @@ def main(argv=None):
                 if p:
                     socats.append(p)
         if stopper.since is not None:
+            _say("STOPPED")
             return 0
         cmd = [micropython_cmd()]
         if a.heapsize:

@@ -8,7 +8,8 @@ live table.
 Host-only (allocates; strings); the firmware never imports it. snapshot.json keeps the
 host contract's units (README: u_mv, p_mw, ...) whatever unit the snapshot stores:
 units are read through firmware.snapshot's constants. The table rounds half away from
-zero to the digits shown (PF -0.9976 shows -0.998, as the KSEM register reads).
+zero to the digits shown (PF -0.9976 shows -0.998, as the KSEM register reads);
+energy counters round down, as the register maps do (never show energy not counted).
 """
 try:
     from time import ticks_diff     # the board clock's ticks_ms wraps
@@ -32,7 +33,9 @@ _ENERGY_UNITS = ("mwh", "mwh", "mvarh", "mvarh", "mvarh", "mvarh", "mvah", "mvah
 _BITS = sorted((getattr(S, n), n[3:].lower()) for n in dir(S) if n.startswith("ST_"))
 
 
-def snapshot_dict(snap):
+def snapshot_dict(snap, status=None):
+    """status: the status at write time (Meter.status_now(): stale once the snapshot
+    is old); the snapshot's own without it."""
     phases = {}
     energy = {}
     inst = snap.inst
@@ -42,18 +45,19 @@ def snapshot_dict(snap):
         energy[name] = {"%s_%s" % (S.ENERGY_NAMES[k], _ENERGY_UNITS[k]):
                         snap.energy_mwh(blk, k) for k in range(S.NE)}
     return {"seq": snap.seq, "t_ms": snap.t_ms, "window_us": snap.window_us,
-            "status": snap.status, "events": snap.events,
+            "status": snap.status if status is None else status, "events": snap.events,
             "phases": phases, "energy": energy}
 
 
-def fix(v, div, dec, width=0):
-    """Integer v / div with dec decimals, rounded half away from zero, right-aligned
-    in width; exact (no floats). A value that rounds to zero shows no sign."""
+def fix(v, div, dec, width=0, down=False):
+    """Integer v / div with dec decimals, rounded half away from zero (towards zero
+    with down), right-aligned in width; exact (no floats). A value that rounds to
+    zero shows no sign."""
     step = 1
     for _ in range(dec):
         step *= 10
     q, r = divmod(abs(v) * step, div)
-    if 2 * r >= div:
+    if 2 * r >= div and not down:
         q += 1
     whole, frac = divmod(q, step)
     s = str(whole) + ("." + "%0*d" % (dec, frac) if dec else "")
@@ -112,6 +116,6 @@ def table(snap, status, events, now_ms):
     rows.append("         import   export       Q1       Q2       Q3       Q4   import   export")
     for n, blk in enumerate(S.BLOCKS):
         rows.append("%-6s%s" % (S.PHASE_NAMES[n], "".join(
-            fix(snap.energy_mwh(blk, k), 1000000, 3, 9) for k in range(S.NE))))
+            fix(snap.energy_mwh(blk, k), 1000000, 3, 9, True) for k in range(S.NE))))
     rows.append(events_line(events, now_ms))
     return rows

@@ -54,10 +54,11 @@ def _read(path):
         return f.read()
 
 
-def write_snapshot(run_dir, snap):
+def write_snapshot(run_dir, meter):
+    snap = meter.front            # one whole cycle (published by reference swap)
     tmp = run_dir + "/snapshot.json.tmp"
     with open(tmp, "w") as f:
-        json.dump(snapshot_dict(snap), f)
+        json.dump(snapshot_dict(snap, meter.status_now()), f)
     os.rename(tmp, run_dir + "/snapshot.json")
 
 
@@ -88,10 +89,10 @@ class Console:
             self.show(self.block)
 
     def show(self, lines):
-        self.block = lines
         if not self.tty:
             print("\n".join(lines))
             return
+        self.block = lines            # redrawn under the next message
         self._erase()
         sys.stdout.write("\x1b[?7l" + "\n".join(lines) + "\n\x1b[?7h")
         self.drawn = len(lines)
@@ -135,7 +136,7 @@ class Run:
         """After KeyboardInterrupt: the loop is gone; write what the meter published
         last (meter.front is always one whole cycle)."""
         if self.ready:
-            write_snapshot(self.args["run-dir"], self.app.meter.front)
+            write_snapshot(self.args["run-dir"], self.app.meter)
             if self.console.tty:
                 self.draw()          # the final values stay on screen, above STOPPED
         print("STOPPED")
@@ -144,7 +145,7 @@ class Run:
 async def report(run):
     while True:
         await asyncio.sleep_ms(1000)
-        write_snapshot(run.args["run-dir"], run.app.meter.front)
+        write_snapshot(run.args["run-dir"], run.app.meter)
         run.draw()
 
 
@@ -199,12 +200,14 @@ async def serve(run, scn, text):
     try:
         await app.start(args["host"], args["tcp-port"])
     except OSError as e:
+        n = e.args[0] if e.args else None
+        why = {98: "address in use", 99: "not an address of this machine"}.get(n, e)
         print("ERROR tcp port %d: cannot listen on %s (%s)"
-              % (args["tcp-port"], args["host"], e))
+              % (args["tcp-port"], args["host"], why))
         raise SystemExit(2)
     while app.meter.front.seq == 0:
         await asyncio.sleep_ms(10)
-    write_snapshot(args["run-dir"], app.meter.front)
+    write_snapshot(args["run-dir"], app.meter)
     run.endpoints = endpoints(run, app)
     run.ready = True
     print("READY " + run.endpoints)
