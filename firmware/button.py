@@ -118,7 +118,9 @@ class Button:
 
     def _timers(self, now):
         if self.pressed:
-            if not self._fired and ticks_diff(now, self._press_t) >= RESTART_MS:
+            # A release being debounced ended the hold at its first sample.
+            end = self._cand_t if self._cand else now
+            if not self._fired and ticks_diff(end, self._press_t) >= RESTART_MS:
                 self._fired = True
                 self._n = 0
                 return A_RESTART

@@ -49,6 +49,14 @@ def _seconds(word, what):
     return int(s * 1000 + 0.5)
 
 
+def _release(steps, ms):
+    # Released for ms: merged into a bare release just before it.
+    if steps and steps[-1] == (1, 0):
+        steps[-1] = (1, ms)
+    else:
+        steps.append((1, ms))
+
+
 def parse(line):
     """The steps of a command line: a list of (level, hold_ms), level 0 = pressed.
     ValueError naming the word for anything else."""
@@ -76,14 +84,14 @@ def parse(line):
             if i + 1 >= len(words):
                 raise ValueError("wait needs seconds")
             i += 1
-            steps.append((1, _seconds(words[i], "wait")))
+            _release(steps, _seconds(words[i], "wait"))
             timed = False
         else:
             raise ValueError("unknown word %r (short, long, restart, press [S], "
                              "wait S, release)" % w)
         if ms is not None:
             if timed:
-                steps.append((1, GAP_MS))
+                _release(steps, GAP_MS)
             steps.append((0, ms))
             steps.append((1, 0))
             timed = True
