@@ -16,8 +16,8 @@ status   confirm       orange, 2 blinks  a reset-button sequence was recognised
          update        green fast        firmware update in progress
          error         red steady        chip not answering / not configured, or the
                                          metering loop stalled (watchdog not fed)
-         fault         red blinking      meter stale (no chip window in its time-out),
-                                         or a recoverable fault in the last 60 s:
+         fault         red blinking      meter stale (Meter.status_now()) for 1 s on
+                                         end, or a recoverable fault in the last 60 s:
                                          chip reset / checksum upset / SPI error / IRQ
                                          missed / ack unconfirmed, or a task crash
          boot_hung     orange steady     boot not finished after 10 s
@@ -70,6 +70,7 @@ BOOT_DONE = const(5)
 
 BOOT_HUNG_MS = const(10000)     # manual 3.4: orange < 10 s booting, > 10 s a fault
 FAULT_HOLD_MS = const(60000)    # a recovered fault blinks red this long
+STALE_MS = const(1000)          # the meter stale this long (on end) blinks red
 NET_ACTIVE_MS = const(3000)     # a request this recent counts as an active connection
 BUS_ACTIVE_MS = const(3000)     # masters poll about every 1 s (manual 3.5.1): 3 missed
 CONFIRM_MS = const(1250)        # two blinks framed by dark, see the table above
@@ -153,6 +154,8 @@ class Indicators:
         self.remote_silent = False
         self._fault_on = False
         self._fault_t = 0
+        self._stale_on = False
+        self._stale_t = 0
         self._confirm_on = False
         self._confirm_t = 0
         # Per LED: state, entry time (blink phase anchor), colour shown.
@@ -213,7 +216,14 @@ class Indicators:
             else:
                 st = m.status_now()
                 self.chip_fault = not (st & ST_CHIP_OK)
-                self.stale = (st & ST_STALE) != 0
+                # Stale for STALE_MS on end: one late cycle on a busy loop is not a fault.
+                if st & ST_STALE:
+                    if not self._stale_on:
+                        self._stale_on = True
+                        self._stale_t = now
+                    self.stale = ticks_diff(now, self._stale_t) >= STALE_MS
+                else:
+                    self._stale_on = self.stale = False
         ev = self._events
         if ev is not None and ev.total != self._ev_total:
             self._ev_total = ev.total

@@ -182,3 +182,76 @@ print("@@JSON", json.dumps(out))
     errs = res["errors"]
     assert all(errs), errs
     assert "hold" in errs[1] and "'0'" in errs[2] and "'700'" in errs[3]
+
+
+def test_app_button_through_the_sim_control_file(mpy, tmp_path):
+    """The host-run path end to end, in real time: a script writes "long short" to
+    RUN_DIR/button, ButtonControl plays it on the sim board's pin, the App's "button"
+    task recognises the password reset, logs it, calls the config owner's hook and
+    the status LED (its two pins) shows the two orange blinks. A restart request
+    reaches board.reset(); with exit_on_reset the run ends with status 3."""
+    res = mpy(r"""
+import asyncio, json, os
+from boards.sim import scenario
+from boards.sim.board import SimBoard
+from boards.sim.button_ctl import ButtonControl
+from firmware.app import App
+from firmware.button import A_RESTART
+from firmware.events import event_name
+
+RUN = %r
+
+async def main():
+    b = SimBoard(scenario.parse({"frequency_hz": 50.0, "phases": {
+        "L1": {"v_rms": 230.0, "i_rms": 1.0, "phi_deg": 0.0}}}), run_dir=RUN)
+    app = App(b)
+    calls = []
+    app.password_reset = lambda: calls.append("password")
+    app.network_reset = lambda: calls.append("network")
+    await app.start(modbus=False)
+    asyncio.create_task(ButtonControl(b, RUN).run())
+    await asyncio.sleep_ms(300)
+    with open(RUN + "/button.tmp", "w") as f:
+        f.write("long short\n")
+    os.rename(RUN + "/button.tmp", RUN + "/button")
+    t0 = b.clock.ticks_ms()
+    runs = []
+    taken_ms = None
+    led = b.leds["status"]
+    while b.clock.ticks_ms() - t0 < 7500:
+        if taken_ms is None and "button" not in os.listdir(RUN):
+            taken_ms = b.clock.ticks_ms() - t0
+        c = led.value()
+        if runs and runs[-1][0] == c:
+            runs[-1][1] = b.clock.ticks_ms() - t0
+        else:
+            runs.append([c, b.clock.ticks_ms() - t0])
+        await asyncio.sleep_ms(5)
+    app.button_action(A_RESTART)
+    out = {"runs": runs, "taken_ms": taken_ms, "calls": calls, "resets": b.resets,
+           "events": [event_name(c) for t, c in app.events.recent()]}
+    b.exit_on_reset = True
+    try:
+        b.reset()
+        out["exit"] = None
+    except SystemExit as e:
+        out["exit"] = e.args[0]
+    app.stop()
+    return out
+print("@@JSON", json.dumps(asyncio.run(main())))
+""" % str(tmp_path), timeout=60)
+    assert res["taken_ms"] is not None and res["taken_ms"] < 200
+    assert res["calls"] == ["password"]
+    assert "button_password" in res["events"] and "button_network" not in res["events"]
+    assert res["events"].count("button_restart") == 1 and res["resets"] == 1
+    assert res["exit"] == 3
+    # Status LED: green, then dark/orange/dark/orange/dark (about 250 ms each), green.
+    # runs: [colour, time of its last sample]; durations from consecutive ends.
+    colours = [c for c, _ in res["runs"]]
+    k = colours.index(3)
+    assert colours[k - 2:k + 4] == [1, 0, 3, 0, 3, 0] and colours[k + 4] == 1, colours
+    ends = [t for _, t in res["runs"]]
+    for j in (k, k + 1, k + 2):
+        assert 150 <= ends[j] - ends[j - 1] <= 350, (j, res["runs"])
+    # Decided 1 s after the short press ended: about 4.0 + 0.5 + 0.5 + 1.0 s in.
+    assert 5500 <= ends[k - 2] <= 7000, res["runs"]

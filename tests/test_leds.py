@@ -243,6 +243,17 @@ def look():
 h.run_windows(3)
 ind.boot(BOOT_DONE, h.clock.ticks_ms())
 out = {"start": look()}
+# The engine stops publishing: stale after 300 ms (1.5 cycles), on the LED after 1 s more.
+def silent(ms):             # the LED task ticks every 25 ms; the engine is not polled
+    for _ in range(ms // 25):
+        h.clock.advance_us(25000)
+        ind.tick(h.clock.ticks_ms())
+silent(900)
+out["silent_900ms"] = look()
+silent(500)
+out["silent_1400ms"] = look()
+h.advance_ms(400)
+out["publishing"] = look()
 h.sim.inject_checksum_upset()
 h.advance_ms(600)
 out["upset"] = look()
@@ -265,6 +276,8 @@ out["back_60s"] = look()
 print("@@JSON", json.dumps(out))
 """ % json.dumps(CHIP), timeout=300)
     assert res["start"] == "ready"
+    assert res["silent_900ms"] == "ready" and res["silent_1400ms"] == "fault"
+    assert res["publishing"] == "ready"
     assert res["upset"] == "fault"
     assert sorted(set(res["upset_colours"])) == [OFF, RED]
     assert res["dead"] == "error" and res["dead_colour"] == RED
@@ -343,3 +356,78 @@ print("@@JSON", json.dumps({"bytes": used, "seen": seen, "names": ind.names(),
     for colour, led in ((GREEN, 0), (ORANGE, 0), (RED, 0), (RED, 1), (GREEN, 1)):
         assert seen & (1 << (colour * 3 + led)), (colour, led, bin(seen))
     assert res["bytes"] == 0
+
+
+def _crc16_modbus(data):
+    # CRC-16/MODBUS (Modbus over Serial Line 6.2.2), written here for the test.
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return bytes(data) + bytes((crc & 0xFF, crc >> 8))
+
+
+def test_app_leds_follow_the_ports(mpy, tmp_path):
+    """The App's "leds" task on the sim board: ready with no client; a Modbus TCP
+    client connected makes the network LED blink; an RTU request on RS485 A (a socat
+    pty pair, as the host run uses) makes the bus LED blink fast."""
+    import os
+    import subprocess
+    import time
+    from conftest import free_port
+
+    sock = subprocess.Popen(["socat", "pty,raw,echo=0,link=%s/rs485-a-dev" % tmp_path,
+                             "pty,raw,echo=0,link=%s/rs485-a" % tmp_path],
+                            stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 5
+        while not all(os.path.exists("%s/rs485-a%s" % (tmp_path, s)) for s in ("", "-dev")):
+            assert time.time() < end, "socat did not make the ptys"
+            time.sleep(0.02)
+        port = free_port()
+        rtu_req = _crc16_modbus(bytes((1, 3, 0, 0, 0, 2)))      # KSEM A preset: unit 1
+        tcp_req = bytes((0, 7, 0, 0, 0, 6, 1, 3, 0, 0, 0, 2))    # MBAP + FC 03
+        res = mpy(r"""
+import asyncio, json
+from boards.sim import scenario
+from boards.sim.board import SimBoard
+from firmware.app import App
+
+async def main():
+    b = SimBoard(scenario.parse(json.loads(%r)), run_dir=%r)
+    app = App(b)
+    await app.start("127.0.0.1", %d)
+    out = {"tasks": app.supervisor.names()}
+    await asyncio.sleep_ms(700)
+    out["idle"] = app.indicators.states()
+    out["idle_colours"] = [b.leds[n].value() for n in ("status", "network", "bus")]
+    r, w = await asyncio.open_connection("127.0.0.1", %d)
+    w.write(%r)
+    await w.drain()
+    reply = await r.read(64)
+    await asyncio.sleep_ms(100)
+    out["tcp"] = app.indicators.names()
+    out["tcp_reply_len"] = len(reply)
+    f = open(%r, "r+b")
+    f.write(%r)             # unbuffered; flush() would fsync, which a pty refuses
+    await asyncio.sleep_ms(300)
+    out["rtu"] = app.indicators.names()
+    out["rtu_ok"] = app.ports.rtu["a"].stats.ok
+    w.close()
+    f.close()
+    app.stop()
+    return out
+print("@@JSON", json.dumps(asyncio.run(main())))
+""" % (json.dumps(CHIP), str(tmp_path), port, port, tcp_req, "%s/rs485-a" % tmp_path,
+       rtu_req), timeout=60)
+    finally:
+        sock.terminate()
+        sock.wait()
+    assert "leds" in res["tasks"] and "button" in res["tasks"]
+    assert res["idle"] == {"status": "ready", "network": "setup", "bus": "idle"}
+    assert res["idle_colours"] == [GREEN, GREEN, OFF]
+    assert res["tcp_reply_len"] == 9 + 4                       # MBAP, FC, count, 2 regs
+    assert res["tcp"]["network"] == "green-blink" and res["tcp"]["bus"] == "off"
+    assert res["rtu_ok"] == 1
+    assert res["rtu"]["bus"] == "green-fast" and res["rtu"]["status"] == "green"
