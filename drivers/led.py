@@ -7,6 +7,7 @@
     st = BiLED(g, r, active_high=False)                 # common anode: pins sink current
     st.value(LED_ORANGE)                                # both dies lit: orange/yellow
     st.value()                                          # -> the colour shown now
+    st.on(); st.off()                                   # Pin-like: green / off
 
 Colours are the board contract's (boards/contract.py): LED_OFF 0, LED_GREEN 1, LED_RED 2,
 LED_ORANGE 3. The numbers are chosen so bit 0 is the green die and bit 1 the red one:
@@ -43,6 +44,12 @@ class LED:
         self._colour = colour
         self.pin.value(self._on if colour else 1 - self._on)
 
+    def on(self):
+        self.value(_GREEN_BIT)
+
+    def off(self):
+        self.value(0)
+
 
 class BiLED:
     """A red/green LED on two pins; orange is both dies lit."""
@@ -63,3 +70,9 @@ class BiLED:
         on = self._on
         self.green.value(on if colour & _GREEN_BIT else 1 - on)
         self.red.value(on if colour & _RED_BIT else 1 - on)
+
+    def on(self):
+        self.value(_GREEN_BIT)        # Pin-like: "on" is the normal colour, green
+
+    def off(self):
+        self.value(0)

@@ -77,16 +77,16 @@ CONFIRM_MS = const(1250)        # two blinks framed by dark, see the table above
 _CONFIRM_HALF = const(250)
 
 # Patterns: colour, blink period (0 = steady) and lit time per period.
-P_OFF = const(0)
-P_GREEN = const(1)
-P_RED = const(2)
-P_ORANGE = const(3)
-P_GREEN_SLOW = const(4)
-P_GREEN_BLINK = const(5)
-P_GREEN_FAST = const(6)
-P_RED_BLINK = const(7)
-P_ORANGE_BLINK = const(8)
-P_CONFIRM = const(9)
+_P_OFF = const(0)
+_P_GREEN = const(1)
+_P_RED = const(2)
+_P_ORANGE = const(3)
+_P_GREEN_SLOW = const(4)
+_P_GREEN_BLINK = const(5)
+_P_GREEN_FAST = const(6)
+_P_RED_BLINK = const(7)
+_P_ORANGE_BLINK = const(8)
+_P_CONFIRM = const(9)
 _P_COLOUR = bytes((LED_OFF, LED_GREEN, LED_RED, LED_ORANGE, LED_GREEN, LED_GREEN,
                    LED_GREEN, LED_RED, LED_ORANGE, LED_ORANGE))
 _P_PERIOD = array("H", (0, 0, 0, 0, 1000, 500, 250, 500, 500, 0))
@@ -95,32 +95,32 @@ PATTERN_NAMES = ("off", "green", "red", "orange", "green-slow", "green-blink",
                  "green-fast", "red-blink", "orange-blink", "orange-2blink")
 
 # States, in priority order per LED (lower wins), and the pattern each one shows.
-S_CONFIRM = const(0)
-S_UPDATE = const(1)
-S_ERROR = const(2)
-S_FAULT = const(3)
-S_BOOT_HUNG = const(4)
-S_BOOTING = const(5)
-S_STARTING = const(6)
-S_READY = const(7)
+_S_CONFIRM = const(0)
+_S_UPDATE = const(1)
+_S_ERROR = const(2)
+_S_FAULT = const(3)
+_S_BOOT_HUNG = const(4)
+_S_BOOTING = const(5)
+_S_STARTING = const(6)
+_S_READY = const(7)
 STATUS_NAMES = ("confirm", "update", "error", "fault", "boot_hung", "booting",
                 "starting", "ready")
-_STATUS_P = bytes((P_CONFIRM, P_GREEN_FAST, P_RED, P_RED_BLINK, P_ORANGE, P_ORANGE,
-                   P_GREEN_SLOW, P_GREEN))
+_STATUS_P = bytes((_P_CONFIRM, _P_GREEN_FAST, _P_RED, _P_RED_BLINK, _P_ORANGE, _P_ORANGE,
+                   _P_GREEN_SLOW, _P_GREEN))
 
-N_NO_LINK = const(0)
-N_ACTIVE = const(1)
-N_SETUP = const(2)
+_N_NO_LINK = const(0)
+_N_ACTIVE = const(1)
+_N_SETUP = const(2)
 NETWORK_NAMES = ("no_link", "active", "setup")
-_NETWORK_P = bytes((P_OFF, P_GREEN_BLINK, P_GREEN))
+_NETWORK_P = bytes((_P_OFF, _P_GREEN_BLINK, _P_GREEN))
 
-B_OVERLOAD = const(0)
-B_SCANNING = const(1)
-B_NO_ANSWER = const(2)
-B_TRAFFIC = const(3)
-B_IDLE = const(4)
+_B_OVERLOAD = const(0)
+_B_SCANNING = const(1)
+_B_NO_ANSWER = const(2)
+_B_TRAFFIC = const(3)
+_B_IDLE = const(4)
 BUS_NAMES = ("overload", "scanning", "no_answer", "traffic", "idle")
-_BUS_P = bytes((P_RED, P_GREEN_SLOW, P_ORANGE_BLINK, P_GREEN_FAST, P_OFF))
+_BUS_P = bytes((_P_RED, _P_GREEN_SLOW, _P_ORANGE_BLINK, _P_GREEN_FAST, _P_OFF))
 
 LED_NAMES = ("status", "network", "bus")
 _STATE_NAMES = (STATUS_NAMES, NETWORK_NAMES, BUS_NAMES)
@@ -178,7 +178,7 @@ class Indicators:
         """Start the two-blink confirmation (restarts it if one is showing)."""
         self._confirm_on = True
         self._confirm_t = now
-        self._state[0] = S_CONFIRM        # (re)start the pattern from its beginning
+        self._state[0] = _S_CONFIRM        # (re)start the pattern from its beginning
         self._t0[0] = now
 
     def fault(self, now):
@@ -254,41 +254,41 @@ class Indicators:
     def status_state(self, now):
         if self._confirm_on:
             if ticks_diff(now, self._confirm_t) < CONFIRM_MS:
-                return S_CONFIRM
+                return _S_CONFIRM
             self._confirm_on = False
         if self.updating:
-            return S_UPDATE
+            return _S_UPDATE
         if self.chip_fault or self.stalled:
-            return S_ERROR
+            return _S_ERROR
         if self._fault_on:
             if ticks_diff(now, self._fault_t) < FAULT_HOLD_MS:
-                return S_FAULT
+                return _S_FAULT
             self._fault_on = False
         if self.stale:
-            return S_FAULT
+            return _S_FAULT
         if self.boot_phase < BOOT_DONE:
             if ticks_diff(now, self.boot_t) >= BOOT_HUNG_MS:
-                return S_BOOT_HUNG
-            return S_BOOTING if self.boot_phase < BOOT_METERING else S_STARTING
-        return S_READY
+                return _S_BOOT_HUNG
+            return _S_BOOTING if self.boot_phase < BOOT_METERING else _S_STARTING
+        return _S_READY
 
     def network_state(self, now):
         if not self.link:
-            return N_NO_LINK
+            return _N_NO_LINK
         if self.net_conns > 0 or _recent(now, self.net_last, NET_ACTIVE_MS):
-            return N_ACTIVE
-        return N_SETUP
+            return _N_ACTIVE
+        return _N_SETUP
 
     def bus_state(self, now):
         if self.overload:
-            return B_OVERLOAD
+            return _B_OVERLOAD
         if self.scanning:
-            return B_SCANNING
+            return _B_SCANNING
         if self.remote_silent:
-            return B_NO_ANSWER
+            return _B_NO_ANSWER
         if _recent(now, self.bus_last, BUS_ACTIVE_MS):
-            return B_TRAFFIC
-        return B_IDLE
+            return _B_TRAFFIC
+        return _B_IDLE
 
     def _show(self, i, state, now):
         if state != self._state[i]:
@@ -296,7 +296,7 @@ class Indicators:
             self._t0[i] = now
         p = _PATTERNS[i][state]
         d = ticks_diff(now, self._t0[i])
-        if p == P_CONFIRM:
+        if p == _P_CONFIRM:
             lit = d < 2 * 2 * _CONFIRM_HALF and (d // _CONFIRM_HALF) & 1
         else:
             period = _P_PERIOD[p]
