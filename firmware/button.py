@@ -31,9 +31,8 @@ them (restoring the password, turning DHCP on) belongs to the config owner.
 Pure integer state, no allocation per sample; time is ticks_ms (ticks_diff).
 """
 import asyncio
-from micropython import const
-
 from time import ticks_diff
+from micropython import const
 
 A_NONE = const(0)
 A_RESTART = const(1)

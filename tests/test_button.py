@@ -6,7 +6,6 @@ runtimes; the edges the issue names (2.9 s vs 3 s, 5.5 s, 6 s, a 1.1 s gap) incl
 """
 import json
 
-import pytest
 
 # The machine sees the pin every STEP ms. play(segments) feeds (pressed, ms) segments
 # and returns [(action, t_ms)], t from the start of the first segment.

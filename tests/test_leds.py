@@ -6,7 +6,6 @@ colour, with the waveform the table and the rates describe. Both runtimes.
 """
 import json
 
-import pytest
 
 OFF, GREEN, RED, ORANGE = 0, 1, 2, 3
 STATUS, NETWORK, BUS = 0, 1, 2
