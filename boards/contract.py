@@ -21,6 +21,8 @@ attributes
   button          the reset button input, Pin-like: value() 0 while pressed
   power_fail      Pin-like input or None: 0 when the supply is failing (boards without
                   a dedicated input detect it from the ADE7880's L1 voltage instead)
+  bus_overload    optional (may be absent): Pin-like input, 0 while the RS485
+                  connector's 5 V output is overloaded (bus LED red, firmware/leds.py)
 
 methods
   ade7880(**kw)   the drivers.ade7880.ADE7880 on the board's SPI bus with its CS, IRQ0
@@ -36,6 +38,9 @@ methods
                   (RTC not set); SNTP and Modbus set it on boards (later step)
   network()       bring up Ethernet and return an object with isconnected(), or None
                   where the host's own stack is used (sim)
+  reset()         restart the device: machine.reset() on a board; the sim board counts
+                  and prints the request (and ends the run if told to); called by the
+                  reset button's restart action (firmware/button.py)
   tasks()         coroutine functions the board needs running (the simulator's clock
                   tick on the sim board; [] on real boards); the app supervises them
 
@@ -45,7 +50,8 @@ tests/test_contract.py).
 
 ATTRIBUTES = ("name", "clock", "CALIBRATION", "DIRECT_MAX_A", "leds", "button",
               "power_fail")
-METHODS = ("ade7880", "rs485", "block_device", "watchdog", "time_utc", "network", "tasks")
+METHODS = ("ade7880", "rs485", "block_device", "watchdog", "time_utc", "network", "tasks",
+           "reset")
 LEDS = ("status", "network", "bus")
 CLOCK = ("ticks_ms", "ticks_us", "now_us")
 

@@ -16,6 +16,10 @@ import time
 from boards.sim.ade7880 import ADE7880Sim
 from boards.sim.bus import SimPin, SimSPI
 from boards.sim.clock import RealClock
+from drivers.led import BiLED
+
+
+RESET_EXIT = 3      # exit status of a host run that restarts itself (reset())
 
 
 class SimWatchdog:
@@ -72,10 +76,15 @@ class SimBoard:
         self.chip = ADE7880Sim(self.clock, scenario)
         self.cs = SimPin(1)
         self.spi = SimSPI(self.chip, self.cs)
-        # Parts later steps drive: the three LEDs (status, network, bus; 1 = lit),
-        # the recessed reset button (active low, idle high) and the flash for littlefs.
-        self.leds = {"status": SimPin(0), "network": SimPin(0), "bus": SimPin(0)}
-        self.button = SimPin(1)
+        # Three bi-colour LEDs (green pin, red pin; active high), the recessed reset
+        # button (active low, idle high; boards/sim/button_ctl.py presses it) and the
+        # RS485 5 V output's overload input (0 = overloaded; optional in the contract).
+        self.leds = {n: BiLED(SimPin(0, n + "_g"), SimPin(0, n + "_r"))
+                     for n in ("status", "network", "bus")}
+        self.button = SimPin(1, "button")
+        self.bus_overload = SimPin(1, "bus_overload")
+        self.resets = 0
+        self.exit_on_reset = False
         # No dedicated supply monitor: the supply failing is seen on the chip's L1 voltage.
         self.power_fail = None
         self.flash = None
@@ -123,6 +132,15 @@ class SimBoard:
 
     def network(self):
         return None       # the host's own network stack
+
+    def reset(self):
+        """What machine.reset() is on a board: the host process cannot reboot itself,
+        so the request is counted and printed; with exit_on_reset the run ends with
+        SystemExit(RESET_EXIT) for a wrapper to start it again."""
+        self.resets += 1
+        print("RESET requested")
+        if self.exit_on_reset:
+            raise SystemExit(RESET_EXIT)
 
     def tasks(self):
         return [self.tick]
