@@ -230,13 +230,11 @@ class _Prog:
         self.d = array("H", [x for r in desc for x in r])
         self.n = len(reads)
         self.bad = bytearray(self.n)
-        # Views for the plain checker and for byte-level tests (no slicing per cycle).
-        self.vals = tuple(mr[r[0]:r[0] + (r[4] & 7)] for r in desc)
-        self.chks = tuple(mr[r[1]:r[1] + (r[4] & 7)] for r in desc)
-        self.adds = tuple(mr[r[2]:r[2] + 2] for r in desc)
-        self.addrs = tuple(mt[r[3]:r[3] + 2] for r in desc)
-        self.flags = bytes(r[4] for r in desc)
-        self.slots = bytes(r[5] for r in desc)
+        # The plain checker works from the offsets in d (no view per read: on a 32-bit
+        # board each memoryview is 16 bytes of heap, and a window has 33 reads); the
+        # first read's value bytes, for single verified reads.
+        r = desc[0]
+        self.val0 = mr[r[0]:r[0] + (r[4] & 7)]
 
 
 def _window_reads():
@@ -271,31 +269,38 @@ class _RawView:
 
 def _check_plain(p, k0, k1, raw, rv):
     """Same contract and results as drivers/ade7880_viper.check (plain Python)."""
-    vals = p.vals           # one by one: a 7-tuple unpack would build a tuple
-    chks = p.chks
-    adds = p.adds
-    addrs = p.addrs
-    flags = p.flags
-    slots = p.slots
+    d = p.d                 # per read: value, check, LAST_ADD, address offsets, flags, slot
+    rx = p.rx
+    tx = p.tx
     bad = p.bad
     nbad = 0
     for k in range(k0, k1):
-        b = vals[k]
-        if b != chks[k] or adds[k] != addrs[k]:
+        j = 6 * k
+        v = d[j]
+        c = d[j + 1]
+        a = d[j + 2]
+        t = d[j + 3]
+        f = d[j + 4]
+        w = f & 7
+        ok = rx[a] == tx[t] and rx[a + 1] == tx[t + 1]
+        i = 0
+        while ok and i < w:
+            ok = rx[v + i] == rx[c + i]
+            i += 1
+        if not ok:
             bad[k] = 1
             nbad += 1
             continue
         bad[k] = 0
-        f = flags[k]
-        w = f & 7
+        slot = d[j + 5]
         if w == 4:
-            b0 = b[0]
+            b0 = rx[v]
             if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes (LE port)
                 m = rv.of(raw)
-                i = slots[k] * (8 if _WIDE else 4)
-                m[i] = b[3]
-                m[i + 1] = b[2]
-                m[i + 2] = b[1]
+                i = slot * (8 if _WIDE else 4)
+                m[i] = rx[v + 3]
+                m[i + 1] = rx[v + 2]
+                m[i + 2] = rx[v + 1]
                 m[i + 3] = b0
                 if _WIDE:
                     s = 0xFF if b0 & 0x80 else 0
@@ -304,14 +309,14 @@ def _check_plain(p, k0, k1, raw, rv):
                     m[i + 6] = s
                     m[i + 7] = s
                 continue
-            x = (((b0 ^ 0x80) - 0x80) << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+            x = (((b0 ^ 0x80) - 0x80) << 24) | (rx[v + 1] << 16) | (rx[v + 2] << 8) | rx[v + 3]
         elif w == 2:
-            x = (b[0] << 8) | b[1]
+            x = (rx[v] << 8) | rx[v + 1]
             if f & 8 and x & 0x8000:
                 x -= 0x10000
         else:
-            x = b[0]
-        raw[slots[k]] = x
+            x = rx[v]
+        raw[slot] = x
     return nbad
 
 
@@ -444,9 +449,9 @@ class ADE7880:
             while bad[k]:
                 self.spi_errors += 1
                 if tries >= _RETRIES:
-                    a = p.addrs[k]
+                    t = p.d[6 * k + 3]
                     raise ChipError("ADE7880 read of 0x%02x%02x not confirmed (LAST_RWDATA/"
-                                    "LAST_ADD or repeated read)" % (a[0], a[1]))
+                                    "LAST_ADD or repeated read)" % (p.tx[t], p.tx[t + 1]))
                 tries += 1
                 self._xfer(p.txs, p.rxs, first[k], first[k + 1])
                 self._check(p, k, k + 1, raw, rv)
@@ -459,7 +464,7 @@ class ADE7880:
         a[1] = addr >> 8
         a[2] = addr & 0xFF
         self._run(p, 0, 1, self._one, self._rv1)
-        return p.vals[0]
+        return p.val0
 
     def read(self, addr):
         """Verified read: the value must match what the chip says it sent (LAST_RWDATA)

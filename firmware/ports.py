@@ -35,7 +35,7 @@ def identity(cfg):
     return idn
 
 
-def _map_config(cfg, board):
+def map_config(cfg, board):
     m = cfg["metering"]
     i_max = m["ct_primary_a"] if m["ct_enabled"] else board.DIRECT_MAX_A
     return {"i_max_a": i_max, "sunspec_da": cfg["modbus"]["sunspec_da"]}
@@ -48,7 +48,7 @@ class ModbusPorts:
         self.board = board
         self.cfg = cfg
         idn = identity(cfg)
-        holding, inputs = build_spaces(meter, idn, _map_config(cfg, board))
+        holding, inputs = build_spaces(meter, idn, map_config(cfg, board))
         dev_id = (idn["vendor"], idn["model"], VERSION)   # FC 43/14 basic objects
         self.holding = holding
         self.inputs = inputs
@@ -90,7 +90,7 @@ class ModbusPorts:
     async def apply_config(self, cfg):
         """Apply a validated config: new maps, then RTU line settings, then TCP."""
         idn = identity(cfg)
-        holding, inputs = build_spaces(self.meter, idn, _map_config(cfg, self.board))
+        holding, inputs = build_spaces(self.meter, idn, map_config(cfg, self.board))
         dev_id = (idn["vendor"], idn["model"], VERSION)
         for d in (self.rtu_dispatcher, self.tcp_dispatcher):
             d.set_ident(dev_id)        # validates first: a bad identity changes nothing

@@ -20,17 +20,18 @@ import heap32  # noqa: E402
 KB = 1024
 CLIENTS = 8
 SHARES = {                          # bytes of live heap on a 32-bit build
-    "module_objects": 20 * KB,      # globals dicts, function/class objects (frozen: RAM)
-    "meter": 6 * KB,                # App, config, events, ADE7880 driver, Meter, snapshots
-    "maps": 10 * KB,                # the two register spaces and their images
-    "rtu_a": 2 * KB,                # RtuSlave + RS485, and room for the UART's ring buffers
-    "rtu_b": 2 * KB,
-    "tcp": 8 * KB,                  # TcpServer with 8 slots (buffers preallocated)
-    "tcp_clients": 6 * KB,          # 8 connected clients beyond their slots (estimate)
-    "growth": 2 * KB,               # first use + live growth over 100 cycles with reads
-    "persistence": 3 * KB,          # later: energy counters in littlefs
-    "records": 3 * KB,              # later: load profile / event records
-    "reserve": 2 * KB,
+    "module_objects": 21504 + 512,  # globals dicts, function/class objects (frozen: RAM)
+    "meter": 15 * KB,               # App, config, events, ADE7880 driver (its prebuilt
+                                    # frame programs: about 9 KB), Meter, snapshots, LEDs
+    "maps": 6656,                   # the two register spaces and their images
+    "rtu_a": 1536,                  # RtuSlave + RS485 (a board's UART ring buffer: 256 B)
+    "rtu_b": 1536,
+    "tcp": 7 * KB,                  # TcpServer with 8 slots (buffers preallocated)
+    "tcp_clients": 4608,            # 8 connected clients beyond their slots (estimate)
+    "growth": 1 * KB,               # first use + live growth over 100 cycles with reads
+    "persistence": 2560,            # energy counters in littlefs (store and its buffers)
+    "records": 2560,                # later: load profile / event records
+    "reserve": 512,
 }
 LATER = ("persistence", "records", "reserve")
 BUDGET = 64 * KB

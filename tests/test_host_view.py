@@ -195,13 +195,15 @@ def test_config_mismatches_every_case():
     got = run_mpy("""
 import json
 from boards.sim import scenario
+from boards.sim.board import SimBoard
 from firmware import config
 out = []
 for extra, met, _ in json.loads(%r):
     obj = {"phases": {"L1": {"v_rms": 230, "i_rms": 5}}}
     obj.update(extra)
     out.append(scenario.config_mismatches(scenario.parse(obj),
-                                          config.validate({"metering": met})))
+                                          config.validate({"metering": met},
+                                                          SimBoard.CALIBRATION)))
 print('@@JSON'); print(json.dumps(out))
 """ % json.dumps(cases))
     for (_, _, want), warns in zip(cases, got):

