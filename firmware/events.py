@@ -21,9 +21,11 @@ EV_IRQ_MISSED = const(5)       # a window found without its IRQ0
 EV_ACK_UNCONFIRMED = const(6)  # a window's acknowledgement could not be confirmed
 EV_TASK_CRASH = const(7)       # a supervised task raised; it was restarted
 EV_WATCHDOG = const(8)         # snapshots stopped advancing: watchdog not fed
+EV_PHASE_LOSS = const(9)       # a phase's voltage fell below 40 V (one event per phase)
+EV_PHASE_RETURN = const(10)    # a lost phase's voltage is back above 50 V
 N_CODES = const(16)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
-               "ack_unconfirmed", "task_crash", "stalled")
+               "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return")
 
 
 def event_name(code):
