@@ -371,13 +371,14 @@ class Meter:
             status |= ST_STALE
         self._finish(b, now, status | live << ST_LIVE_SHIFT)
 
-    def _sign(self, blk, code, bit, n):
+    def _sign(self, blk, code, bit, n, need):
         """Class of a window's active (bit 0) or reactive (bit 4) energy: the sign of
-        its power register, 1/123 of an energy LSB at 200 ms; if that reads 0, the
-        chip's PHSIGN bit (phases); else the sign of the LSBs. +1 when all are 0."""
+        its power register, 1/123 of an energy LSB at 200 ms; if that reads 0 and the
+        class is needed, the chip's PHSIGN bit (phases); else the sign of the LSBs n.
+        +1 when all are 0."""
         if code:
             return 1 if code > 0 else -1
-        if blk < 3 and n:
+        if blk < 3 and need:
             sg = self._signs
             if sg == -2:
                 try:
@@ -405,7 +406,7 @@ class Meter:
         elif n < -_PEND_MAX:
             sp = -1
         else:
-            sp = self._sign(blk, wp, 0, n)
+            sp = self._sign(blk, wp, 0, n, n or eq or es or pend[j + 1])
         if n and (n > 0) != (sp > 0):
             pend[j] = n             # against the class, sub-LSB jitter: hold it back
         else:
@@ -420,7 +421,7 @@ class Meter:
         elif n < -_PEND_MAX:
             sq = -1
         else:
-            sq = self._sign(blk, wq, 4, n)
+            sq = self._sign(blk, wq, 4, n, n)
         if n and (n > 0) != (sq > 0):
             pend[j + 1] = n
         else:
