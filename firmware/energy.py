@@ -78,37 +78,50 @@ class EnergyRegisters:
         k1 = k[1]
         k2 = k[2]
         k3 = k[3]
-        n0 = n % _B
-        n = n // _B
-        n1 = n % _B
-        n2 = n // _B
-        # n * scale = sum c_p * 10**(4p); each c_p < 3e8.
-        c1 = n0 * k1 + n1 * k0
-        c2 = n0 * k2 + n1 * k1 + n2 * k0
-        c3 = n0 * k3 + n1 * k2 + n2 * k1
+        if n < _B:                  # most windows: one limb
+            n0 = n
+            n1 = n2 = 0
+            c1 = n * k1
+            c2 = n * k2
+            c3 = n * k3
+        else:
+            n0 = n % _B
+            n = n // _B
+            n1 = n % _B
+            n2 = n // _B
+            # n * scale = sum c_p * 10**(4p); each c_p < 3e8.
+            c1 = n0 * k1 + n1 * k0
+            c2 = n0 * k2 + n1 * k1 + n2 * k0
+            c3 = n0 * k3 + n1 * k2 + n2 * k1
         # pWh parts below 1e9, added one at a time to frac - 1e9 (never past +-1e9).
         m = 0
         f = self.frac[i] - PICO_PER_MILLI + n0 * k0
         if f >= 0:
             m += 1
             f -= PICO_PER_MILLI
-        q = c1 // 100000              # c1 * 1e4 pWh = q mWh + (c1 % 1e5) * 1e4 pWh
-        f += (c1 - q * 100000) * 10000
-        m += q
-        if f >= 0:
-            m += 1
-            f -= PICO_PER_MILLI
-        q = c2 // 10                  # c2 * 1e8 pWh = q mWh + (c2 % 10) * 1e8 pWh
-        f += (c2 - q * 10) * 100000000
-        m += q
-        if f >= 0:
-            m += 1
-            f -= PICO_PER_MILLI
+        if c1:
+            q = c1 // 100000          # c1 * 1e4 pWh = q mWh + (c1 % 1e5) * 1e4 pWh
+            f += (c1 - q * 100000) * 10000
+            m += q
+            if f >= 0:
+                m += 1
+                f -= PICO_PER_MILLI
+        if c2:
+            q = c2 // 10              # c2 * 1e8 pWh = q mWh + (c2 % 10) * 1e8 pWh
+            f += (c2 - q * 10) * 100000000
+            m += q
+            if f >= 0:
+                m += 1
+                f -= PICO_PER_MILLI
         self.frac[i] = f + PICO_PER_MILLI
-        q = c3 // 1000                # c3 * 1e12 pWh = q kWh + (c3 % 1000) * 1e3 mWh
-        m += (c3 - q * 1000) * 1000
-        # c4 * 1e16 pWh = 10 c4 kWh; c5 * 1e20 pWh = 1e5 c5 kWh.
-        q += (n1 * k3 + n2 * k2) * 10 + n2 * k3 * 100000
+        q = 0
+        if c3:
+            q = c3 // 1000            # c3 * 1e12 pWh = q kWh + (c3 % 1000) * 1e3 mWh
+            m += (c3 - q * 1000) * 1000
+        if not m and not q:
+            return
+        if n1 or n2:                # c4 * 1e16 pWh = 10 c4 kWh; c5 * 1e20 = 1e5 c5 kWh
+            q += (n1 * k3 + n2 * k2) * 10 + n2 * k3 * 100000
         lo = self.lo[i] + m
         if lo >= MILLI_PER_HI:
             h = lo // MILLI_PER_HI
