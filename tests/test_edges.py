@@ -230,3 +230,20 @@ def test_lost_phase_on_single_phase_installation(mpy):
     steady(recs, 20500, 30000, 1)
     ev = [n for _, n in events if n.startswith("phase")]
     assert ev == ["phase_loss", "phase_return"]
+
+
+def test_net_total_near_zero_books_one_direction(mpy):
+    """Net -1.0 W (L1 exports 1000 W, L2 and L3 import 499.5 W each) for 30 s: the net
+    total's LSBs jitter between windows, yet only the export counter moves; the rest
+    waits in pending (at most 4 LSB) and counters + pending equal the chip's net."""
+    s = {"frequency_hz": 50.0, "phases": {
+        "L1": {"v_rms": 230.0, "i_rms": 1000.0 / 230.0, "phi_deg": 180.0},
+        "L2": {"v_rms": 230.0, "i_rms": 499.5 / 230.0, "phi_deg": 0.0},
+        "L3": {"v_rms": 230.0, "i_rms": 499.5 / 230.0, "phi_deg": 0.0}}}
+    r = mpy(RUN % json.dumps([[s, None]]), timeout=300)[0]
+    c, pend, lat = r["c"], r["pend"], r["lat"]
+    net = sum(x[0] for x in lat)
+    assert c[24] == 0                                  # no net import booked
+    assert c[25] == (-net - pend[6]) * KE and -4 <= pend[6] <= 4
+    assert abs(c[25] / 1e12 - 1.0 * 30 / 3600) < 3 * KE / 1e12   # 8.33 mWh of export
+    assert c[31] > 0 and c[30] == 0                    # apparent: export side only
