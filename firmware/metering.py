@@ -72,11 +72,11 @@ from firmware.snapshot import (Snapshot, NQ, NE, N_COUNTERS, TOTAL, U_MV, I_MA, 
                                ST_SINGLE_PHASE, ST_STALE, ST_LIVE_SHIFT)
 
 _PERIOD_CLOCK_MHZ = const(256000000)   # 256 kHz period clock, in mHz (datasheet)
-# Scale table: per quantity (voltage, current, power) W, fraction high limb, fraction
-# low limb, largest code that does not saturate.
 _LIVE_MV = const(50000)    # a phase is live from 50 V up ...
 _LOST_MV = const(40000)    # ... and lost below 40 V
 _PEND_MAX = const(4)       # LSBs a block may hold back against its class (see _count)
+# Scale table (_k): per quantity (voltage, current, power) W, fraction high limb,
+# fraction low limb, largest code that does not saturate (fixmath.scale_constant).
 _KV = const(0)
 _KI = const(4)
 _KP = const(8)
