@@ -35,6 +35,7 @@ class EnergyRegisters:
         self.lo = array("l", [0] * n)
         self.frac = array("l", [0] * n)
         self._k = array("l", [0, 0, 0, 0])   # scale in base-10**4 limbs, low first
+        self._f = array("l", [0, 0, 0])      # scale = f0 * 1e9 + f1 * 1e5 + f2 (fast path)
         self.scale = 0
 
     def set_scale(self, pico_per_lsb):
@@ -46,6 +47,11 @@ class EnergyRegisters:
         for j in range(4):
             k[j] = v % _B
             v //= _B
+        f = self._f
+        f[0] = pico_per_lsb // PICO_PER_MILLI
+        v = pico_per_lsb - f[0] * PICO_PER_MILLI
+        f[1] = v // 100000
+        f[2] = v - f[1] * 100000
         self.scale = pico_per_lsb
 
     def add(self, i, pico):
@@ -73,26 +79,40 @@ class EnergyRegisters:
 
     def add_lsb(self, i, n):
         """Add n (0..COUNT_MAX) LSBs of the scale set by set_scale, exactly."""
+        if n < _B:
+            # Most windows: n < 1e4, so n * f2 < 1e9 pWh, n * f1 < 1e8 (1e5 pWh units)
+            # and n * f0 < 1e8 mWh.
+            k = self._f
+            m = n * k[0]
+            f = self.frac[i] - PICO_PER_MILLI + n * k[2]
+            if f >= 0:
+                m += 1
+                f -= PICO_PER_MILLI
+            t = n * k[1]
+            if t:
+                q = t // 10000
+                f += (t - q * 10000) * 100000
+                m += q
+                if f >= 0:
+                    m += 1
+                    f -= PICO_PER_MILLI
+            self.frac[i] = f + PICO_PER_MILLI
+            if m:
+                self._milli(i, m)
+            return
         k = self._k
         k0 = k[0]
         k1 = k[1]
         k2 = k[2]
         k3 = k[3]
-        if n < _B:                  # most windows: one limb
-            n0 = n
-            n1 = n2 = 0
-            c1 = n * k1
-            c2 = n * k2
-            c3 = n * k3
-        else:
-            n0 = n % _B
-            n = n // _B
-            n1 = n % _B
-            n2 = n // _B
-            # n * scale = sum c_p * 10**(4p); each c_p < 3e8.
-            c1 = n0 * k1 + n1 * k0
-            c2 = n0 * k2 + n1 * k1 + n2 * k0
-            c3 = n0 * k3 + n1 * k2 + n2 * k1
+        n0 = n % _B
+        n = n // _B
+        n1 = n % _B
+        n2 = n // _B
+        # n * scale = sum c_p * 10**(4p); each c_p < 3e8.
+        c1 = n0 * k1 + n1 * k0
+        c2 = n0 * k2 + n1 * k1 + n2 * k0
+        c3 = n0 * k3 + n1 * k2 + n2 * k1
         # pWh parts below 1e9, added one at a time to frac - 1e9 (never past +-1e9).
         m = 0
         f = self.frac[i] - PICO_PER_MILLI + n0 * k0
