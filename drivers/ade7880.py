@@ -384,11 +384,20 @@ class ADE7880:
         return (tx, rx, (mt[:o1], mt[o1:o2], mt[o2:o3], mt[o3:]),
                 (mr[:o1], mr[o1:o2], mr[o2:o3], mr[o3:]),
                 mr[o1 + 3:o2], mr[o2 + 3:o3], mt[1:3], mr[o3 + 3:], mt[3:o1])
-    def configure(self, line_cycles=20, zx_phases=3, sixty_hz=False, gains=None, phcal=None):
+
+    def configure(self, line_cycles=20, zx_phases=3, sixty_hz=False, gains=None, phcal=None,
+                  zx_mask=None):
         """Set what begin() programs; ValueError (nothing changed) names a bad value.
-        Takes effect at the next begin()/recover()."""
+        Takes effect at the next begin()/recover(). zx_mask (bit 0 A, 1 B, 2 C), if
+        given, selects the phases whose zero crossings end windows (the live ones after
+        a phase loss) instead of zx_phases (1: A, 3: all)."""
         if zx_phases not in (1, 3):
             raise ValueError("zx_phases must be 1 or 3, got %r" % (zx_phases,))
+        if zx_mask is None:
+            zx_mask = 1 if zx_phases == 1 else 7
+        if zx_mask not in (1, 2, 3, 4, 5, 6, 7):
+            raise ValueError("zx_mask must be 1..7, got %r" % (zx_mask,))
+        zx_phases = (zx_mask & 1) + (zx_mask >> 1 & 1) + (zx_mask >> 2)
         if not isinstance(line_cycles, int) or not 1 <= line_cycles * zx_phases <= 0xFFFF:
             raise ValueError("line_cycles must be 1..65535, got %r" % (line_cycles,))
         gains = gains or ((0, 0, 0), (0, 0, 0), (0, 0, 0))
@@ -406,6 +415,7 @@ class ADE7880:
                 raise ValueError("PHCAL must be 0..1023, got %r" % (p,))
         self.line_cycles = line_cycles
         self.zx_phases = zx_phases
+        self.zx_mask = zx_mask
         self.sixty_hz = bool(sixty_hz)
         self.gains = tuple(tuple(r) for r in gains)
         self.phcal = tuple(phcal)
@@ -536,7 +546,7 @@ class ADE7880:
         self.write(_WTHR, _THRESHOLD_DEFAULT)
         self.write(_VARTHR, _THRESHOLD_DEFAULT)
         self.write(_VATHR, _THRESHOLD_DEFAULT)
-        zx = 0x08 if self.zx_phases == 1 else 0x38  # ZXSEL0..2: which phases end windows
+        zx = self.zx_mask << 3                      # ZXSEL0..2: which phases end windows
         # Rewriting these restarts the line-cycle window: only when they differ, so a
         # re-init of a running chip keeps the window in progress.
         self._ensure(_LCYCMODE, _LCYC_LWATT_LVAR_LVA | zx)

@@ -35,6 +35,7 @@ class EnergyRegisters:
         self.lo = array("l", [0] * n)
         self.frac = array("l", [0] * n)
         self._k = array("l", [0, 0, 0, 0])   # scale in base-10**4 limbs, low first
+        self._f = array("l", [0, 0, 0])      # scale = f0 * 1e9 + f1 * 1e5 + f2 (fast path)
         self.scale = 0
 
     def set_scale(self, pico_per_lsb):
@@ -46,6 +47,11 @@ class EnergyRegisters:
         for j in range(4):
             k[j] = v % _B
             v //= _B
+        f = self._f
+        f[0] = pico_per_lsb // PICO_PER_MILLI
+        v = pico_per_lsb - f[0] * PICO_PER_MILLI
+        f[1] = v // 100000
+        f[2] = v - f[1] * 100000
         self.scale = pico_per_lsb
 
     def add(self, i, pico):
@@ -73,6 +79,27 @@ class EnergyRegisters:
 
     def add_lsb(self, i, n):
         """Add n (0..COUNT_MAX) LSBs of the scale set by set_scale, exactly."""
+        if n < _B:
+            # Most windows: n < 1e4, so n * f2 < 1e9 pWh, n * f1 < 1e8 (1e5 pWh units)
+            # and n * f0 < 1e8 mWh.
+            k = self._f
+            m = n * k[0]
+            f = self.frac[i] - PICO_PER_MILLI + n * k[2]
+            if f >= 0:
+                m += 1
+                f -= PICO_PER_MILLI
+            t = n * k[1]
+            if t:
+                q = t // 10000
+                f += (t - q * 10000) * 100000
+                m += q
+                if f >= 0:
+                    m += 1
+                    f -= PICO_PER_MILLI
+            self.frac[i] = f + PICO_PER_MILLI
+            if m:
+                self._milli(i, m)
+            return
         k = self._k
         k0 = k[0]
         k1 = k[1]
@@ -92,23 +119,29 @@ class EnergyRegisters:
         if f >= 0:
             m += 1
             f -= PICO_PER_MILLI
-        q = c1 // 100000              # c1 * 1e4 pWh = q mWh + (c1 % 1e5) * 1e4 pWh
-        f += (c1 - q * 100000) * 10000
-        m += q
-        if f >= 0:
-            m += 1
-            f -= PICO_PER_MILLI
-        q = c2 // 10                  # c2 * 1e8 pWh = q mWh + (c2 % 10) * 1e8 pWh
-        f += (c2 - q * 10) * 100000000
-        m += q
-        if f >= 0:
-            m += 1
-            f -= PICO_PER_MILLI
+        if c1:
+            q = c1 // 100000          # c1 * 1e4 pWh = q mWh + (c1 % 1e5) * 1e4 pWh
+            f += (c1 - q * 100000) * 10000
+            m += q
+            if f >= 0:
+                m += 1
+                f -= PICO_PER_MILLI
+        if c2:
+            q = c2 // 10              # c2 * 1e8 pWh = q mWh + (c2 % 10) * 1e8 pWh
+            f += (c2 - q * 10) * 100000000
+            m += q
+            if f >= 0:
+                m += 1
+                f -= PICO_PER_MILLI
         self.frac[i] = f + PICO_PER_MILLI
-        q = c3 // 1000                # c3 * 1e12 pWh = q kWh + (c3 % 1000) * 1e3 mWh
-        m += (c3 - q * 1000) * 1000
-        # c4 * 1e16 pWh = 10 c4 kWh; c5 * 1e20 pWh = 1e5 c5 kWh.
-        q += (n1 * k3 + n2 * k2) * 10 + n2 * k3 * 100000
+        q = 0
+        if c3:
+            q = c3 // 1000            # c3 * 1e12 pWh = q kWh + (c3 % 1000) * 1e3 mWh
+            m += (c3 - q * 1000) * 1000
+        if not m and not q:
+            return
+        if n1 or n2:                # c4 * 1e16 pWh = 10 c4 kWh; c5 * 1e20 = 1e5 c5 kWh
+            q += (n1 * k3 + n2 * k2) * 10 + n2 * k3 * 100000
         lo = self.lo[i] + m
         if lo >= MILLI_PER_HI:
             h = lo // MILLI_PER_HI

@@ -21,13 +21,14 @@ EV_IRQ_MISSED = const(5)       # a window found without its IRQ0
 EV_ACK_UNCONFIRMED = const(6)  # a window's acknowledgement could not be confirmed
 EV_TASK_CRASH = const(7)       # a supervised task raised; it was restarted
 EV_WATCHDOG = const(8)         # snapshots stopped advancing: watchdog not fed
-# 9, 10: phase loss / return (another branch)
+EV_PHASE_LOSS = const(9)       # a phase's voltage fell below 40 V (one event per phase)
+EV_PHASE_RETURN = const(10)    # a lost phase's voltage is back above 50 V
 EV_BUTTON_RESTART = const(11)  # reset button held >= 6 s: restart (firmware/button.py)
 EV_BUTTON_PASSWORD = const(12) # reset button long-short: device password reset
 EV_BUTTON_NETWORK = const(13)  # reset button short-long: network settings reset (DHCP)
-N_CODES = const(16)
+N_CODES = const(32)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
-               "ack_unconfirmed", "task_crash", "stalled", "code_9", "code_10",
+               "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network")
 
 

@@ -13,19 +13,38 @@ the calibration config, classifies the window's energies by quadrant and adds th
 integer counters, then publishes a new Snapshot by swapping the front/back pair.
 
 Scaling (integers only, exact on a 32-bit board): each calibration constant is an exact
-rational (firmware/config.py). A code-to-unit scale r = num/den is held as its integer
-part W and its fraction rounded to 28 bits, split in two 14-bit limbs, so that
-round(code x r) is computed from products below 2**28 (_scale). Energies are counted in
-chip LSBs and multiplied into the pWh registers by limbs (firmware/energy.py add_lsb).
+rational (firmware/config.py); firmware/fixmath.py holds the integer arithmetic
+(scale constants in 14-bit limbs, PF, the angle). Energies are counted in chip LSBs and
+multiplied into the pWh registers by limbs (firmware/energy.py add_lsb).
 
 Counting rules (Enedis DTR 4.4.4 / IEC 62053-23 Annex C; import positive):
-- per phase: the window's signed active energy goes to that phase's import or export
-  counter; its reactive energy to the quadrant given by the signs of the window's
-  active and reactive energy; its apparent energy to import or export by the sign of P.
+- every LSB the chip latched lands in exactly one counter: active in import or export
+  by its sign, reactive in a quadrant, apparent in import or export.
+- a window's class (sign of P, sign of Q) is the sign of its latched LSBs (plus those
+  pending) when they are more than _PEND_MAX (4); within that jitter of zero it comes
+  from quantities finer than an energy LSB: the signs of the power registers (xWATT,
+  xFVAR: 1/123 of an LSB at 200 ms), where those read 0 the chip's PHSIGN bits, for
+  the net total the sums of the phases' power registers.
+  Reactive energy goes to the quadrant of (class of P, sign of its LSBs), apparent to
+  import while the class of P is >= 0, else export. So at 89.99 degrees and 0.05 A,
+  where most windows latch no active LSB, the reactive energy is still Q1.
+- LSBs of a window whose sign is against its class (the sub-LSB jitter of a net total
+  near zero, a window split by a sign change) wait in `pending` while they are at most
+  _PEND_MAX (4) LSBs, and join the next windows; more are booked by their own sign.
+  Counters + pending = what the chip latched, always.
 - total: the same rules applied to the NET three-phase sums (a utility meter's vector
   sum: export on L1 while L2 + L3 import more is net import).
 - quadrant boundaries are half-open [k*90, (k+1)*90) degrees: P > 0, Q >= 0 is Q1;
   P <= 0, Q > 0 is Q2; P < 0, Q <= 0 is Q3; P >= 0, Q < 0 is Q4; P = Q = 0 is none.
+  For energy, a power below PHSIGN's resolution counts as P >= 0 (exactly 90 degrees
+  books Q1; the live quadrant says Q2).
+
+Lost phases (3P4W): a phase is live from 50 V, lost below 40 V. Only live phases'
+zero crossings end windows (the chip's ZXSEL and LINECYC follow them), so windows keep
+their length; each loss and return is an event (EV_PHASE_LOSS / EV_PHASE_RETURN) and
+the status carries the live phases (ST_L1_LIVE..ST_L3_LIVE). The window in which a
+phase is lost counts crossings that no longer come: it ends late and the time-out
+publishes one stale snapshot meanwhile.
 
 The hot path (poll with a window ready) allocates nothing, on the 64-bit unix port and
 on a 32-bit MicroPython alike: every intermediate stays below 2**30 (a 31-bit small int).
@@ -38,101 +57,29 @@ from drivers.ade7880 import (ChipError, RAW_N, R_VRMS, R_IRMS, R_WATT, R_FVAR, R
                              R_PERIOD, R_ANGLE, R_WATTHR, R_FVARHR, R_VAHR,
                              FAULT_RESET)
 from firmware.events import (EV_INIT, EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR,
-                             EV_IRQ_MISSED, EV_ACK_UNCONFIRMED)
+                             EV_IRQ_MISSED, EV_ACK_UNCONFIRMED, EV_PHASE_LOSS,
+                             EV_PHASE_RETURN)
 from firmware import config as config_mod
 from firmware.energy import EnergyRegisters, SCALE_MAX
+from firmware.fixmath import (quadrant, rdiv, scale, scale_constant, pf_e4, atan2_cdeg,
+                              angle_from_delay, ANGLE_MIN_VA)
 from firmware.snapshot import (Snapshot, NQ, NE, N_COUNTERS, TOTAL, U_MV, I_MA, P_MW,
                                Q_MVAR, S_MVA, PF_E4, ANGLE_CDEG, F_MHZ, QUADRANT,
-                               POWER_UNIT_MW, P_SAT,
-                               E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
+                               POWER_UNIT_MW,
+                               E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1, E_REACTIVE_Q2,
+                               E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT, ST_CHIP_OK,
-                               ST_SINGLE_PHASE, ST_STALE)
+                               ST_SINGLE_PHASE, ST_STALE, ST_LIVE_SHIFT)
 
-_FRAC_BITS = const(28)     # fraction of a scale constant: two 14-bit limbs
 _PERIOD_CLOCK_MHZ = const(256000000)   # 256 kHz period clock, in mHz (datasheet)
-# Scale table: per quantity (voltage, current, power) W, fraction high limb, fraction
-# low limb, largest code that does not saturate.
+_LIVE_MV = const(50000)    # a phase is live from 50 V up ...
+_LOST_MV = const(40000)    # ... and lost below 40 V
+_PEND_MAX = const(4)       # LSBs a block may hold back against its class (see _count)
+# Scale table (_k): per quantity (voltage, current, power) W, fraction high limb,
+# fraction low limb, largest code that does not saturate (fixmath.scale_constant).
 _KV = const(0)
 _KI = const(4)
 _KP = const(8)
-
-
-def quadrant(p, q):
-    """1..4 by the half-open rule above, 0 when there is no power at all."""
-    if p > 0:
-        return 1 if q >= 0 else 4
-    if p < 0:
-        return 3 if q <= 0 else 2
-    if q > 0:
-        return 2
-    if q < 0:
-        return 4
-    return 0
-
-
-def _rdiv(a, b):
-    """a / b rounded half up, b > 0, integers only."""
-    return (2 * a + b) // (2 * b)
-
-
-def _scale(x, k, j):
-    """round(x * r) for the scale r at k[j..j+3], half away from zero, saturating at
-    +-P_SAT; every product stays below 2**30 (no long int on a 32-bit board)."""
-    neg = x < 0
-    if neg:
-        x = -x
-    if x > k[j + 3]:
-        r = P_SAT
-    else:
-        x1 = x >> 14
-        x0 = x & 0x3FFF
-        m1 = k[j + 1]
-        m0 = k[j + 2]
-        # x * M / 2**28 = x1 m1 + (x1 m0 + x0 m1) / 2**14 + x0 m0 / 2**28, rounded.
-        r = x * k[j] + x1 * m1 + ((x1 * m0 + x0 * m1 + ((x0 * m0) >> 14) + 0x2000) >> 14)
-    return -r if neg else r
-
-
-def _pf(a, b):
-    """round(a * 10000 / b) for |a| <= b < 1e8 (codes), sign of a; 0 when b <= 0."""
-    if b <= 0:
-        return 0
-    neg = a < 0
-    if neg:
-        a = -a
-    if a >= b:
-        q = 10000
-    else:
-        q = 0
-        for _ in range(4):        # long division by decimal digits: a * 10 < 1e9
-            a *= 10
-            d = a // b
-            a -= d * b
-            q = q * 10 + d
-        if a >= b - a:
-            q += 1
-    return -q if neg else q
-
-
-def scale_constant(num, den, limit=P_SAT):
-    """(W, fraction high limb, low limb, largest unsaturated code) of the scale num/den;
-    ConfigError if it cannot be represented. Integers only (long ints allowed here:
-    this runs when the config is applied, not in the cycle)."""
-    w = num // den
-    m = ((num - w * den) * (1 << (_FRAC_BITS + 1)) + den) // (2 * den)
-    if m >> _FRAC_BITS:
-        w += 1
-        m = 0
-    if w == 0 and m == 0:
-        raise ValueError("rounds to 0 at 2**-28")
-    if w > limit:
-        raise ValueError("more than %d units per code" % limit)
-    # Largest code whose scaled value stays <= limit (monotone in x).
-    xmax = min(((limit << _FRAC_BITS) + (1 << (_FRAC_BITS - 1))) // ((w << _FRAC_BITS) + m)
-               + 2, (1 << 28) - 1)
-    while xmax > 0 and xmax * w + ((xmax * m + (1 << (_FRAC_BITS - 1))) >> _FRAC_BITS) > limit:
-        xmax -= 1
-    return w, m >> 14, m & 0x3FFF, xmax
 
 
 def derive_constants(cfg):
@@ -177,7 +124,11 @@ class Meter:
         self.back = Snapshot()
         self.raw = array("l", [0] * (3 * RAW_N))
         self.energy = EnergyRegisters(N_COUNTERS)
-        self._k = array("l", [0] * 12)     # scales of U, I and powers (_scale)
+        self._k = array("l", [0] * 12)     # scales of U, I and powers (fixmath.scale)
+        # Signed LSBs held back per block (L1, L2, L3, total) and kind (active,
+        # reactive): what a window latched against its class (see _count).
+        self.pending = array("l", [0] * 8)
+        self._signs = 0
         self._need_init = True
         self._booted = False
         self._chip_ok = False
@@ -194,15 +145,21 @@ class Meter:
         for j in range(12):
             self._k[j] = k[j]
         self.energy.set_scale(k[12])
+        for j in range(8):
+            self.pending[j] = 0
         self.single_phase = m["wiring"] == "1P2W"
+        self._wired = 1 if self.single_phase else 7
+        self.live = self._wired            # assumed live until a cycle measures them
+        self._live_now = self._wired
+        self._zx = self._wired
         self.cycle_ms = m["cycle_ms"]
-        # A window not seen for 1.5 cycles means a lost IRQ or a stopped chip.
+        # A window not seen for 1.5 cycles means a lost IRQ, a stopped chip or lost
+        # phases (the window then counts crossings that no longer come: see _follow).
         self._timeout_ms = m["cycle_ms"] * 3 // 2
         self.cfg = cfg
-        self.chip.configure(line_cycles=config_mod.line_cycles(cfg),
-                            zx_phases=1 if self.single_phase else 3,
-                            sixty_hz=m["nominal_hz"] == 60,
-                            gains=cal["gains"], phcal=cal["phcal"])
+        self._chip_cfg = (config_mod.line_cycles(cfg), 1 if self.single_phase else 3,
+                          m["nominal_hz"] == 60, cal["gains"], cal["phcal"])
+        self.chip.configure(*self._chip_cfg)
         self._need_init = True
 
     def start(self):
@@ -236,6 +193,25 @@ class Meter:
         self._chip_ok = True
         self._need_init = False
         return True
+
+    def _follow(self):
+        """Phases lost or back (measured by the cycle just published): log each change
+        and let only live phases' zero crossings end windows, so windows keep their
+        length (LINECYC = half cycles x live phases). Raises ChipError like the cycle."""
+        live = self._live_now
+        old = self.live
+        if live == old:
+            return
+        for ph in range(3):
+            bit = 1 << ph
+            if (live ^ old) & bit:
+                self._event(EV_PHASE_RETURN if live & bit else EV_PHASE_LOSS)
+        self.live = live
+        zx = live or self._zx       # no phase live: no crossings at all, keep the choice
+        if zx != self._zx:
+            self._zx = zx
+            self.chip.configure(*self._chip_cfg, zx_mask=zx)
+            self.chip.begin()       # rewrites LCYCMODE/LINECYC: a new window starts now
 
     # ---- the cycle ----
     def poll(self):
@@ -271,13 +247,16 @@ class Meter:
                 elif chip.ack_unconfirmed:
                     self._event(EV_ACK_UNCONFIRMED)
                     self._recover()
+                self._follow()
                 return True
             if late:
-                # No window (no voltage, or the chip is not measuring): publish the
-                # instantaneous values so readers see the meter is alive but stale.
+                # No window (no voltage, a lost phase, or the chip is not measuring):
+                # publish the instantaneous values so readers see the meter is alive
+                # but stale.
                 self._last_ms = now
                 chip.read_instant(self.raw)
                 self._publish(now, False)
+                self._follow()
                 return True
         except ChipError:
             self._event(EV_SPI_ERROR)
@@ -299,38 +278,57 @@ class Meter:
         b = self.back
         inst = b.inst
         k = self._k
-        nph = 1 if self.single_phase else 3
+        wired = self._wired
+        live = 0
+        nlive = 0
+        period1 = 0                 # period of the first live phase
         tp = tq = ts = ti = tu = 0
-        cp = cs = 0                 # power codes summed, for the total's PF
+        cp = cq = cs = 0            # power codes summed (net), for the total's class
         nep = neq = nes = 0         # window LSBs summed (net three-phase)
+        self._signs = -2            # PHSIGN not read this cycle (read only if needed)
         for ph in range(3):
             blk = ph * NQ
-            if ph >= nph:
+            if not wired >> ph & 1:
                 for j in range(NQ):
                     inst[blk + j] = 0
                 continue
             base = ph * RAW_N
-            u = _scale(raw[base + R_VRMS], k, _KV)
-            i = _scale(raw[base + R_IRMS], k, _KI)
-            p = _scale(raw[base + R_WATT], k, _KP)
-            q = _scale(raw[base + R_FVAR], k, _KP)
-            s = _scale(raw[base + R_VA], k, _KP)
-            self._fill(inst, blk, u, i, p, q, s)
-            inst[blk + PF_E4] = _pf(raw[base + R_WATT], raw[base + R_VA])
-            cp += raw[base + R_WATT]
-            cs += raw[base + R_VA]
+            wp = raw[base + R_WATT]
+            wq = raw[base + R_FVAR]
+            ws = raw[base + R_VA]
+            u = scale(raw[base + R_VRMS], k, _KV)
+            i = scale(raw[base + R_IRMS], k, _KI)
+            p = scale(wp, k, _KP)
+            q = scale(wq, k, _KP)
+            s = scale(ws, k, _KP)
+            inst[blk + U_MV] = u
+            inst[blk + I_MA] = i
+            inst[blk + P_MW] = p
+            inst[blk + Q_MVAR] = q
+            inst[blk + S_MVA] = s
+            inst[blk + PF_E4] = pf_e4(wp, ws)
+            quad = quadrant(wp, wq)     # codes: finer than the scaled values
+            inst[blk + QUADRANT] = quad
+            # Live: above 50 V, lost below 40 V (hysteresis against flicker).
+            if u >= (_LOST_MV if self.live >> ph & 1 else _LIVE_MV):
+                live |= 1 << ph
+                nlive += 1
+                tu += u
             # f = 256 kHz / (xPERIOD + 1); ANGLEx counts the same clock from the voltage
             # to the current zero crossing (datasheet, period and angle measurement).
             period = raw[base + R_PERIOD] + 1
             if period > 1 and u > 0:
-                inst[blk + F_MHZ] = _rdiv(_PERIOD_CLOCK_MHZ, period)
-                ang = raw[base + R_ANGLE]
-                a = _rdiv((ang if ang < period else period) * 36000, period) % 36000
-                quad = inst[blk + QUADRANT]
-                # ANGLE is a zero-crossing delay: resolve its half from the P/Q signs.
-                if quad and (a >= 18000) != (quad >= 3):
-                    a = (a + 18000) % 36000
-                inst[blk + ANGLE_CDEG] = a
+                inst[blk + F_MHZ] = rdiv(_PERIOD_CLOCK_MHZ, period)
+                if not period1:
+                    period1 = period
+                    inst[TOTAL + F_MHZ] = inst[blk + F_MHZ]
+                # The power registers resolve the angle to 0.01 degree once S is large
+                # enough; below, ANGLEx's half tick (0.035 degree at 50 Hz).
+                if ws >= ANGLE_MIN_VA:
+                    inst[blk + ANGLE_CDEG] = atan2_cdeg(wq, wp)
+                else:
+                    inst[blk + ANGLE_CDEG] = angle_from_delay(raw[base + R_ANGLE], period,
+                                                              quad)
             else:
                 inst[blk + F_MHZ] = 0
                 inst[blk + ANGLE_CDEG] = 0
@@ -338,53 +336,103 @@ class Meter:
             tq += q
             ts += s
             ti += i
-            tu += u
+            cp += wp
+            cq += wq
+            cs += ws
             if with_energy:
                 ep = raw[base + R_WATTHR]
                 eq = raw[base + R_FVARHR]
                 es = raw[base + R_VAHR]
-                self._count(ph * NE, ep, eq, es)
+                self._count(ph, wp, wq, ep, eq, es)
                 nep += ep
                 neq += eq
                 nes += es
-        self._fill(inst, TOTAL, tu // nph, ti, tp, tq, ts)
-        inst[TOTAL + PF_E4] = _pf(cp, cs)
-        inst[TOTAL + F_MHZ] = inst[F_MHZ]
-        # Window length from L1's period: half cycles x (xPERIOD + 1) / 256 kHz / 2.
-        b.window_us = (self.chip.line_cycles * (raw[R_PERIOD] + 1) * 125 // 64
-                       if with_energy and inst[F_MHZ] else 0)
+        inst[TOTAL + U_MV] = tu // nlive if nlive else 0
+        inst[TOTAL + I_MA] = ti
+        inst[TOTAL + P_MW] = tp
+        inst[TOTAL + Q_MVAR] = tq
+        inst[TOTAL + S_MVA] = ts
+        inst[TOTAL + PF_E4] = pf_e4(cp, cs)
+        inst[TOTAL + QUADRANT] = quadrant(cp, cq)
         inst[TOTAL + ANGLE_CDEG] = 0
+        if not period1:
+            inst[TOTAL + F_MHZ] = 0
+        # Window length: LINECYC half cycles of the live phases at the first live
+        # phase's period, (xPERIOD + 1) / 256 kHz per cycle (README: its resolution).
+        b.window_us = (self.chip.line_cycles * period1 * 125 // 64
+                       if with_energy and period1 else 0)
         if with_energy:
-            self._count(3 * NE, nep, neq, nes)
+            self._count(3, cp, cq, nep, neq, nes)
+        self._live_now = live
         status = ST_CHIP_OK if self._chip_ok else 0
         if self.single_phase:
             status |= ST_SINGLE_PHASE
         if not with_energy:
             status |= ST_STALE
-        self._finish(b, now, status)
+        self._finish(b, now, status | live << ST_LIVE_SHIFT)
 
-    @staticmethod
-    def _fill(inst, blk, u, i, p, q, s):
-        inst[blk + U_MV] = u
-        inst[blk + I_MA] = i
-        inst[blk + P_MW] = p
-        inst[blk + Q_MVAR] = q
-        inst[blk + S_MVA] = s
-        inst[blk + QUADRANT] = quadrant(p, q)
+    def _sign(self, blk, code, bit, n, need):
+        """Class of a window's active (bit 0) or reactive (bit 4) energy: the sign of
+        its power register, 1/123 of an energy LSB at 200 ms; if that reads 0 and the
+        class is needed, the chip's PHSIGN bit (phases); else the sign of the LSBs n.
+        +1 when all are 0."""
+        if code:
+            return 1 if code > 0 else -1
+        if blk < 3 and need:
+            sg = self._signs
+            if sg == -2:
+                try:
+                    sg = self.chip.phase_signs()
+                except ChipError:
+                    sg = -1
+                self._signs = sg
+            if sg >= 0:
+                return -1 if sg >> (bit + blk) & 1 else 1
+        return -1 if n < 0 else 1
 
-    def _count(self, c, ep, eq, es):
-        """Add one window's energies (chip LSBs, signed) to the counters starting at c."""
+    def _count(self, blk, wp, wq, ep, eq, es):
+        """Book one window's energies (chip LSBs, signed) in the counters of block blk
+        (0..2 phases, 3 net total). Every LSB lands in exactly one counter (or waits in
+        `pending`); see README "Counting rules"."""
         reg = self.energy
-        if ep > 0:
-            reg.add_lsb(c + E_ACTIVE_IMPORT, ep)
-        elif ep < 0:
-            reg.add_lsb(c + E_ACTIVE_EXPORT, -ep)
-        quad = quadrant(ep, eq)
-        if quad:
-            reg.add_lsb(c + E_REACTIVE_Q1 + quad - 1, eq if eq >= 0 else -eq)
+        pend = self.pending
+        c = blk * NE
+        j = 2 * blk
+        n = pend[j] + ep
+        # More LSBs than jitter decide by themselves (a window split by a change of
+        # direction is classed by what it latched, not by the registers read after it).
+        if n > _PEND_MAX:
+            sp = 1
+        elif n < -_PEND_MAX:
+            sp = -1
+        else:
+            sp = self._sign(blk, wp, 0, n, n or eq or es or pend[j + 1])
+        if n and (n > 0) != (sp > 0):
+            pend[j] = n             # against the class, sub-LSB jitter: hold it back
+        else:
+            pend[j] = 0
+            if n > 0:
+                reg.add_lsb(c + E_ACTIVE_IMPORT, n)
+            elif n < 0:
+                reg.add_lsb(c + E_ACTIVE_EXPORT, -n)
+        n = pend[j + 1] + eq
+        if n > _PEND_MAX:
+            sq = 1
+        elif n < -_PEND_MAX:
+            sq = -1
+        else:
+            sq = self._sign(blk, wq, 4, n, n)
+        if n and (n > 0) != (sq > 0):
+            pend[j + 1] = n
+        else:
+            pend[j + 1] = 0
+            if n > 0:
+                reg.add_lsb(c + (E_REACTIVE_Q1 if sp > 0 else E_REACTIVE_Q2), n)
+            elif n < 0:
+                reg.add_lsb(c + (E_REACTIVE_Q4 if sp > 0 else E_REACTIVE_Q3), -n)
         if es:
-            reg.add_lsb(c + (E_APPARENT_EXPORT if ep < 0 else E_APPARENT_IMPORT),
-                        es if es >= 0 else -es)
+            reg.add_lsb(c + (E_APPARENT_IMPORT if sp > 0 else E_APPARENT_EXPORT),
+                        es if es > 0 else -es)
 
     def _finish(self, b, now, status):
         reg = self.energy

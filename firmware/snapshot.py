@@ -71,6 +71,10 @@ INST_NAMES = ("u_mv", "i_ma", "p_mw", "q_mvar", "s_mva", "pf_e4", "angle_cdeg",
 ST_CHIP_OK = const(1)       # chip answered and was configured
 ST_SINGLE_PHASE = const(2)  # 1P2W wiring: L2/L3 blocks stay zero
 ST_STALE = const(4)         # no new chip window in the last cycle time-out
+ST_L1_LIVE = const(8)       # phase L1 has voltage (above 50 V; lost below 40 V)
+ST_L2_LIVE = const(16)      # L2 (never set with 1P2W wiring)
+ST_L3_LIVE = const(32)      # L3
+ST_LIVE_SHIFT = const(3)    # status >> 3 & 7: live phases, bit 0 = L1
 
 
 def counter_index(block, kind):

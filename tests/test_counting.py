@@ -132,3 +132,46 @@ def test_counters_bit_for_bit_on_random_windows(mpy_any, ct):
     want = reference(py_windows(n, seed), ke)
     assert [int(x) for x in res["c"]] == want
     assert all(want)          # every counter was exercised
+
+
+def test_atan_table_against_math(mpy):
+    """fixmath's atan table (integers, so every build agrees) is atan(i/64) in 1e-4 deg."""
+    import math
+    res = mpy(r"""
+import json
+from firmware import fixmath
+print("@@JSON", json.dumps(list(fixmath._ATAN)))
+""")
+    want = [round(math.degrees(math.atan(i / 64)) * 10000) for i in range(65)]
+    assert res == want + [want[-1]]
+
+
+def test_powers_saturate_never_wrap(mpy_any):
+    """Codes beyond the unit range (CT 5000:5, full-scale ADC) read +-P_SAT per phase,
+    3 x P_SAT in total: small ints on 32 bits, the sign kept."""
+    res = mpy_any(r"""
+import json
+from tools.mpy.cycle_harness import Harness
+from drivers.ade7880 import RAW_N, R_WATT, R_FVAR, R_VA, R_VRMS, R_IRMS
+from firmware.snapshot import P_SAT
+h = Harness({"phases": {}}, {"metering": {"ct_enabled": True, "ct_primary_a": 5000}},
+            start=False)
+m = h.meter
+for ph in range(3):
+    b = ph * RAW_N
+    m.raw[b + R_WATT] = -(1 << 23) if ph == 0 else (1 << 23) - 1
+    m.raw[b + R_FVAR] = 1691230         # full scale PMAX / 16
+    m.raw[b + R_VA] = (1 << 23) - 1
+    m.raw[b + R_VRMS] = 3766572
+    m.raw[b + R_IRMS] = 3766572
+m._publish(0, False)
+i = m.front.inst
+print("@@JSON", json.dumps({"sat": P_SAT, "p": [i[2], i[11], i[20], i[29]],
+      "q": [i[3], i[30]], "s": i[31], "i": i[1], "u": i[0]}))
+""")
+    sat = res["sat"]
+    assert sat == (2**30 - 1) // 3
+    assert res["p"] == [-sat, sat, sat, sat] and res["q"] == [sat, 3 * sat]
+    assert res["s"] == 3 * sat < 2**30
+    # current and voltage at full scale are inside the range: 88,388 A primary, 353.9 V
+    assert abs(res["i"] - 88388000) < 900 and abs(res["u"] - 353907) < 5   # 7-digit cal

@@ -1,11 +1,11 @@
 """Integer energy registers on the unix port: no count lost or repeated.
 
 Ten years of 1 s increments is 315,360,000 adds (about 3 min per profile on the unix
-port), too long for `make test`; `make soak` runs them in full. Here the real add()
+port), too long for `make test`; `make soak` runs them in full. Here the real add_lsb()
 runs the first and the last two million seconds of the ten years, the last starting
 from the exact state that ten years minus two million seconds must have reached
 (exact arithmetic on MicroPython's long ints), and every step is checked against the
-exact running total. Since add() depends only on the state and the increment, this
+exact running total. Since add_lsb() depends only on the state and the increment, this
 covers every carry pattern the full run meets at those rates.
 """
 import pytest
@@ -33,20 +33,22 @@ def lsb_total(t):          # LSBs the chip hands out in the first t seconds (flo
     return t * NUM // DEN
 def run(r, t0, steps):
     bad = 0
-    add = r.add
+    add = r.add_lsb            # the engine's path: LSBs x the scale
     prev = lsb_total(t0)
     exact = r.pico(0)
     for t in range(t0 + 1, t0 + steps + 1):
         cur = lsb_total(t)
-        add(0, (cur - prev) * KE)
+        add(0, cur - prev)
         exact += (cur - prev) * KE
         prev = cur
         if t %% 65536 == 0 and r.pico(0) != exact:
             bad += 1
     return bad, r.pico(0) == exact
 r = EnergyRegisters(1)
+r.set_scale(KE)
 bad1, ok1 = run(r, 0, %d)
 r2 = EnergyRegisters(1)
+r2.set_scale(KE)
 t0 = %d - %d
 r2.restore(0, lsb_total(t0) * KE)
 bad2, ok2 = run(r2, t0, %d)
@@ -108,3 +110,31 @@ print("@@JSON", json.dumps({"msg": msg, "back": r.pico(0)}))
 """)
     assert "negative" in res["msg"]
     assert res["back"] == 12345678901234567890
+
+
+def test_add_lsb_is_exact_at_every_limb(mpy_any):
+    """add_lsb (LSBs x scale by base-10**4 limbs, no long int on 32 bits) against the
+    exact product, for scales up to its limit and counts up to 1e10."""
+    res = mpy_any(r"""
+import json
+from firmware.energy import EnergyRegisters, SCALE_MAX, COUNT_MAX
+x = 0x2545F491
+def rnd(m):
+    global x
+    x ^= (x << 13) & 0xFFFFFFFF; x ^= x >> 17; x ^= (x << 5) & 0xFFFFFFFF
+    return x %% m
+bad = 0
+for scale in (1, 9999, 10000, 126267100, 126267100000, 999999999999, SCALE_MAX):
+    r = EnergyRegisters(1)
+    r.set_scale(scale)
+    exact = 0
+    top = min(COUNT_MAX, 10 ** 21 // scale)    # hi stays < 2**30 kWh (a 32-bit slot)
+    for k in range(%d):
+        n = (rnd(10000), rnd(100000000), rnd(top + 1), 0, 9999, 10000)[k %% 6] %% (top + 1)
+        r.add_lsb(0, n)
+        exact += n * scale
+        if r.pico(0) != exact or not 0 <= r.frac[0] < 10**9 or not 0 <= r.lo[0] < 10**6:
+            bad += 1
+print("@@JSON", json.dumps({"bad": bad}))
+""" % 600)
+    assert res["bad"] == 0
