@@ -11,7 +11,8 @@ The interface (duck-typed; Space documents it and answers 02 to everything):
   bytes out[off:off + 2*count] hold registers addr..addr+count-1, high byte first
   (Application Protocol v1.1b3, 4.2). All or nothing: if any of those addresses
   is outside the space the answer is 2 (Illegal Data Address) and out is not used.
-- write(addr, count, src, soff) -> 0 or an exception code. src[soff:soff+2*count]
+- write(addr, count, src, soff, ctx=None) -> 0 or an exception code. ctx is the
+  caller (firmware.modbus.pdu.Caller: which port or connection asked). src[soff:soff+2*count]
   holds the big-endian values. All or nothing as well: 2 if any register is
   missing or not writable, 3 if a value is refused; then nothing is changed.
 - start, end (optional, end exclusive): the address range the space covers;
@@ -35,7 +36,7 @@ class Space:
     def read(self, addr, count, out, off):
         return _ILLEGAL_ADDRESS
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         return _ILLEGAL_ADDRESS
 
 
@@ -90,7 +91,7 @@ class ArraySpace(Space):
         out[off:off + 2 * count] = self._mv[i:i + 2 * count]
         return 0
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         if not self._covers(addr, count) or not self._can_write(addr, count):
             return _ILLEGAL_ADDRESS
         i = 2 * (addr - self.start)
@@ -129,6 +130,6 @@ class SpaceSet(Space):
                 return p.read(addr, count, out, off)
         return _ILLEGAL_ADDRESS
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         p = self._part(addr, count)
-        return _ILLEGAL_ADDRESS if p is None else p.write(addr, count, src, soff)
+        return _ILLEGAL_ADDRESS if p is None else p.write(addr, count, src, soff, ctx)

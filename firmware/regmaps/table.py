@@ -318,7 +318,7 @@ class Space:
             _put(typ[i], kind[i], ra[i], rb[i], rdiv[i], snap, img, 2 * gpos[i])
             i += 1
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         if count < 1:
             return 3
         if self._locate(addr, count) < 0:
