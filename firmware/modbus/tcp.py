@@ -327,6 +327,9 @@ class TcpServer:
             have = rest
             slot.have = rest
             # Replies out before reading on: a client that does not read waits here.
+            # Every time: Stream.write may have kept part of a reply (a full socket),
+            # and the client waits for all of it before it sends again. Drain costs a
+            # loop round even when nothing is held; the public API does not say.
             await stream.drain()
 
     @staticmethod
