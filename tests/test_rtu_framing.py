@@ -241,3 +241,63 @@ print("@@JSON", json.dumps({"read": r[0], "write": r[1], "total": r[2], "exc": r
     assert got["total"] == 50 * (5 + 250) + 50 * 5
     assert got["exc"] == "018602c3a1"                      # exception 02 with its CRC
     assert got["read"] == 0 and got["write"] == 0
+
+
+def test_rtu_serving_loop_allocates_only_the_ports_coroutines(mpy):
+    """The whole loop (recv, framing, t3.5, answer, send) on the unix port: per reply it
+    allocates what the port's own async recv() and send() calls cost, nothing more."""
+    got = mpy(FAKE + r"""
+import asyncio
+REQ = frame(1, b"\x03\x00\x00\x00\x0a")
+
+class APort(Port):
+    left = 0
+    sent = 0
+    async def recv(self, mv):
+        while not self.left:
+            await asyncio.sleep_ms(0)
+        self.left -= 1
+        mv[0:8] = REQ
+        return 8
+    def read_now(self, mv):
+        return 0
+    def silent_us(self):
+        return 10000              # the line has been quiet for 10 ms
+    async def send(self, buf, n):
+        self.sent += 1
+
+port = APort()
+s = RtuSlave(port, Dispatcher(Regs(), Regs(), ("v", "p", "r"), rtu=True), address=1,
+             baud=38400, parity="N", stop=2)
+mv = bytearray(16)
+
+async def main():
+    t = asyncio.create_task(s.run())
+    port.left = 5
+    while port.sent < 5:
+        await asyncio.sleep_ms(0)
+    gc.collect(); gc.disable()
+    a0 = gc.mem_alloc()
+    port.left = 100
+    while port.sent < 105:
+        await asyncio.sleep_ms(0)
+    a1 = gc.mem_alloc()
+    t.cancel()
+    await asyncio.sleep_ms(0)
+    # The port's two calls alone, as the loop makes them.
+    a2 = gc.mem_alloc()
+    for _ in range(100):
+        port.left = 1
+        await port.recv(mv)
+        await port.send(mv, 8)
+    a3 = gc.mem_alloc()
+    gc.enable()
+    return (a1 - a0) // 100, (a3 - a2) // 100
+
+loop_b, port_b = asyncio.run(main())
+print("@@JSON", json.dumps({"loop": loop_b, "port": port_b, "ok": s.stats.ok}))
+""")
+    print("RTU reply, whole loop: %d bytes per reply, of which the port's coroutines %d"
+          % (got["loop"], got["port"]))
+    assert got["ok"] == 105
+    assert got["loop"] == got["port"]

@@ -153,6 +153,7 @@ class RtuSlave:
         self._dropped = 0        # bytes dropped in the current garbage run
         self._ok_p = -1          # the frame whose CRC _length checked last
         self._ok_n = 0
+        self._busy = 0           # > 0: a request of ours waits for t3.5 (bursts heard)
         self._tail_n = -1        # cached memoryview of _rx[_tail_n:]
         self._tail = None
         self._on = asyncio.Event()
@@ -211,6 +212,8 @@ class RtuSlave:
     def _length(self, p, avail):
         """Length of the frame at rx[p] (CRC checked), 0: more bytes may make one,
         -1: none starts there by length."""
+        if p == self._ok_p:
+            return self._ok_n     # found before (waiting for t3.5): bytes unchanged
         rx = self._rx
         addr = rx[p]
         if addr > _ADDR_MAX:
@@ -314,66 +317,40 @@ class RtuSlave:
         rest = self._n - p
         for i in range(rest):
             rx[i] = rx[p + i]
+        if self._ok_p >= p:
+            self._ok_p -= p
+        else:
+            self._ok_p = -1
         self._p = 0
         self._n = rest
 
-    async def _settle(self):
-        """Wait until t3.5 of silence or more bytes: 1 if the line went quiet, -1 if
-        bytes came, 0 if neither yet."""
-        port = self.port
-        # The loop clock counts whole ms: sleep the whole ms of t3.5 left, then
-        # yield (other tasks run) until the sub-ms rest has passed.
-        wait = self.t35_us - port.silent_us()
-        if wait > 0:
-            await asyncio.sleep_ms(wait // 1000)
-        if self._read_on():
-            return -1
-        return 1 if port.silent_us() >= self.t35_us else 0
+    def _quiet_now(self):
+        """After a read attempt: True if no byte came and t3.5 has passed since the
+        last one (2.5.1.1)."""
+        return not self._read_on() and self.port.silent_us() >= self.t35_us
 
-    async def _quiet(self):
-        """Before replying: wait for t3.5 of silence after the request (2.5.1.1).
-        False if the line keeps talking (_QUIET_MAX bursts) or the buffer fills."""
-        busy = 0
-        while busy < _QUIET_MAX and self._n < _BUF:
-            r = await self._settle()
-            if r > 0:
-                return True
-            if r < 0:
-                busy += 1
-        return False
-
-    async def _take(self, ln, silent):
-        """Handle the frame of length ln at self._p; return whether the line is known
-        to be quiet now."""
+    def _take(self, ln):
+        """Consume the frame of length ln at self._p; the reply's length (0: none)."""
         p = self._p
-        m = 0
-        if self._rx[p] == self.address:
-            silent = await self._quiet()
-            if not silent:
-                self._error()         # the line never rested: answering would collide
-                self._ok_p = -1
-        if silent or self._rx[p] != self.address:
-            m = self.answer(p, ln)
+        m = self.answer(p, ln)
         self._p = p + ln
         self._anchor = True
-        if m:
-            try:
-                await self.port.send(self._tx, m)
-            except OSError:
-                self._error()
-                return False
-            self.stats.ok += 1
-        return silent
+        self._busy = 0
+        return m
 
     def _reset(self):
-        self._n = self._p = self._dropped = 0
+        self._n = self._p = self._dropped = self._busy = 0
         self._anchor = True
         self._ok_p = -1
 
     async def run(self):
-        """Serve the port until cancelled."""
+        """Serve the port until cancelled.
+
+        One coroutine, no helpers awaited on the way (each would allocate a frame):
+        port.recv waits for the first bytes, sleep_ms for t3.5, port.send replies."""
         port = self.port
         rx = self._rx
+        silent = False
         while True:
             if not self.enabled:
                 await self._on.wait()
@@ -394,13 +371,42 @@ class RtuSlave:
                     self._n = k
                     silent = False
                 else:
+                    # Bytes held: wait for more, or for t3.5 of silence. The loop clock
+                    # counts whole ms: sleep the whole ms of t3.5 left, then yield
+                    # (other tasks run) until the sub-ms rest has passed.
                     self._compact()
-                    silent = await self._settle() > 0
+                    wait = self.t35_us - port.silent_us()
+                    if wait > 0:
+                        await asyncio.sleep_ms(wait // 1000)
+                    n0 = self._n
+                    silent = self._quiet_now()
+                    if self._n > n0 and self._busy:
+                        self._busy += 1   # a request of ours waits while the line talks
                 while self.enabled:
                     ln = self._next(silent)
                     if not ln:
                         break
-                    silent = await self._take(ln, silent)
+                    if self._rx[self._p] == self.address and not silent:
+                        # Ours: reply only after t3.5 of silence. Wait in the outer loop
+                        # (the frame is found again, its CRC remembered); give up on a
+                        # line that never rests, as answering would collide.
+                        if self._busy > _QUIET_MAX or self._n >= _BUF:
+                            self._error()
+                            self._ok_p = -1
+                            self._p += ln
+                            self._anchor = True
+                            self._busy = 0
+                            continue
+                        self._busy = self._busy or 1
+                        break
+                    m = self._take(ln)
+                    if m:
+                        try:
+                            await port.send(self._tx, m)
+                        except OSError:
+                            self._error()
+                            continue
+                        self.stats.ok += 1
                 if self._p >= self._n:
                     self._n = self._p = 0
             except OSError:
