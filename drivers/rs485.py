@@ -10,13 +10,25 @@
 
 The board passes the uart and pin objects, so no pin numbers live here. The uart
 needs the machine.UART subset: init(baudrate=, bits=, parity=, stop=), readinto,
-write, and either txdone() or flush(); for asyncio it must be pollable (machine.UART
-is, and so is the sim board's pty UART). Construct the UART with timeout=0 so reads
-return at once. de may be None for transceivers that switch direction by themselves.
+write, and either txdone() or flush(). Construct it with timeout=0 so reads return at
+once, and with an rx buffer (rxbuf=) that holds what arrives while the event loop is
+stalled: at 38400 baud a 45 ms flash erase brings 173 bytes, so take 512 or more.
+de may be None for transceivers that switch direction by themselves.
 
-DE goes low when the UART reports the last stop bit out (txdone), checked in a short
-bounded spin after sleeping through most of the frame; a loop that oversleeps keeps
-DE high that much longer, so a board with a hardware direction signal should use it.
+Waking up for bytes: where the UART has an idle-line interrupt (UART.IRQ_RXIDLE: rp2,
+esp32, stm32, ...) and asyncio has ThreadSafeFlag, the interrupt sets a flag that recv()
+awaits: one wake-up per burst, once the line has gone idle. Elsewhere (the sim board's
+pty, the unix port) asyncio polls the uart as a stream. The RTU framing works on
+lengths and CRCs either way; this only saves wake-ups.
+
+Releasing the bus: DE goes low once the UART reports the last stop bit out. send()
+sleeps through the frame's time on the wire (n characters of char_us), then polls
+txdone() at 1 ms steps, awaiting between polls (no spin), for at most _DONE_MS.
+txdone_late_us covers UARTs that report done while the last character is still going
+out (rp2, esp8266 and nrf per MicroPython's machine.UART notes): that long is awaited
+too, rounded up to whole ms. UART.IRQ_TXIDLE is not used: rp2 fires it five characters
+early and esp32 lacks it. A loop that oversleeps keeps DE high that much longer, so a
+board with a hardware direction signal should use it.
 """
 import asyncio
 from time import ticks_us, ticks_diff
@@ -25,20 +37,38 @@ from micropython import const
 _PARITY = {"N": None, "E": 0, "O": 1}  # machine.UART: None, 0 = even, 1 = odd
 _DATA_BITS = const(8)                  # Modbus RTU: 8 data bits (Serial Line 2.5.1)
 _STALL_MS = const(200)                 # a UART that takes nothing this long is stuck
+_DONE_MS = const(20)                   # txdone polls after the frame's time, at most
 _ETIMEDOUT = const(110)
 
 
 class RS485:
-    def __init__(self, uart, de=None, baudrate=19200, parity="E", stop=1, de_active=1):
+    def __init__(self, uart, de=None, baudrate=19200, parity="E", stop=1, de_active=1,
+                 txdone_late_us=0):
         self.uart = uart
         self.de = de
         self._on = de_active
         self._off = 1 - de_active
-        self._reader = asyncio.StreamReader(uart)
+        self._late_ms = (txdone_late_us + 999) // 1000
+        self._wbuf = None         # the last buffer sent and a view of its first _wn bytes
+        self._wn = 0
+        self._wview = None
         self.rx_us = ticks_us()
+        self._idle = None
+        self._reader = None
+        flag = getattr(asyncio, "ThreadSafeFlag", None)
+        trig = getattr(uart, "IRQ_RXIDLE", None)
+        if flag is not None and trig is not None and hasattr(uart, "irq"):
+            self._idle = flag()
+            uart.irq(handler=self._on_idle, trigger=trig)
+        else:
+            self._reader = asyncio.StreamReader(uart)
         if de is not None:
             de.value(self._off)
         self.init(baudrate, parity, stop)
+
+    def _on_idle(self, _uart):
+        # Interrupt handler (soft): only wakes the waiting task.
+        self._idle.set()
 
     def init(self, baudrate, parity, stop):
         """Apply line settings; ValueError names a bad one."""
@@ -61,7 +91,15 @@ class RS485:
 
         0 means the line woke the poller without data (hang-up, error): callers back off.
         """
-        n = await self._reader.readinto(mv)
+        f = self._idle
+        if f is None:
+            n = await self._reader.readinto(mv)
+        else:
+            while True:
+                n = self.uart.readinto(mv)
+                if n:
+                    break
+                await f.wait()    # the idle-line interrupt sets it
         if n:
             self.rx_us = ticks_us()
         return n or 0
@@ -80,14 +118,23 @@ class RS485:
     async def send(self, buf, n):
         """Transmit buf[0:n] with DE raised, and release the bus once it is out."""
         de = self.de
+        u = self.uart
         if de is not None:
             de.value(self._on)
         try:
-            mv = memoryview(buf)
-            sent = 0
+            if buf is not self._wbuf or n != self._wn:
+                # One view per buffer and length: a port answering the same request
+                # again allocates nothing here.
+                self._wview = memoryview(buf)[:n]
+                self._wbuf = buf
+                self._wn = n
+            t0 = ticks_us()
+            k = u.write(self._wview)
+            sent = k or 0
             stalled = 0
             while sent < n:
-                k = self.uart.write(mv[sent:n])
+                await asyncio.sleep_ms(1)
+                k = u.write(memoryview(buf)[sent:n])
                 if k:
                     sent += k
                     stalled = 0
@@ -96,28 +143,24 @@ class RS485:
                     stalled += 1
                     if stalled > _STALL_MS:
                         raise OSError(_ETIMEDOUT)
+            # The master may talk t3.5 after our last byte: DE must be low by then.
+            # Sleep through the frame's time on the wire, then poll at ms steps. (A
+            # line without bit timing, like the sim board's pty, is done at once.)
+            done = hasattr(u, "txdone")
+            if done and u.txdone():
+                return
+            left = n * self.char_us - ticks_diff(ticks_us(), t0)
+            if left >= 1000:
+                await asyncio.sleep_ms(left // 1000)
+            if done:
+                for _ in range(_DONE_MS):
+                    if u.txdone():
+                        break
                     await asyncio.sleep_ms(1)
-            # Sleep through most of the transmission, then wait out the rest
-            # closely: the master may talk t3.5 after our last byte, and DE
-            # must be low by then. (A line with no bit timing, like the sim
-            # board's pty, is done at once.)
-            u = self.uart
-            if not (hasattr(u, "txdone") and u.txdone()):
-                ms = (n - 2) * self.char_us // 1000
-                if ms > 1:
-                    await asyncio.sleep_ms(ms - 1)
-                self._wait_tx_done()
+                if self._late_ms:
+                    await asyncio.sleep_ms(self._late_ms)
+            elif hasattr(u, "flush"):
+                u.flush()         # nearly done by now: returns within a character
         finally:
             if de is not None:
                 de.value(self._off)
-
-    def _wait_tx_done(self):
-        u = self.uart
-        if hasattr(u, "txdone"):
-            # Bounded spin: at most the time of a few characters.
-            t0 = ticks_us()
-            limit = 4 * self.char_us + 2000
-            while not u.txdone() and ticks_diff(ticks_us(), t0) < limit:
-                pass
-        elif hasattr(u, "flush"):
-            u.flush()

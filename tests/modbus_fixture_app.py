@@ -2,6 +2,7 @@
 
     micropython tests/modbus_fixture_app.py --tcp 15020 [--tcp-own 15021]
         [--rtu PATH,ADDR,BAUD,PARITY,STOP ...] [--idle 60] [--max 10]
+        [--frame-ms 2000] [--stall MS,EVERY_MS]
 
 Prints `READY tcp=<port> ...` once every port serves; SIGINT closes the servers
 and prints `CLOSED`. Maps (addresses are what the tests rely on):
@@ -9,10 +10,20 @@ and prints `CLOSED`. Maps (addresses are what the tests rely on):
 - holding 1000..1099 read-only, value 0x1000+a (300..999 is a gap).
 - holding 5000..5009: raises on every access (-> exception 04).
 - holding 9000..9031: live counters (see Stats) of the RTU ports and TCP server.
+- holding 7000..7009: who wrote (caller context): a write to 7000 stores the value and
+  the writer: 7001 = its connection number, 7002 = 1 for TCP, 2 for RTU port A, 3 for
+  B. Writing 0x5A5A to 7003 unlocks 7004 for that caller only (ctx.state); 7004
+  answers 02 to a caller that has not unlocked; 7003 reads 1 when the reading caller
+  has unlocked.
 - input 0..299: value 0x4000+a, read-only.
+
+--stall MS,EVERY_MS: a task blocks the whole event loop (time.sleep_ms) for MS every
+EVERY_MS, as a flash erase with interrupts off does on a board. Stats 9031 counts
+TCP partial frames dropped.
 """
 import asyncio
 import sys
+import time
 
 from tests.spaces import ArraySpace, SpaceSet, EmptySpace
 from firmware.modbus.pdu import Dispatcher
@@ -30,8 +41,54 @@ class Broken(EmptySpace):
     def read(self, addr, count, out, off):
         raise RuntimeError("sensor gone")
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         raise RuntimeError("sensor gone")
+
+
+class Who(EmptySpace):
+    """Shows which caller wrote, and a per-caller unlock (see the module docstring)."""
+    start = 7000
+    end = 7010
+    _PORTS = {"tcp": 1, "rtu-a": 2, "rtu-b": 3}
+
+    def __init__(self):
+        self.value = 0
+        self.conn = 0
+        self.port = 0
+        self.locked_value = 0
+        self.reader = None
+
+    def read(self, addr, count, out, off):
+        if addr < self.start or addr + count > self.end:
+            return 2
+        for k in range(count):
+            a = addr + k
+            v = (self.value, self.conn, self.port, 0, self.locked_value)[a - 7000] \
+                if a < 7005 else 0
+            out[off + 2 * k] = v >> 8
+            out[off + 2 * k + 1] = v & 0xFF
+        return 0
+
+    def write(self, addr, count, src, soff, ctx=None):
+        if addr < self.start or addr + count > self.start + 5 or ctx is None:
+            return 2
+        for k in range(count):
+            a = addr + k
+            v = (src[soff + 2 * k] << 8) | src[soff + 2 * k + 1]
+            if a == 7004 and ctx.state != "unlocked":
+                return 2
+        for k in range(count):
+            a = addr + k
+            v = (src[soff + 2 * k] << 8) | src[soff + 2 * k + 1]
+            if a == 7000:
+                self.value = v
+                self.conn = ctx.conn
+                self.port = self._PORTS.get(ctx.port, 9)
+            elif a == 7003:
+                ctx.state = "unlocked" if v == 0x5A5A else None
+            elif a == 7004:
+                self.locked_value = v
+        return 0
 
 
 class Stats(EmptySpace):
@@ -55,7 +112,7 @@ class Stats(EmptySpace):
             return 0
         s = self.tcp[0].stats
         return (s.accepted, s.active, s.evicted, s.refused, s.timeouts, s.bad_frames,
-                s.requests, 0)[i - 24]
+                s.requests, s.dropped)[i - 24]
 
     def read(self, addr, count, out, off):
         if addr < self.start or addr + count > self.end:
@@ -72,13 +129,14 @@ def build():
     holding = SpaceSet(
         ArraySpace(0, 300, writable=((150, 300),), init=lambda a: (3 * a + 1) & 0xFFFF),
         ArraySpace(1000, 100, writable=False, init=lambda a: 0x1000 + a),
-        Broken(), stats)
+        Broken(), stats, Who())
     inputs = ArraySpace(0, 300, writable=False, init=lambda a: 0x4000 + a)
     return holding, inputs, stats
 
 
 def parse(argv):
-    opts = {"tcp": None, "tcp_own": None, "rtu": [], "idle": 60, "max": 10}
+    opts = {"tcp": None, "tcp_own": None, "rtu": [], "idle": 60, "max": 10,
+            "frame_ms": 2000, "stall": None}
     i = 0
     while i < len(argv):
         k, v = argv[i], argv[i + 1]
@@ -93,6 +151,10 @@ def parse(argv):
             opts["idle"] = float(v)
         elif k == "--max":
             opts["max"] = int(v)
+        elif k == "--frame-ms":
+            opts["frame_ms"] = int(v)
+        elif k == "--stall":
+            opts["stall"] = tuple(int(x) for x in v.split(","))
         else:
             raise ValueError("unknown option " + k)
         i += 2
@@ -109,7 +171,8 @@ async def main(opts):
     tasks = []
     ready = []
     if opts["tcp"]:
-        s = TcpServer(d_tcp, max_clients=opts["max"], idle_s=opts["idle"])
+        s = TcpServer(d_tcp, max_clients=opts["max"], idle_s=opts["idle"],
+                      frame_ms=opts["frame_ms"])
         await s.start("127.0.0.1", opts["tcp"])
         servers.append(s)
         stats.tcp.append(s)
@@ -119,12 +182,15 @@ async def main(opts):
         await s.start("127.0.0.1", opts["tcp_own"])
         servers.append(s)
         ready.append("tcp_own=%d" % opts["tcp_own"])
-    for path, addr, baud, parity, stop in opts["rtu"]:
+    for i, (path, addr, baud, parity, stop) in enumerate(opts["rtu"]):
         port = RS485(PtyUART(path), None, baud, parity, stop)
-        slave = RtuSlave(port, d_rtu, address=addr, baud=baud, parity=parity, stop=stop)
+        slave = RtuSlave(port, d_rtu, address=addr, baud=baud, parity=parity, stop=stop,
+                         name="rtu-" + "ab"[i])
         stats.rtu.append(slave)
         tasks.append(asyncio.create_task(slave.run()))
         ready.append("rtu=%s" % path)
+    if opts["stall"]:
+        tasks.append(asyncio.create_task(stall(*opts["stall"])))
     RUNNING.extend(servers)
     RUNNING.extend(tasks)
     print("READY " + " ".join(ready))
@@ -133,6 +199,13 @@ async def main(opts):
 
 
 RUNNING = []
+
+
+async def stall(ms, every_ms):
+    # Blocks the loop outright, as code running with interrupts off would.
+    while True:
+        await asyncio.sleep_ms(every_ms)
+        time.sleep_ms(ms)
 
 
 async def shutdown():

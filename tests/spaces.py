@@ -22,7 +22,7 @@ class EmptySpace:
     def read(self, addr, count, out, off):
         return _ILLEGAL_ADDRESS
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         return _ILLEGAL_ADDRESS
 
 
@@ -77,7 +77,7 @@ class ArraySpace(EmptySpace):
         out[off:off + 2 * count] = self._mv[i:i + 2 * count]
         return 0
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         if not self._covers(addr, count) or not self._can_write(addr, count):
             return _ILLEGAL_ADDRESS
         i = 2 * (addr - self.start)
@@ -116,6 +116,6 @@ class SpaceSet(EmptySpace):
                 return p.read(addr, count, out, off)
         return _ILLEGAL_ADDRESS
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         p = self._part(addr, count)
-        return _ILLEGAL_ADDRESS if p is None else p.write(addr, count, src, soff)
+        return _ILLEGAL_ADDRESS if p is None else p.write(addr, count, src, soff, ctx)

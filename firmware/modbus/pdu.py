@@ -2,13 +2,18 @@
 
     from firmware.modbus.pdu import Dispatcher
     d = Dispatcher(holding, inputs, (b"KOSTAL", b"KSEM", b"2.6.0"), rtu=True)
-    n = d.handle(req, req_len, out, 1)   # response PDU in out[1:1+n]; 0 = no reply
+    n = d.handle(req, req_len, out, 1, 0, ctx)   # response PDU in out[1:1+n]; 0 = no reply
 
 It knows nothing of sockets, frames or what a register means: `holding` (FC 03, 06,
 16) and `inputs` (FC 04) are spaces (see space.py). `ident` gives the device
 identification objects of FC 43/14: a sequence (object id = index, ids 0..2 are
 the mandatory VendorName, ProductCode, MajorMinorRevision; 3..6 are regular
 objects) or a dict {object id: value}. Values are bytes or str.
+
+`ctx` says who asked: a Caller (one per RTU port, one per TCP connection, reset when
+the connection is replaced). Writes pass it on, as write(addr, count, src, soff, ctx),
+so a space can keep per-caller state (an unlock expiry, say) in ctx.state; reads do not
+take it. A caller of handle() that has none passes None.
 
 `out` needs room for 253 bytes from `off` (the largest PDU, Application Protocol
 v1.1b3 section 4.1). handle() never awaits, so a request is answered from one
@@ -41,6 +46,23 @@ _MAX_WRITE = const(123)          # 6.12: 0x007B registers
 _DEVID_HEAD = const(7)           # 6.21 response bytes before the object list
 _DEVID_LAST_BASIC = const(0x02)
 _DEVID_LAST_REGULAR = const(0x7F)
+
+
+class Caller:
+    """Who sent a request: `port` names the port ("rtu-a", "tcp"), `conn` counts the
+    connections a TCP slot has served (0 on a serial port), `state` is free for the
+    spaces (None for a new connection)."""
+    __slots__ = ("port", "conn", "state")
+
+    def __init__(self, port, conn=0):
+        self.port = port
+        self.conn = conn
+        self.state = None
+
+    def renew(self, conn):
+        """A new connection takes over the slot: nothing carries over."""
+        self.conn = conn
+        self.state = None
 
 
 def exception(out, off, fc, code):
@@ -77,8 +99,9 @@ class Dispatcher:
         self._conformity = 0x83 if top > _DEVID_LAST_REGULAR else (
             0x82 if top > _DEVID_LAST_BASIC else 0x81)
 
-    def handle(self, req, n, out, off, roff=0):
-        """Answer the n-byte request PDU at req[roff:]; the response goes to out[off:].
+    def handle(self, req, n, out, off, roff=0, ctx=None):
+        """Answer the n-byte request PDU at req[roff:] from caller ctx; the response
+        goes to out[off:].
 
         Returns the response PDU length, or 0 when there is nothing to send.
         """
@@ -107,9 +130,9 @@ class Dispatcher:
             out[off + 1] = 2 * qty
             return 2 + 2 * qty
         if fc == _FC_WRITE_SINGLE:
-            return self._write_single(req, n, out, off, roff)
+            return self._write_single(req, n, out, off, roff, ctx)
         if fc == _FC_WRITE_MULTIPLE:
-            return self._write_multiple(req, n, out, off, roff)
+            return self._write_multiple(req, n, out, off, roff, ctx)
         if fc == _FC_MEI:
             return self._device_id(req, n, out, off, roff)
         if fc == _FC_DIAGNOSTICS and self.rtu:
@@ -117,16 +140,16 @@ class Dispatcher:
         return exception(out, off, fc, EXC_ILLEGAL_FUNCTION)
 
     # 6.6: the normal response echoes the request.
-    def _write_single(self, req, n, out, off, roff):
+    def _write_single(self, req, n, out, off, roff, ctx):
         if n != 5:
             return exception(out, off, _FC_WRITE_SINGLE, EXC_ILLEGAL_VALUE)
         addr = (req[roff + 1] << 8) | req[roff + 2]
-        return self._write_echo(_FC_WRITE_SINGLE, addr, 1, req, roff + 3, out, off, roff)
+        return self._write_echo(_FC_WRITE_SINGLE, addr, 1, req, roff + 3, out, off, roff, ctx)
 
-    def _write_echo(self, fc, addr, qty, req, soff, out, off, roff):
+    def _write_echo(self, fc, addr, qty, req, soff, out, off, roff, ctx):
         """Carry out a write; the reply echoes the request's first 5 bytes (6.6, 6.12)."""
         try:
-            err = self.holding.write(addr, qty, req, soff)
+            err = self.holding.write(addr, qty, req, soff, ctx)
         except Exception:
             err = EXC_DEVICE_FAILURE
         if err:
@@ -136,7 +159,7 @@ class Dispatcher:
         return 5
 
     # 6.12: byte count must equal 2 * quantity and match the PDU length.
-    def _write_multiple(self, req, n, out, off, roff):
+    def _write_multiple(self, req, n, out, off, roff, ctx):
         if n < 6:
             return exception(out, off, _FC_WRITE_MULTIPLE, EXC_ILLEGAL_VALUE)
         addr = (req[roff + 1] << 8) | req[roff + 2]
@@ -146,7 +169,8 @@ class Dispatcher:
             return exception(out, off, _FC_WRITE_MULTIPLE, EXC_ILLEGAL_VALUE)
         if addr + qty > 0x10000:
             return exception(out, off, _FC_WRITE_MULTIPLE, EXC_ILLEGAL_ADDRESS)
-        return self._write_echo(_FC_WRITE_MULTIPLE, addr, qty, req, roff + 6, out, off, roff)
+        return self._write_echo(_FC_WRITE_MULTIPLE, addr, qty, req, roff + 6, out, off, roff,
+                                ctx)
 
     # 6.8 sub-function 00: echo the whole request. Other sub-functions: 01.
     def _diagnostics(self, req, n, out, off, roff):

@@ -13,7 +13,8 @@ A space is any object with (duck-typed):
   (Application Protocol v1.1b3, 4.2). All or nothing: if any of those addresses
   is outside the space the answer is 2 (Illegal Data Address) and out is not used;
   3 (Illegal Data Value) for a count the space refuses.
-- write(addr, count, src, soff) -> 0 or an exception code. src[soff:soff+2*count]
+- write(addr, count, src, soff, ctx=None) -> 0 or an exception code. ctx is the
+  caller (firmware.modbus.pdu.Caller: which port or connection asked). src[soff:soff+2*count]
   holds the big-endian values. All or nothing as well: 2 if any register is
   missing or not writable, 3 if a value is refused; then nothing is changed.
 

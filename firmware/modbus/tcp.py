@@ -9,38 +9,51 @@
 Framing (guide 3.1.3): a 7-byte MBAP header (transaction id, protocol id, length,
 unit id) then the PDU. The transaction id and unit id are echoed. A header whose
 protocol id is not 0 or whose length is outside 2..254 (unit id + a PDU of 1..253
-bytes) closes that connection only: after it the byte stream cannot be re-framed.
-A request split across TCP segments waits for its missing bytes; several requests in
-one segment (pipelining) are answered one by one, in order.
+bytes) closes that connection: after it the byte stream cannot be re-framed. The
+replies due for the valid requests before it are sent first, and what the client sent
+on is read and dropped, so the close is an orderly FIN after those replies, not a
+reset that would discard them. A request split across TCP segments waits for its
+missing bytes; several requests in one segment (pipelining) are answered in order.
 
 Choices where the spec leaves room:
-- Connection cap (max_clients, default 10): a connection beyond it closes an
-  older one rather than being refused (guide 4.2.1 suggests closing the oldest
-  unused connection): first one that never sent a request, the oldest first,
-  else the one quiet the longest. Clients that poll keep their connection and a
-  pile of idle sockets cannot lock a good client out. stats.evicted counts these.
-- Idle timeout (idle_s, default 60): a connection with no request for that long is
-  closed (stats.timeouts); one task checks all connections every second.
+- Activity is the time of the last COMPLETE request, taken when its first byte
+  arrived: a client that dribbles a frame a byte at a time gains nothing by it.
+- Partial frames: one that has not completed frame_ms (default 2000) after its first
+  byte closes its connection (stats.dropped).
+- Connection cap (max_clients, default 10): a connection beyond it closes an older one
+  rather than being refused (guide 4.2.1 suggests closing the oldest unused
+  connection). The victim is, in this order: one holding a partial frame (the oldest
+  partial first), one that never completed a request (the oldest first), else the one
+  whose last complete request is the oldest. So a client that polls keeps its
+  connection whatever slow senders and idle sockets do. stats.evicted counts these.
+- Idle timeout (idle_s, default 60): a connection with no complete request for that
+  long is closed (stats.timeouts); one task checks every connection 4 times a second.
 - Unit id: any id is answered, as the KSEM does. With own_id_only=True, only
   unit_id, 0 and 255 (guide 4.4.2: 0xFF, or 0, addresses the TCP device itself)
   are; others get exception 0x0B, gateway target device failed to respond, so the
   client learns at once that nothing answers there instead of waiting for a timeout.
 
+asyncio: only its public Stream API (start_server, Stream.readinto, write, drain,
+wait_closed). A reply is written with Stream.write and the connection drains before it
+reads again, so a client that sends without reading stalls only itself and costs no
+memory beyond what Stream.write keeps for it (at most one turn of replies).
+
 Memory: each of the max_clients slots owns one receive buffer (400 bytes, room for a
 whole 260-byte ADU plus the head of the next) and one 260-byte send buffer, allocated
-once in the constructor. A reply goes out with one send straight from the send buffer;
-if the socket takes only part, that connection reads nothing more until the rest is
-out, so a client that sends without reading costs no memory beyond its slot.
+once in the constructor; a view of the send buffer is kept per reply length, so a
+client repeating its request allocates no view.
+
+Each connection's requests carry the slot's Caller (firmware.modbus.pdu), renewed for
+every new connection, so a space can keep per-connection state.
 
 Scheduling: a connection answers at most 4 pipelined requests before it yields the
 loop, so one busy client cannot hold off the others or the RTU ports for long.
 """
 import asyncio
-from asyncio import core as _core   # its _io_queue: what Stream.readinto waits on
 from time import ticks_ms, ticks_diff
 from micropython import const
 
-from firmware.modbus.pdu import exception, EXC_GATEWAY_NO_RESPONSE
+from firmware.modbus.pdu import exception, EXC_GATEWAY_NO_RESPONSE, Caller
 
 _MBAP = const(7)             # guide 3.1.3: header length including the unit id
 _LEN_MIN = const(2)          # unit id + function code
@@ -48,49 +61,70 @@ _LEN_MAX = const(254)        # unit id + 253-byte PDU (Application Protocol 4.1)
 _ADU_MAX = const(260)
 _RX_SIZE = const(400)
 _TURN_MAX = const(4)         # pipelined requests answered before yielding the loop
-_REAP_MS = const(1000)
+_REAP_MS = const(250)
+_LINGER_MS = const(20)       # after a bad header: read what still comes, this long
 
 
 class TcpStats:
     __slots__ = ("accepted", "active", "evicted", "refused", "timeouts", "bad_frames",
-                 "requests", "last_ms")
+                 "requests", "dropped", "last_ms")
 
     def __init__(self):
         self.accepted = 0     # connections taken
         self.active = 0       # connections open now
         self.evicted = 0      # closed to make room for a new one
         self.refused = 0      # closed at once: no slot could be freed
-        self.timeouts = 0     # closed after idle_s without a request
+        self.timeouts = 0     # closed after idle_s without a complete request
         self.bad_frames = 0   # closed on a bad MBAP header
         self.requests = 0     # PDUs dispatched
+        self.dropped = 0      # closed: a partial frame did not complete in frame_ms
         self.last_ms = None   # ticks_ms of the last request
 
 
 class _Slot:
-    __slots__ = ("rx", "rxmv", "tx", "task", "last", "used", "closing")
+    __slots__ = ("rx", "rxmv", "tx", "txmv", "txn", "txview", "task", "opened", "last",
+                 "head", "have", "used", "closing", "ctx")
 
     def __init__(self):
         self.rx = bytearray(_RX_SIZE)
         self.rxmv = memoryview(self.rx)
         self.tx = bytearray(_ADU_MAX)
+        self.txmv = memoryview(self.tx)
+        self.txn = 0          # length of txview, the view of tx last written
+        self.txview = None
         self.task = None
-        self.last = 0
-        self.used = False     # has sent a request
+        self.opened = 0       # ticks_ms of the accept
+        self.last = 0         # first-byte time of the last complete request
+        self.head = 0         # arrival time of the byte at rx[0]
+        self.have = 0         # bytes held in rx: > 0 is a partial frame
+        self.used = False     # has completed a request
         self.closing = False
+        self.ctx = Caller("tcp")
+
+    def view(self, n):
+        if n != self.txn:
+            self.txview = self.txmv[:n]
+            self.txn = n
+        return self.txview
 
 
 class TcpServer:
-    def __init__(self, dispatcher, max_clients=10, idle_s=60, unit_id=1, own_id_only=False):
+    def __init__(self, dispatcher, max_clients=10, idle_s=60, unit_id=1, own_id_only=False,
+                 frame_ms=2000):
         if max_clients < 1:
             raise ValueError("max_clients %r: need at least 1" % (max_clients,))
         if not 1 <= unit_id <= 247:
             raise ValueError("unit id %r: use 1..247" % (unit_id,))
+        if frame_ms < 100:
+            raise ValueError("frame_ms %r: at least 100" % (frame_ms,))
         self.dispatcher = dispatcher
         self.idle_ms = int(idle_s * 1000)
+        self.frame_ms = frame_ms
         self.unit_id = unit_id
         self.own_id_only = own_id_only
         self.stats = TcpStats()
         self._slots = [_Slot() for _ in range(max_clients)]
+        self._conns = 0
         self._server = None
         self._reaper = None
 
@@ -135,13 +169,18 @@ class TcpServer:
 
     async def _reap(self):
         slots = self._slots
+        st = self.stats
         while True:
             await asyncio.sleep_ms(_REAP_MS)
             now = ticks_ms()
             for s in slots:
-                if s.task is not None and not s.closing and \
-                        ticks_diff(now, s.last) > self.idle_ms:
-                    self.stats.timeouts += 1
+                if s.task is None or s.closing:
+                    continue
+                if s.have and ticks_diff(now, s.head) > self.frame_ms:
+                    st.dropped += 1
+                    self._kick(s)
+                elif ticks_diff(now, s.last if s.used else s.opened) > self.idle_ms:
+                    st.timeouts += 1
                     self._kick(s)
 
     def _free_slot(self):
@@ -150,19 +189,30 @@ class TcpServer:
                 return s
         return None
 
+    def _victim(self):
+        # Rank: partial frame (oldest first), never completed a request (oldest
+        # first), else the oldest last complete request.
+        now = ticks_ms()
+        best = None
+        rank = -1
+        age = 0
+        for s in self._slots:
+            if s.closing or s.task is None:
+                continue
+            if s.have:
+                r, a = 2, ticks_diff(now, s.head)
+            elif not s.used:
+                r, a = 1, ticks_diff(now, s.opened)
+            else:
+                r, a = 0, ticks_diff(now, s.last)
+            if r > rank or (r == rank and a > age):
+                best, rank, age = s, r, a
+        return best
+
     async def _take_slot(self):
         slot = self._free_slot()
         if slot is None:
-            # Full: close a never-used connection, else the one quiet the longest.
-            now = ticks_ms()
-            victim = None
-            for s in self._slots:
-                if s.closing:
-                    continue
-                if victim is None or (victim.used and not s.used) or (
-                        victim.used == s.used and
-                        ticks_diff(now, s.last) > ticks_diff(now, victim.last)):
-                    victim = s
+            victim = self._victim()
             if victim is not None:
                 self.stats.evicted += 1
                 self._kick(victim)
@@ -182,13 +232,16 @@ class TcpServer:
             await stream.wait_closed()
             return
         slot.task = asyncio.current_task()
-        slot.last = ticks_ms()
+        slot.opened = slot.last = slot.head = ticks_ms()
+        slot.have = 0
         slot.used = False
         slot.closing = False
+        self._conns = (self._conns + 1) & 0xFFFF
+        slot.ctx.renew(self._conns)
         st.accepted += 1
         st.active += 1
         try:
-            await self._serve_conn(stream.s, slot)
+            await self._serve_conn(stream, slot)
         except (asyncio.CancelledError, OSError):
             pass              # evicted, timed out, server closing, or peer reset
         except Exception:
@@ -197,55 +250,45 @@ class TcpServer:
             st.active -= 1
             slot.task = None
             slot.closing = False
+            slot.have = 0
             try:
                 await stream.wait_closed()
             except Exception:
                 pass
 
-    def _serve_conn(self, sock, slot):
-        # A plain generator, run by `await` (MicroPython coroutines are generators).
-        # It waits as asyncio's own Stream.readinto does, by yielding after queueing
-        # the task on the scheduler's IO queue, but reads and writes the socket itself:
-        # no awaitable object per request, no write queue, no slices in the common case.
+    async def _serve_conn(self, stream, slot):
         rx = slot.rx
         rxmv = slot.rxmv
         tx = slot.tx
-        read = sock.readinto
-        write = sock.write
+        read = stream.readinto
+        write = stream.write
         handle = self.dispatcher.handle
+        ctx = slot.ctx
         st = self.stats
         own = self.unit_id if self.own_id_only else -1
         have = 0
-        drained = True
-        turn = 0              # requests answered since this task last gave up the loop
         while True:
-            if drained:
-                turn = 0
-                yield _core._io_queue.queue_read(sock)
-            elif turn >= _TURN_MAX:
-                # More is waiting (the last read filled the buffer), but a client that
-                # keeps the socket full must not keep the loop: others go first.
-                turn = 0
-                yield from asyncio.sleep_ms(0)
-            # readinto() reads until the buffer is full or the socket is empty, so a
-            # short read means there is nothing more to read without waiting.
-            k = read(rxmv[have:]) if have else read(rx)
+            # Stream.readinto waits until the socket is readable, then reads what is
+            # there, up to the room left.
+            k = await read(rxmv[have:] if have else rx)
             if k is None:
-                drained = True    # woken without data
-                continue
+                continue          # woken without data
             if not k:
                 return            # peer closed
-            drained = k < _RX_SIZE - have
+            now = ticks_ms()
+            if not have:
+                slot.head = now   # the frame at rx[0] began arriving now
             have += k
-            slot.last = st.last_ms = ticks_ms()
-            slot.used = True
             p = 0
+            turn = 0
             while have - p >= 6:
                 # Protocol id 0 and length 2..254 (its high byte 0), else the stream
-                # cannot be re-framed.
+                # cannot be re-framed: answer what came before it, then close.
                 ln = rx[p + 5]
                 if rx[p + 2] or rx[p + 3] or rx[p + 4] or ln < _LEN_MIN or ln > _LEN_MAX:
                     st.bad_frames += 1
+                    await stream.drain()
+                    await self._linger(stream, rx)
                     return
                 end = p + 6 + ln
                 if end > have:
@@ -254,39 +297,50 @@ class TcpServer:
                 if own >= 0 and unit != own and unit and unit != 255:
                     r = exception(tx, _MBAP, rx[p + _MBAP], EXC_GATEWAY_NO_RESPONSE)
                 else:
-                    r = handle(rx, ln - 1, tx, _MBAP, p + _MBAP)
+                    r = handle(rx, ln - 1, tx, _MBAP, p + _MBAP, ctx)
                 st.requests += 1
+                slot.last = slot.head if p == 0 else now
+                slot.used = True
+                st.last_ms = now
                 if r:
                     # tx[2:5] (protocol id, length high byte) stay 0 from the constructor.
                     tx[0] = rx[p]
                     tx[1] = rx[p + 1]
                     tx[5] = r + 1
                     tx[6] = unit
-                    r += _MBAP
-                    k = write(tx, r)
-                    if k != r:
-                        yield from self._send_rest(sock, tx, k or 0, r)
+                    write(slot.view(r + _MBAP))
                 p = end
                 turn += 1
                 if turn >= _TURN_MAX and have - p >= 6:
                     # A pipelining client gets a few replies per turn, then the other
-                    # connections and the RTU ports get the loop.
+                    # connections and the RTU ports get the loop (drain yields).
                     turn = 0
-                    yield from asyncio.sleep_ms(0)
+                    await stream.drain()
             # Keep the unfinished ADU at the front (a short byte loop: no
             # overlapping memcpy, no allocation).
             rest = have - p
-            if p and rest:
-                for i in range(rest):
-                    rx[i] = rx[p + i]
+            if p:
+                if rest:
+                    for i in range(rest):
+                        rx[i] = rx[p + i]
+                    slot.head = now
             have = rest
+            slot.have = rest
+            # Replies out before reading on: a client that does not read waits here.
+            # Every time: Stream.write may have kept part of a reply (a full socket),
+            # and the client waits for all of it before it sends again. Drain costs a
+            # loop round even when nothing is held; the public API does not say.
+            await stream.drain()
 
     @staticmethod
-    def _send_rest(sock, buf, sent, n):
-        # The socket took only part of a reply: wait until it drains. Nothing is queued
-        # in our memory, and the connection reads no further request meanwhile.
-        while sent < n:
-            yield _core._io_queue.queue_write(sock)
-            k = sock.write(buf, sent, n - sent)
-            if k:
-                sent += k
+    async def _linger(stream, rx):
+        # Closing with unread bytes in the socket makes the kernel send a reset, and
+        # a reset can discard the replies still on their way: read and drop what the
+        # client sent on, until it pauses, before the close.
+        for _ in range(8):
+            try:
+                k = await asyncio.wait_for_ms(stream.readinto(rx), _LINGER_MS)
+            except asyncio.TimeoutError:
+                return
+            if not k:
+                return

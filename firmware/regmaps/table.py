@@ -298,7 +298,7 @@ class Space:
         for i in range(len(stamp)):
             stamp[i] = 0
 
-    def write(self, addr, count, src, soff):
+    def write(self, addr, count, src, soff, ctx=None):
         if count < 1:
             return 3
         if self._locate(addr, count) < 0:
