@@ -4,13 +4,18 @@
     app = App(board, cfg)          # board: see boards/contract.py; cfg merged and validated
     await app.start(tcp_port=502)  # metering, board tasks, watchdog, Modbus RTU A/B and TCP
     await app.apply_config(new)    # validated, then applied to the meter and the ports
-    app.stop()
+    app.stop()                     # cancels the tasks, writes a last counter record
 
 The board supplies the parts (boards/contract.py); the app owns everything
 board-independent. Every long-running task runs under firmware/supervisor.py: a crash
 is logged and the task restarted with back-off, and while the meter is down its
 snapshots age, so readers see it stale (Meter.status_now()). The board's watchdog is
 fed only while snapshots advance.
+
+Counters across power cuts (firmware/persist.py): the constructor mounts littlefs on the
+board's flash (formatting a blank one) and loads the newest counter record into the meter
+before its first cycle; start() runs the persist task and the supply-failure watcher;
+stop() writes a last record.
 """
 from firmware import config as config_mod
 from firmware.events import EventLog
@@ -31,6 +36,8 @@ class App:
         self.supervisor = Supervisor(board.clock, self.events)
         self.ports = None
         self.feeder = None
+        self.store = self._open_store()
+        self.powerfail = None
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
         sup = self.supervisor
@@ -47,12 +54,16 @@ class App:
             from firmware.ports import ModbusPorts
             self.ports = ModbusPorts(self.meter, self.cfg, self.board)
             await self.ports.start(tcp_host, tcp_port, sup)
+        if self.store is not None:
+            self._start_persist(sup)
 
     async def apply_config(self, cfg):
         """Validate cfg and apply it to the meter and the ports. ConfigError (nothing
         changed) when a value is refused. Persisting comes before this (staging)."""
         new = config_mod.validate(cfg, self.board.CALIBRATION)
         self.meter.apply_config(new)
+        if self.store is not None:
+            self.store.persist_s = new["storage"]["persist_s"]
         if self.ports is not None:
             await self.ports.apply_config(new)
         self.cfg = new
@@ -62,3 +73,34 @@ class App:
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()
+        if self.store is not None:
+            self.store.close()    # clean stop: a last record
+
+    # ---- counters across power cuts ----
+    def _open_store(self):
+        import os
+        from firmware.persist import CounterStore
+        if not hasattr(os, "VfsLfs2"):   # a port built without littlefs
+            print("warning: no littlefs (os.VfsLfs2): counters are not persisted")
+            return None
+        bdev = self.board.block_device()
+        try:
+            vfs = os.VfsLfs2(bdev)
+        except OSError:            # blank (or unreadable) flash: a new filesystem
+            os.VfsLfs2.mkfs(bdev)
+            vfs = os.VfsLfs2(bdev)
+        store = CounterStore(vfs, self.meter.energy, self.events, self.board.clock,
+                             persist_s=self.cfg["storage"]["persist_s"])
+        store.restore()
+        return store
+
+    def _start_persist(self, sup):
+        from firmware.powerfail import L1Collapse, PinLow, PowerFail
+        store = self.store
+        store.arm()                # erases now, while the supply is good
+        sup.spawn("persist", store.run)
+        pin = self.board.power_fail
+        src = PinLow(pin) if pin is not None else L1Collapse(self.meter)
+        self.powerfail = PowerFail(src, store.supply_failed, store.supply_ok,
+                                   need=1 if pin is not None else 2)
+        sup.spawn("powerfail", self.powerfail.run)
