@@ -372,7 +372,7 @@ while st["cuts"] < N:
         else:
             s.persist()
         if s.writes > w0:
-            done = snap
+            done = snap              # the write returned (a cut may have hit the re-arm)
             st["writes"] += 1
         elif f.dead:
             inflight = snap

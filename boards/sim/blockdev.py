@@ -11,7 +11,7 @@ Implements MicroPython's extended block device protocol (readblocks/writeblocks 
 an offset, ioctl 4 count / 5 size / 6 erase). A power cut lands in the middle of a
 program: the cut write stores only its first half, as a NOR flash page program
 interrupted mid-way would, and raises OSError(EIO) like a dead bus; everything after
-it fails too until reboot(). Later steps (persistence, protected config) test against
+it (reads too) fails until reboot(). Later steps (persistence, protected config) test against
 this that no counter or config is ever lost.
 
 With `path` the image lives in a file as well: loaded when it exists with the right
@@ -21,6 +21,7 @@ size (else created erased), and every program or erase is written through to it 
 write costs.
 """
 import errno
+
 
 
 class SimFlash:
@@ -82,6 +83,8 @@ class SimFlash:
         return block * self.block_size + offset
 
     def readblocks(self, block, buf, offset=0):
+        if self.dead:           # a chip without power answers nothing (and littlefs,
+            raise OSError(errno.EIO)    # told so, stops instead of looping on a failed commit)
         start = self._check(block, len(buf), offset)
         try:
             buf[:] = self.data[start:start + len(buf)]
