@@ -37,7 +37,7 @@ class App:
         self.ports = None
         self.feeder = None
         self.store = self._open_store()
-        self.powerfail = None
+        self.powerfail = self._power_fail_watch() if self.store is not None else None
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
         sup = self.supervisor
@@ -94,13 +94,16 @@ class App:
         store.restore()
         return store
 
-    def _start_persist(self, sup):
+    def _power_fail_watch(self):
+        """The supply watcher (firmware/powerfail.py): the board's power-fail input, or
+        else the L1 voltage of the published snapshots (two cycles below half)."""
         from firmware.powerfail import L1Collapse, PinLow, PowerFail
-        store = self.store
-        store.arm()                # erases now, while the supply is good
-        sup.spawn("persist", store.run)
         pin = self.board.power_fail
         src = PinLow(pin) if pin is not None else L1Collapse(self.meter)
-        self.powerfail = PowerFail(src, store.supply_failed, store.supply_ok,
-                                   need=1 if pin is not None else 2)
+        return PowerFail(src, self.store.supply_failed, self.store.supply_ok,
+                         need=1 if pin is not None else 2)
+
+    def _start_persist(self, sup):
+        self.store.arm()           # erases now, while the supply is good
+        sup.spawn("persist", self.store.run)
         sup.spawn("powerfail", self.powerfail.run)

@@ -336,7 +336,10 @@ class CounterStore:
         """Persist every persist_s seconds (read each period: apply_config may change
         it). Run it under the supervisor."""
         if not self.failed:
-            self.arm()
+            try:
+                self.arm()
+            except OSError as e:      # the first write will arm itself
+                self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
         while True:
             waited = 0
             while waited < self.persist_s * 1000:   # 1 s steps: a new interval applies soon
