@@ -215,6 +215,7 @@ class CounterStore:
         cycle). Returns its seq, or None on a blank store (registers left as they are)."""
         found = []
         rlen = self.rlen
+        corrupt0 = self.events.count(EV_RECORD_CORRUPT)
         for j in range(JOURNALS):
             try:
                 with self.vfs.open(self._path(j), "rb") as f:
@@ -239,7 +240,9 @@ class CounterStore:
             return None
         s, j, data, off = best
         load(data, off, self.energy)
-        self.seq = s
+        # Past a corrupt record the next seq skips one: that record may have carried
+        # s + 1, and should it ever read as valid again it must not tie with a new one.
+        self.seq = s + 1 if self.events.count(EV_RECORD_CORRUPT) > corrupt0 else s
         self.gen = (j + 1) % JOURNALS
         self._rec[:] = memoryview(data)[off:off + rlen]
         self._event(EV_COUNTERS_RESTORED, j)
