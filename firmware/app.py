@@ -83,6 +83,9 @@ class App:
         if not hasattr(os, "VfsLfs2"):   # a port built without littlefs
             print("warning: no littlefs (os.VfsLfs2): counters are not persisted")
             return None
+        # On a board whose _boot.py already mounts this flash at "/", the board step
+        # must hand over that VfsLfs2 instead: two littlefs instances on one device
+        # would corrupt it.
         bdev = self.board.block_device()
         try:
             vfs = os.VfsLfs2(bdev)

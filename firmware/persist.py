@@ -1,7 +1,7 @@
 """Energy counters that survive power cuts: CRC'd records on littlefs, written without an erase.
 
     from firmware.persist import CounterStore
-    store = CounterStore(vfs, meter.energy, events, clock)   # vfs: a VfsLfs2 (or os + root)
+    store = CounterStore(vfs, meter.energy, events, clock)   # vfs: a mounted-or-not VfsLfs2
     store.restore()            # newest valid record -> the registers, before the first cycle
     store.arm()                # prepare the next write (all erases happen here, power good)
     sup.spawn("persist", store.run)     # a record every persist_s seconds, then re-arm
