@@ -4,7 +4,7 @@
     app = App(board, cfg)          # board: see boards/contract.py; cfg merged and validated
     await app.start(tcp_port=502)  # metering, board tasks, watchdog, Modbus RTU A/B and TCP
     await app.apply_config(new)    # validated, then applied to the meter and the ports
-    app.stop()
+    app.stop()                     # cancels the tasks, writes a last counter record
 
 The board supplies the parts (boards/contract.py); the app owns everything
 board-independent. Every long-running task runs under firmware/supervisor.py: a crash
@@ -15,6 +15,11 @@ fed only while snapshots advance. Two more tasks run the device's face: "leds"
 "button" (firmware/button.py; restart calls board.reset(), the password and network
 resets are logged, confirmed by two blinks and handed to app.password_reset /
 app.network_reset when the config owner sets them).
+
+Counters across power cuts (firmware/persist.py): the constructor mounts littlefs on the
+board's flash (formatting a blank one) and loads the newest counter record into the meter
+before its first cycle; start() runs the persist task and the supply-failure watcher;
+stop() writes a last record.
 """
 from firmware import config as config_mod
 from firmware.events import EventLog
@@ -39,6 +44,8 @@ class App:
         self.ports = None
         self.feeder = None
         self._init_device()
+        self.store = self._open_store()
+        self.powerfail = self._power_fail_watch() if self.store is not None else None
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
         sup = self.supervisor
@@ -58,12 +65,16 @@ class App:
             self.indicators.boot(BOOT_PORTS, self.board.clock.ticks_ms())
             await self.ports.start(tcp_host, tcp_port, sup)
         self._start_device(sup)
+        if self.store is not None:
+            self._start_persist(sup)
 
     async def apply_config(self, cfg):
         """Validate cfg and apply it to the meter and the ports. ConfigError (nothing
         changed) when a value is refused. Persisting comes before this (staging)."""
         new = config_mod.validate(cfg, self.board.CALIBRATION)
         self.meter.apply_config(new)
+        if self.store is not None:
+            self.store.persist_s = new["storage"]["persist_s"]
         if self.ports is not None:
             await self.ports.apply_config(new)
         self.cfg = new
@@ -73,6 +84,43 @@ class App:
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()
+        if self.store is not None:
+            self.store.close()    # clean stop: a last record
+
+    # ---- counters across power cuts ----
+    def _open_store(self):
+        import os
+        from firmware.persist import CounterStore
+        if not hasattr(os, "VfsLfs2"):   # a port built without littlefs
+            print("warning: no littlefs (os.VfsLfs2): counters are not persisted")
+            return None
+        # On a board whose _boot.py already mounts this flash at "/", the board step
+        # must hand over that VfsLfs2 instead: two littlefs instances on one device
+        # would corrupt it.
+        bdev = self.board.block_device()
+        try:
+            vfs = os.VfsLfs2(bdev)
+        except OSError:            # blank (or unreadable) flash: a new filesystem
+            os.VfsLfs2.mkfs(bdev)
+            vfs = os.VfsLfs2(bdev)
+        store = CounterStore(vfs, self.meter.energy, self.events, self.board.clock,
+                             persist_s=self.cfg["storage"]["persist_s"])
+        store.restore()
+        return store
+
+    def _power_fail_watch(self):
+        """The supply watcher (firmware/powerfail.py): the board's power-fail input, or
+        else the L1 voltage of the published snapshots (two cycles below half)."""
+        from firmware.powerfail import L1Collapse, PinLow, PowerFail
+        pin = self.board.power_fail
+        src = PinLow(pin) if pin is not None else L1Collapse(self.meter)
+        return PowerFail(src, self.store.supply_failed, self.store.supply_ok,
+                         need=1 if pin is not None else 2)
+
+    def _start_persist(self, sup):
+        self.store.arm()           # erases now, while the supply is good
+        sup.spawn("persist", self.store.run)
+        sup.spawn("powerfail", self.powerfail.run)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # password_reset / network_reset: set by the config owner (fn() -> None); the

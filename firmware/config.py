@@ -52,6 +52,9 @@ DEFAULTS = {
         "hw_version": "1.0",
         "product_id": 18514,     # KSEM PnP product id (anchors section 4)
     },
+    # Energy counters are written to flash every persist_s seconds (and at once when the
+    # supply fails): a crash without warning loses at most this long (firmware/persist.py).
+    "storage": {"persist_s": 60},
 }
 
 CYCLES_MS = (200, 500)
@@ -232,6 +235,7 @@ def validate(cfg=None, calibration=None):
             raise ConfigError("identity.%s: must be a string of at most %d characters, got %r"
                               % (k, n, idn[k]))
     _num("identity.product_id", idn["product_id"], 0, 65535, integer=True)
+    _num("storage.persist_s", c["storage"]["persist_s"], 10, 3600, integer=True)
     return c
 
 

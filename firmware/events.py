@@ -26,14 +26,23 @@ EV_PHASE_RETURN = const(10)    # a lost phase's voltage is back above 50 V
 EV_BUTTON_RESTART = const(11)  # reset button held >= 6 s: restart (firmware/button.py)
 EV_BUTTON_PASSWORD = const(12) # reset button long-short: device password reset
 EV_BUTTON_NETWORK = const(13)  # reset button short-long: network settings reset (DHCP)
+# Counters across power cuts (firmware/persist.py); argument: the journal (0..2) or errno.
+EV_COUNTERS_RESTORED = const(20)   # counters loaded from the newest valid record at boot
+EV_RECORD_CORRUPT = const(21)      # a torn or corrupt record skipped (CRC, length, range)
+EV_SUPPLY_FAIL = const(22)         # supply failing (L1 collapse or power-fail input)
+EV_PERSIST_FAILED = const(23)      # a counter record could not be written
 N_CODES = const(32)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network")
+# Names by code: codes not named above (yet) stay "" up to the persistence codes.
+EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
+               + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed"))
 
 
 def event_name(code):
-    return EVENT_NAMES[code] if 0 <= code < len(EVENT_NAMES) else "code_%d" % code
+    name = EVENT_NAMES[code] if 0 <= code < len(EVENT_NAMES) else ""
+    return name or "code_%d" % code
 
 
 class EventLog:

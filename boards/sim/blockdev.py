@@ -5,34 +5,76 @@
     os.VfsLfs2.mkfs(flash); vfs = os.VfsLfs2(flash)
     flash.cut_power_after(3)                 # the 4th block write and all later fail
     flash2 = flash.reboot()                  # what survived, as a new device
+    flash = SimFlash(64, path="run/flash.img")   # backed by a file: survives the process
 
 Implements MicroPython's extended block device protocol (readblocks/writeblocks with
 an offset, ioctl 4 count / 5 size / 6 erase). A power cut lands in the middle of a
 program: the cut write stores only its first half, as a NOR flash page program
 interrupted mid-way would, and raises OSError(EIO) like a dead bus; everything after
-it fails too until reboot(). Later steps (persistence, protected config) test against
+it (reads too) fails until reboot(). Later steps (persistence, protected config) test against
 this that no counter or config is ever lost.
+
+With `path` the image lives in a file as well: loaded when it exists with the right
+size (else created erased), and every program or erase is written through to it at once
+(unbuffered), so a process killed with SIGKILL loses nothing the flash had taken. Counters
+`progs` (block writes), `erases` and `bytes` (programmed, erases excluded) measure what a
+write costs.
 """
 import errno
 
 
+
 class SimFlash:
-    def __init__(self, blocks=64, block_size=4096, data=None):
+    def __init__(self, blocks=64, block_size=4096, data=None, path=None):
         if blocks < 2 or block_size < 128:
             raise ValueError("flash too small: %d blocks of %d bytes" % (blocks, block_size))
         self.blocks = blocks
         self.block_size = block_size
-        self.data = bytearray(data) if data is not None else bytearray(b"\xff" * (blocks * block_size))
+        size = blocks * block_size
+        self.path = path
+        self._file = None
+        if path is not None and data is None:
+            data = self._load(path, size)
+        self.data = bytearray(data) if data is not None else bytearray(b"\xff" * size)
+        if path is not None:
+            self._file = open(path, "r+b")
         self.writes = 0
+        self.progs = 0
+        self.erases = 0
+        self.bytes = 0
         self._cut_after = None
         self.dead = False
+
+    @staticmethod
+    def _load(path, size):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            if len(data) == size:
+                return data
+            print("flash image %s has %d bytes, not %d: starting erased" % (path, len(data), size))
+        except OSError:
+            pass
+        data = b"\xff" * size
+        with open(path, "wb") as f:
+            f.write(data)
+        return data
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def cut_power_after(self, n_writes):
         """Let n more block writes (or erases) through, then cut power."""
         self._cut_after = self.writes + n_writes
 
     def reboot(self):
-        """A fresh device holding what the flash held when the power went."""
+        """A fresh device holding what the flash held when the power went (from its
+        file when it has one)."""
+        if self.path is not None:
+            self.close()
+            return SimFlash(self.blocks, self.block_size, path=self.path)
         return SimFlash(self.blocks, self.block_size, self.data)
 
     def _check(self, block, n, offset):
@@ -41,19 +83,33 @@ class SimFlash:
         return block * self.block_size + offset
 
     def readblocks(self, block, buf, offset=0):
+        if self.dead:           # a chip without power answers nothing (and littlefs,
+            raise OSError(errno.EIO)    # told so, stops instead of looping on a failed commit)
         start = self._check(block, len(buf), offset)
-        buf[:] = self.data[start:start + len(buf)]
+        try:
+            buf[:] = self.data[start:start + len(buf)]
+        except MemoryError:     # heap locked: littlefs closing a file from a finaliser
+            d = self.data
+            for k in range(len(buf)):
+                buf[k] = d[start + k]
 
     def _program(self, start, buf):
         if self.dead:
             raise OSError(errno.EIO)
         if self._cut_after is not None and self.writes >= self._cut_after:
             half = len(buf) // 2
-            self.data[start:start + half] = buf[:half]
+            self._store(start, buf[:half])
             self.dead = True
             raise OSError(errno.EIO)
         self.writes += 1
+        self._store(start, buf)
+
+    def _store(self, start, buf):
         self.data[start:start + len(buf)] = buf
+        f = self._file
+        if f is not None:       # write-through: a killed process keeps what was written
+            f.seek(start)
+            f.write(buf)
 
     def writeblocks(self, block, buf, offset=None):
         if offset is None:      # simple protocol: whole blocks, erase implied
@@ -61,6 +117,8 @@ class SimFlash:
         else:
             start = self._check(block, len(buf), offset)
         self._program(start, buf)
+        self.progs += 1
+        self.bytes += len(buf)
 
     def ioctl(self, op, arg):
         if op == 4:             # block count
@@ -70,5 +128,6 @@ class SimFlash:
         if op == 6:             # erase block arg
             start = self._check(arg, self.block_size, 0)
             self._program(start, b"\xff" * self.block_size)
+            self.erases += 1
             return 0
         return 0 if op in (1, 2, 3) else None

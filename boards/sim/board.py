@@ -91,10 +91,12 @@ class SimBoard:
         self.wdt = None
 
     def block_device(self, blocks=64):
-        """The flash that holds the filesystem (boards/sim/blockdev.py SimFlash)."""
+        """The flash that holds the filesystem (boards/sim/blockdev.py SimFlash); with a
+        run dir backed by RUN_DIR/flash.img, so counters survive a restart of the run."""
         if self.flash is None:
             from boards.sim.blockdev import SimFlash
-            self.flash = SimFlash(blocks)
+            path = self.run_dir + "/flash.img" if self.run_dir else None
+            self.flash = SimFlash(blocks, path=path)
         return self.flash
 
     def ade7880(self, **kw):
