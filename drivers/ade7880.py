@@ -213,19 +213,22 @@ class _Prog:
                 off += 5
             desc.append((v, c, a, t, n | (8 if signed16 else 0), slot))
         first.append(len(frames))
+        # tx is the program as sent (the template); each frame is clocked in place in
+        # rx (write_readinto with one buffer, as machine.SPI allows), after tx has been
+        # copied over it: one view per frame instead of two saves about 2 KB of heap
+        # on a 32-bit board, for one memcpy per cycle.
         self.tx = tx = bytearray(off)
         self.rx = rx = bytearray(off)
-        mt, mr = memoryview(tx), memoryview(rx)
-        txs, rxs = [], []
+        mr = memoryview(rx)
+        rxs = []
         o = 0
         for op, addr, n in frames:
             tx[o] = op
             tx[o + 1] = addr >> 8
             tx[o + 2] = addr & 0xFF
-            txs.append(mt[o:o + 3 + n])
             rxs.append(mr[o:o + 3 + n])
             o += 3 + n
-        self.txs, self.rxs = tuple(txs), tuple(rxs)
+        self.rxs = tuple(rxs)
         self.first = array("H", first)          # frames of read k: first[k]..first[k+1]
         self.d = array("H", [x for r in desc for x in r])
         self.n = len(reads)
@@ -428,8 +431,25 @@ class ADE7880:
             f.set()               # ThreadSafeFlag.set is safe from a hard IRQ
 
     # ---- wire level ----
-    def _xfer(self, txs, rxs, f0, f1):
-        """Frames f0..f1-1, each its own CS cycle (the chip ends a frame on /SS high)."""
+    def _xfer(self, p, f0, f1):
+        """Frames f0..f1-1 of program p, each its own CS cycle (the chip ends a frame on
+        /SS high), clocked in place in p.rx after the template p.tx is copied over it."""
+        p.rx[:] = p.tx
+        bufs = p.rxs
+        spi = self._spi
+        cs = self._cs
+        try:
+            for i in range(f0, f1):
+                b = bufs[i]
+                cs(0)
+                spi.write_readinto(b, b)
+                cs(1)
+        except BaseException:
+            cs(1)
+            raise
+
+    def _xfer_pairs(self, txs, rxs, f0, f1):
+        """Frames f0..f1-1 from separate send and receive views (the write programs)."""
         spi = self._spi
         cs = self._cs
         try:
@@ -450,7 +470,7 @@ class ADE7880:
         """Run reads k0..k1-1 of program p into raw, retrying each failed read; raises
         ChipError naming the register if one stays unconfirmed."""
         first = p.first
-        self._xfer(p.txs, p.rxs, first[k0], first[k1])
+        self._xfer(p, first[k0], first[k1])
         if not self._check(p, k0, k1, raw, rv):
             return
         bad = p.bad
@@ -463,7 +483,7 @@ class ADE7880:
                     raise ChipError("ADE7880 read of 0x%02x%02x not confirmed (LAST_RWDATA/"
                                     "LAST_ADD or repeated read)" % (p.tx[t], p.tx[t + 1]))
                 tries += 1
-                self._xfer(p.txs, p.rxs, first[k], first[k + 1])
+                self._xfer(p, first[k], first[k + 1])
                 self._check(p, k, k + 1, raw, rv)
 
     def _read_bytes(self, addr):
@@ -495,7 +515,7 @@ class ADE7880:
         for i in range(n):
             tx[3 + i] = (value >> (8 * (n - 1 - i))) & 0xFF
         for _ in range(_RETRIES):
-            self._xfer(txs, rxs, 0, 4)
+            self._xfer_pairs(txs, rxs, 0, 4)
             if op[0] == _OP_WRITE and last_add == sent_add and echo == sent:
                 return
             self.spi_errors += 1
@@ -508,7 +528,7 @@ class ADE7880:
         tx[1] = _SPI_SELECT >> 8
         tx[2] = _SPI_SELECT & 0xFF
         tx[3] = 0x01
-        self._xfer(txs, rxs, 0, 1)
+        self._xfer_pairs(txs, rxs, 0, 1)
 
     # ---- bring-up ----
     def begin(self):

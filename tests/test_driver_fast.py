@@ -36,11 +36,15 @@ class RegSPI:
         self.regs = regs
         self.last = {0xE9FE: 0, 0xE7FD: 0, 0xE9FF: 0, 0xE5FF: 0, 0xEA01: 0}
     def write_readinto(self, tx, rx):
+        # A bus shifts each byte out before the reply's byte lands: tx and rx may be
+        # one buffer (machine.SPI allows it, the driver does it), so read tx first.
+        op = tx[0]
         a = (tx[1] << 8) | tx[2]
         n = len(tx) - 3
+        data = bytes(tx[3:])
         for i in range(3):
             rx[i] = 0
-        if tx[0] == 1:
+        if op == 1:
             v = self.last[a] if a in self.last else self.regs.get(a, 0)
             for i in range(n):
                 rx[3 + i] = (v >> (8 * (n - 1 - i))) & 0xFF
@@ -51,7 +55,7 @@ class RegSPI:
         else:
             v = 0
             for i in range(n):
-                v = (v << 8) | tx[3 + i]
+                v = (v << 8) | data[i]
                 rx[3 + i] = 0
             self.last[0xE9FE] = a
             self.last[0xEA01] = 0xCA

@@ -20,18 +20,19 @@ import heap32  # noqa: E402
 KB = 1024
 CLIENTS = 8
 SHARES = {                          # bytes of live heap on a 32-bit build
-    "module_objects": 21504 + 512,  # globals dicts, function/class objects (frozen: RAM)
-    "meter": 15 * KB,               # App, config, events, ADE7880 driver (its prebuilt
-                                    # frame programs: about 9 KB), Meter, snapshots, LEDs
-    "maps": 6656,                   # the two register spaces and their images
-    "rtu_a": 1536,                  # RtuSlave + RS485 (a board's UART ring buffer: 256 B)
+    "module_objects": 25344,        # globals dicts, function/class objects (frozen: RAM)
+    "meter": 13056,                 # App, config, events, ADE7880 driver (its prebuilt
+                                    # window program: about 5 KB), Meter, snapshots,
+                                    # LED indicators and button
+    "maps": 6400,                   # the two register spaces and their images
+    "rtu_a": 1664,                  # RtuSlave + RS485 (a board's UART ring buffer: 256 B)
     "rtu_b": 1536,
-    "tcp": 7 * KB,                  # TcpServer with 8 slots (buffers preallocated)
-    "tcp_clients": 4608,            # 8 connected clients beyond their slots (estimate)
-    "growth": 1 * KB,               # first use + live growth over 100 cycles with reads
-    "persistence": 2560,            # energy counters in littlefs (store and its buffers)
-    "records": 2560,                # later: load profile / event records
-    "reserve": 512,
+    "tcp": 8064,                    # TcpServer with 8 slots (buffers preallocated)
+    "tcp_clients": 4992,            # 8 connected clients beyond their slots (estimate)
+    "growth": 768,                  # first use + live growth over 100 cycles with reads
+    "persistence": 1408,            # counter store (tests/test_persist.py: 1,344 B)
+    "records": 2304,                # later: load curve / logs live in flash rings
+    "reserve": 0,
 }
 LATER = ("persistence", "records", "reserve")
 BUDGET = 64 * KB

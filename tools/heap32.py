@@ -49,7 +49,8 @@ RUN = ROOT / "tools" / "wasm" / "run.mjs"
 BUILD = ROOT / "build" / "mpy32"
 
 # What the firmware imports at boot (by name: new modules they import come along).
-BOOT_MODULES = ("firmware.app", "firmware.ports", "drivers.ade7880", "drivers.rs485")
+BOOT_MODULES = ("firmware.app", "firmware.ports", "firmware.persist", "firmware.powerfail",
+                "firmware.staging", "drivers.ade7880", "drivers.rs485", "drivers.led")
 SIM_MODULES = ("boards.sim.board", "boards.sim.scenario", "boards.sim.clock",
                "tools.mpy.cycle_harness")
 
