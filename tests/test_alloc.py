@@ -88,9 +88,9 @@ print("@@JSON", json.dumps({"bytes": used, "p0": r.pico(0), "p1": r.pico(1)}))
 
 
 @pytest.mark.parametrize("scn,cfg", [(CT, CT_CFG), (DIRECT, None)], ids=["ct5000", "direct63"])
-def test_steady_state_cycle_allocates_nothing(mpy, scn, cfg):
-    """Driver + engine on the 64-bit port (the driver's 32-bit rework is another branch's)."""
-    res = mpy(HEAD % (_json(scn), _json(cfg)) + MEASURE + r"""
+def test_steady_state_cycle_allocates_nothing(mpy_any, scn, cfg):
+    """Driver + engine, the whole steady-state cycle, on both runtimes."""
+    res = mpy_any(HEAD % (_json(scn), _json(cfg)) + MEASURE + r"""
 h.replay()
 for _ in range(5):
     h.poll_replayed()

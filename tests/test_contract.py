@@ -35,8 +35,21 @@ def test_no_board_facts_left_in_firmware():
     root = pathlib.Path(__file__).resolve().parent.parent / "firmware"
     text = "".join(p.read_text() for p in root.rglob("*.py"))
     assert "DIRECT_MAX_A" not in text.replace("board.DIRECT_MAX_A", "")
+    # The front end's calibration numbers (boards/sim/board.py CALIBRATION) appear in
+    # firmware/ only as examples in the config format's messages, never as defaults.
+    assert "9.395996" not in repr(_defaults(root / "config.py"))
     # The simulator's tick hook is a board task, not something the app looks for.
     assert "getattr(self.board, \"tick\"" not in text
+
+
+def _defaults(path):
+    """config.DEFAULTS as data, read with CPython's ast (no MicroPython imports)."""
+    import ast
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DEFAULTS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("no DEFAULTS in config.py")
 
 
 def test_modbus_ports_apply_config(mpy):

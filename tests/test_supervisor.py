@@ -26,11 +26,17 @@ def test_crashed_metering_task_is_restarted_logged_and_stale_meanwhile(mpy):
 async def main():
     board = SimBoard(SCN)
     app = App(board)
-    await app.start(modbus=False)
+    await app.start(tcp_port=0, modbus=True)
     meter = app.meter
+    def evt():
+        # SunSpec model 203 Evt (40175, bitfield32) through the maps the ports serve.
+        out = bytearray(4)
+        app.ports.holding.read(40175, 2, out, 0)
+        return (out[2] << 8) | out[3]
     await asyncio.sleep_ms(700)
     seq_ok = meter.front.seq
     fresh_before = not (meter.status_now() & ST_STALE)
+    evt_before = evt()
     real_poll = meter.poll
     def broken():
         raise RuntimeError("injected fault in the metering cycle")
@@ -38,6 +44,7 @@ async def main():
     await asyncio.sleep_ms(1200)
     seq_frozen = meter.front.seq
     stale_during = bool(meter.status_now() & ST_STALE)
+    evt_during = evt()
     crashes = app.supervisor.crashes("metering")
     del meter.poll               # fault gone: the next restart serves again
     await asyncio.sleep_ms(2500)
@@ -46,6 +53,7 @@ async def main():
            "crashes_after": app.supervisor.crashes("metering"),
            "seq_after": meter.front.seq,
            "fresh_after": not (meter.status_now() & ST_STALE),
+           "evt_before": evt_before, "evt_during": evt_during, "evt_after": evt(),
            "events": [(event_name(c), a) for t, c, a in app.events.recent_args()],
            "task_index": app.supervisor.names().index("metering"),
            "wdt_feeds": board.wdt.feeds, "wdt_expired": board.wdt.expired()}
@@ -54,8 +62,10 @@ async def main():
 print("@@JSON", json.dumps(asyncio.run(main())))
 """, timeout=60)
     assert res["seq_ok"] > 0 and res["fresh_before"]
-    # Frozen while broken, and said so at read time.
+    # Frozen while broken, and said so at read time: the SunSpec event register shows
+    # M_EVENT_Missing_Sensor (bit 7) while the engine is down, and clears after.
     assert res["stale_during"]
+    assert res["evt_before"] == 0 and res["evt_during"] == 1 << 7 and res["evt_after"] == 0
     assert res["crashes_during"] >= 3            # 100, 200, 400 ms back-off in 1.2 s
     crash_events = [e for e in res["events"] if e[0] == "task_crash"]
     assert len(crash_events) == res["crashes_after"]
