@@ -81,11 +81,11 @@ class App:
         return new
 
     def stop(self):
+        if self.store is not None:
+            self.store.close()    # clean stop: a last record, before anything else
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()
-        if self.store is not None:
-            self.store.close()    # clean stop: a last record
 
     # ---- counters across power cuts ----
     def _open_store(self):

@@ -102,7 +102,10 @@ class Supervisor:
     def cancel_all(self):
         for j in self._jobs:
             if j.task is not None:
-                j.task.cancel()
+                try:
+                    j.task.cancel()
+                except RuntimeError:  # the running task itself (a stop from inside it)
+                    pass
                 j.task = None
 
 

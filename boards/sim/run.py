@@ -18,6 +18,7 @@ import sys
 
 from boards.sim import scenario as scenario_mod
 from boards.sim.board import SimBoard
+from boards.sim.button_ctl import ButtonControl
 from boards.sim.report import legend, snapshot_dict, table
 from firmware import config as config_mod
 from firmware.app import App
@@ -54,11 +55,14 @@ def _read(path):
         return f.read()
 
 
-def write_snapshot(run_dir, meter):
+def write_snapshot(run_dir, meter, leds=None):
     snap = meter.front            # one whole cycle (published by reference swap)
+    d = snapshot_dict(snap, meter.status_now())
+    if leds is not None:
+        d["leds"] = leds.names()  # what the three LEDs show now, e.g. "green-fast"
     tmp = run_dir + "/snapshot.json.tmp"
     with open(tmp, "w") as f:
-        json.dump(snapshot_dict(snap, meter.status_now()), f)
+        json.dump(d, f)
     os.rename(tmp, run_dir + "/snapshot.json")
 
 
@@ -128,6 +132,9 @@ class Run:
         app = self.app
         rows = table(app.meter.front, app.meter.status_now(), app.events,
                      app.board.clock.ticks_ms())
+        leds = app.indicators.names()
+        rows.insert(len(rows) - 1, "LEDs: status %s, network %s, bus %s" % (
+            leds["status"], leds["network"], leds["bus"]))
         if self.console.tty:           # a log gets the table alone, once per second
             rows = self.header() + rows[:-1] + [legend(), rows[-1]]
         self.console.show(rows)
@@ -136,16 +143,18 @@ class Run:
         """After KeyboardInterrupt: the loop is gone; write what the meter published
         last (meter.front is always one whole cycle)."""
         if self.ready:
-            write_snapshot(self.args["run-dir"], self.app.meter)
+            write_snapshot(self.args["run-dir"], self.app.meter, self.app.indicators)
             if self.console.tty:
                 self.draw()          # the final values stay on screen, above STOPPED
+        if self.app is not None:
+            self.app.stop()          # a last counter record (firmware/persist.py)
         print("STOPPED")
 
 
 async def report(run):
     while True:
         await asyncio.sleep_ms(1000)
-        write_snapshot(run.args["run-dir"], run.app.meter)
+        write_snapshot(run.args["run-dir"], run.app.meter, run.app.indicators)
         run.draw()
 
 
@@ -207,12 +216,14 @@ async def serve(run, scn, text):
         raise SystemExit(2)
     while app.meter.front.seq == 0:
         await asyncio.sleep_ms(10)
-    write_snapshot(args["run-dir"], app.meter)
+    write_snapshot(args["run-dir"], app.meter, app.indicators)
     run.endpoints = endpoints(run, app)
     run.ready = True
     print("READY " + run.endpoints)
     run.draw()
     asyncio.create_task(watch_scenario(run, board, args["scenario"], text))
+    # RUN_DIR/button: scripts press the reset button (boards/sim/button_ctl.py).
+    asyncio.create_task(ButtonControl(board, args["run-dir"]).run())
     await report(run)
 
 
