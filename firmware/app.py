@@ -72,6 +72,12 @@ class App:
         """Validate cfg and apply it to the meter and the ports. ConfigError (nothing
         changed) when a value is refused. Persisting comes before this (staging)."""
         new = config_mod.validate(cfg, self.board.CALIBRATION)
+        if self.ports is not None:
+            from firmware.ports import check_maps
+            try:
+                check_maps(new, self.board)   # refuse before anything is applied
+            except ValueError as e:
+                raise config_mod.ConfigError("modbus: %s" % e)
         self.meter.apply_config(new)
         if self.store is not None:
             self.store.persist_s = new["storage"]["persist_s"]

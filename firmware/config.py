@@ -44,6 +44,9 @@ DEFAULTS = {
         "tcp": {"enabled": True, "port": 502, "max_clients": 10, "idle_s": 60,
                 "own_id_only": False},
         "sunspec_da": 1,
+        # SunSpec scale factor overrides, e.g. {"W_SF": 1}: by default they follow the
+        # rated range (firmware/regmaps/sunspec.py) so no value inside it saturates.
+        "sunspec_sf": None,
     },
     "identity": {
         "vendor": "OpenMeter",
@@ -151,7 +154,9 @@ def _merge(base, over, path):
     for k in over:
         if k not in base:
             raise ConfigError("%s%s: unknown key" % (path, k))
-        if isinstance(base[k], dict):
+        if base[k] is None and isinstance(over[k], dict):
+            out[k] = _copy(over[k])
+        elif isinstance(base[k], dict):
             if not isinstance(over[k], dict):
                 raise ConfigError("%s%s: must be an object" % (path, k))
             out[k] = _merge(base[k], over[k], path + k + ".")
@@ -229,6 +234,15 @@ def validate(cfg=None, calibration=None):
     _num("modbus.tcp.max_clients", t["max_clients"], 1, 32, integer=True)
     _num("modbus.tcp.idle_s", t["idle_s"], 1, 86400, integer=True)
     _num("modbus.sunspec_da", mb["sunspec_da"], 1, 247, integer=True)
+    sf = mb["sunspec_sf"]
+    if sf is not None:
+        if not isinstance(sf, dict):
+            raise ConfigError("modbus.sunspec_sf: must be an object of scale factors, "
+                              "e.g. {\"W_SF\": 1}, got %r" % (sf,))
+        for k in sf:
+            if isinstance(sf[k], bool) or not isinstance(sf[k], int):
+                raise ConfigError("modbus.sunspec_sf.%s: must be an integer, got %r"
+                                  % (k, sf[k]))
     idn = c["identity"]
     for k, n in (("vendor", 32), ("model", 32), ("serial", 32), ("hw_version", 16)):
         if not isinstance(idn[k], str) or len(idn[k]) > n:

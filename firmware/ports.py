@@ -22,7 +22,7 @@ import asyncio
 from firmware.modbus.pdu import Dispatcher
 from firmware.modbus.rtu import RtuSlave
 from firmware.modbus.tcp import TcpServer
-from firmware.regmaps.build import build_spaces
+from firmware.regmaps.build import build_spaces, check_config
 from firmware.version import VERSION
 
 _SETTLE_MS = 5          # poll interval while waiting for a port to be between frames
@@ -36,9 +36,20 @@ def identity(cfg):
 
 
 def map_config(cfg, board):
+    """The register maps' settings: rating (the board's direct rating or the CT
+    primary), phases (SunSpec model 201 for 1P2W), scale factor overrides."""
     m = cfg["metering"]
     i_max = m["ct_primary_a"] if m["ct_enabled"] else board.DIRECT_MAX_A
-    return {"i_max_a": i_max, "sunspec_da": cfg["modbus"]["sunspec_da"]}
+    out = {"i_max_a": i_max, "sunspec_da": cfg["modbus"]["sunspec_da"],
+           "phases": 1 if m["wiring"] == "1P2W" else 3}
+    if cfg["modbus"]["sunspec_sf"]:
+        out["sunspec_sf"] = cfg["modbus"]["sunspec_sf"]
+    return out
+
+
+def check_maps(cfg, board):
+    """ValueError naming the problem if the maps could not be built from cfg."""
+    check_config(map_config(cfg, board))
 
 
 class ModbusPorts:

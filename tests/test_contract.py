@@ -182,3 +182,43 @@ print("@@JSON", json.dumps(asyncio.run(main())))
     assert res["same_now"] == 200
     assert res["cycle"] == 500 and res["meter_cycle"] == 500 and res["wiring"] == "1P2W"
     assert res["saved"] == [500, 500] and res["committed"] == 2
+
+
+def test_ports_serve_the_configured_sunspec_model_and_scale_factors(mpy):
+    """Config reaches the maps: 1P2W wiring serves SunSpec model 201 (single phase),
+    modbus.sunspec_sf overrides a scale factor, a bad one is refused before anything
+    changes (issue 9 items 1 and 4)."""
+    res = mpy(r"""
+import asyncio, json
+from boards.sim import scenario
+from boards.sim.board import SimBoard
+from firmware.app import App
+
+def reg(space, addr):
+    out = bytearray(2)
+    assert space.read(addr, 1, out, 0) == 0
+    v = (out[0] << 8) | out[1]
+    return v - 65536 if v >= 32768 else v
+
+async def main():
+    b = SimBoard(scenario.parse({"frequency_hz": 50.0, "phases": {
+        "L1": {"v_rms": 230.0, "i_rms": 10.0, "phi_deg": 0.0}}}))
+    app = App(b, {"metering": {"wiring": "1P2W"}})
+    await app.start(tcp_port=0)
+    out = {"model_1p": reg(app.ports.holding, 40070), "wsf_default": reg(app.ports.holding, 40092)}
+    await app.apply_config({"metering": {"wiring": "3P4W"}, "modbus": {"sunspec_sf": {"W_SF": 2}}})
+    out["model_3p"] = reg(app.ports.holding, 40070)
+    out["wsf_over"] = reg(app.ports.holding, 40092)
+    try:
+        await app.apply_config({"metering": {"cycle_ms": 500}, "modbus": {"sunspec_sf": {"W_SF": 9}}})
+        out["refused"] = None
+    except ValueError as e:
+        out["refused"] = str(e)
+    out["cycle_kept"] = app.meter.cycle_ms
+    app.stop()
+    return out
+print("@@JSON", json.dumps(asyncio.run(main())))
+""")
+    assert res["model_1p"] == 201 and res["model_3p"] == 203
+    assert res["wsf_over"] == 2 and res["wsf_default"] != 2
+    assert "W_SF" in res["refused"] and res["cycle_kept"] == 200

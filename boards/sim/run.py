@@ -19,6 +19,7 @@ import sys
 from boards.sim import scenario as scenario_mod
 from boards.sim.board import SimBoard
 from boards.sim.button_ctl import ButtonControl
+from firmware.ports import check_maps
 from boards.sim.report import legend, snapshot_dict, table
 from firmware import config as config_mod
 from firmware.app import App
@@ -248,6 +249,7 @@ def main(argv):
         if args["config"]:
             cfg = json.loads(_read(args["config"]))
         cfg = config_mod.validate(cfg, SimBoard.CALIBRATION)
+        check_maps(cfg, SimBoard)        # e.g. a SunSpec scale factor out of range
     except (OSError, ValueError) as e:
         print("ERROR config %s: %s" % (args["config"], e))
         return 2
