@@ -72,7 +72,7 @@ class ModbusPorts:
                 continue
             self.rtu[name] = RtuSlave(port, self.rtu_dispatcher, address=pc["address"],
                                       baud=pc["baud"], parity=pc["parity"], stop=pc["stop"],
-                                      enabled=pc["enabled"])
+                                      enabled=pc["enabled"], name="rtu-" + name)
         t = mb["tcp"]
         self.tcp_cfg = t
         self.tcp_dispatcher = Dispatcher(holding, inputs, dev_id)
@@ -123,10 +123,10 @@ class ModbusPorts:
         self.cfg = cfg
 
     async def _between_frames(self, slave):
-        # A slave mid-frame (collecting a request or sending its reply) says so in
-        # `busy`; wait for it, bounded, so a reply goes out with its request's settings.
+        # A slave mid-frame (collecting a request or sending its reply) is not `idle`;
+        # wait for it, bounded, so a reply goes out with its request's settings.
         waited = 0
-        while getattr(slave, "busy", False) and waited < _SETTLE_MAX_MS:
+        while slave.enabled and not slave.idle and waited < _SETTLE_MAX_MS:
             await asyncio.sleep_ms(_SETTLE_MS)
             waited += _SETTLE_MS
 

@@ -158,6 +158,7 @@ class RtuSlave:
         self._tail = None
         self._on = asyncio.Event()
         self.enabled = False
+        self.idle = True         # waiting for a frame, nothing held or being sent
         self.configure(address, baud, parity, stop, enabled)
 
     def configure(self, address=None, baud=None, parity=None, stop=None, enabled=None):
@@ -363,7 +364,9 @@ class RtuSlave:
                 continue
             try:
                 if self._n == 0:
+                    self.idle = True      # between frames: settings may change now
                     k = await port.recv(rx)
+                    self.idle = False
                     if not k:
                         self._error()     # woken without data: hang-up or line fault
                         await asyncio.sleep_ms(20)   # don't spin on it
