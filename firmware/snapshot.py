@@ -28,7 +28,7 @@ from array import array
 from micropython import const
 
 # Per-block instantaneous quantities.
-U_MV = const(0)        # phase voltage, mV rms (total block: mean of measured phases)
+U_MV = const(0)        # phase voltage, mV rms (total block: mean of the live phases, 0 with none)
 I_MA = const(1)        # current, mA rms (total block: sum of phases)
 P_MW = const(2)        # active power, POWER_UNIT_MW mW, import positive
 Q_MVAR = const(3)      # fundamental reactive power, POWER_UNIT_MW mvar, Q1/Q2 positive

@@ -44,7 +44,7 @@ _QTY = {
     snp.QUADRANT: ("", 1, "quadrant"),
 }
 # What the snapshot's total block holds (firmware/snapshot.py).
-_TOTAL_NOTE = {snp.U_MV: " (mean of the measured phases)", snp.I_MA: " (sum of the phases)",
+_TOTAL_NOTE = {snp.U_MV: " (mean of the live phases: those above 50 V)", snp.I_MA: " (sum of the phases)",
                snp.S_MVA: " (arithmetic sum of the phases)", snp.F_MHZ: " (measured on L1)"}
 _E_UNIT = ("Wh", "Wh", "varh", "varh", "varh", "varh", "VAh", "VAh")
 _E_WORDS = ("active energy import", "active energy export", "reactive energy Q1",

@@ -66,7 +66,7 @@ _M203 = (
     ("AphB", I16, INST, L2 + I_MA, 0, "A_SF"),
     ("AphC", I16, INST, L3 + I_MA, 0, "A_SF"),
     ("A_SF", SSF, CONST, 0, 0, None),
-    ("PhV", I16, INST, TOTAL + U_MV, 0, "V_SF"),  # mean of measured phases
+    ("PhV", I16, INST, TOTAL + U_MV, 0, "V_SF"),  # mean of the live phases (above 50 V)
     ("PhVphA", I16, INST, L1 + U_MV, 0, "V_SF"),
     ("PhVphB", I16, INST, L2 + U_MV, 0, "V_SF"),
     ("PhVphC", I16, INST, L3 + U_MV, 0, "V_SF"),
