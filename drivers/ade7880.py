@@ -147,6 +147,10 @@ _CSUM_EVERY = const(8)
 
 _RETRIES = const(3)
 
+# xVRMS/xIRMS of a full-scale sine (0.5 V peak at the ADC): 5,326,737 / sqrt 2
+# (anchors-public-facts.md section 3). A larger code means the input clipped.
+RMS_FULL_SCALE = const(3766572)
+
 # What health() reports (the engine turns these into events of firmware/events.py).
 FAULT_NONE = const(0)
 FAULT_RESET = const(1)       # the chip was reset (RSTDONE)

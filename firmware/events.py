@@ -26,6 +26,8 @@ EV_PHASE_RETURN = const(10)    # a lost phase's voltage is back above 50 V
 EV_BUTTON_RESTART = const(11)  # reset button held >= 6 s: restart (firmware/button.py)
 EV_BUTTON_PASSWORD = const(12) # reset button long-short: device password reset
 EV_BUTTON_NETWORK = const(13)  # reset button short-long: network settings reset (DHCP)
+EV_OVERLOAD = const(14)        # an input beyond the ADC's full scale (arg: bit 2*phase V,
+                               # bit 2*phase+1 I): readings there are clipped
 # Counters across power cuts (firmware/persist.py); argument: the journal (0..2) or errno.
 EV_COUNTERS_RESTORED = const(20)   # counters loaded from the newest valid record at boot
 EV_RECORD_CORRUPT = const(21)      # a torn or corrupt record skipped (CRC, length, range)
@@ -34,7 +36,7 @@ EV_PERSIST_FAILED = const(23)      # a counter record could not be written
 N_CODES = const(32)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
-               "button_restart", "button_password", "button_network")
+               "button_restart", "button_password", "button_network", "overload")
 # Names by code: codes not named above (yet) stay "" up to the persistence codes.
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed"))

@@ -55,10 +55,10 @@ from micropython import const
 
 from drivers.ade7880 import (ChipError, RAW_N, R_VRMS, R_IRMS, R_WATT, R_FVAR, R_VA,
                              R_PERIOD, R_ANGLE, R_WATTHR, R_FVARHR, R_VAHR,
-                             FAULT_RESET)
+                             FAULT_RESET, RMS_FULL_SCALE)
 from firmware.events import (EV_INIT, EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR,
                              EV_IRQ_MISSED, EV_ACK_UNCONFIRMED, EV_PHASE_LOSS,
-                             EV_PHASE_RETURN)
+                             EV_PHASE_RETURN, EV_OVERLOAD)
 from firmware import config as config_mod
 from firmware.energy import EnergyRegisters, SCALE_MAX
 from firmware.fixmath import (quadrant, rdiv, scale, scale_constant, pf_e4, atan2_cdeg,
@@ -69,7 +69,7 @@ from firmware.snapshot import (Snapshot, NQ, NE, N_COUNTERS, TOTAL, U_MV, I_MA, 
                                E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1, E_REACTIVE_Q2,
                                E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT, ST_CHIP_OK,
-                               ST_SINGLE_PHASE, ST_STALE, ST_LIVE_SHIFT)
+                               ST_SINGLE_PHASE, ST_STALE, ST_LIVE_SHIFT, ST_OVERLOAD)
 
 _PERIOD_CLOCK_MHZ = const(256000000)   # 256 kHz period clock, in mHz (datasheet)
 _LIVE_MV = const(50000)    # a phase is live from 50 V up ...
@@ -149,6 +149,7 @@ class Meter:
             self.pending[j] = 0
         self.single_phase = m["wiring"] == "1P2W"
         self._wired = 1 if self.single_phase else 7
+        self._over = 0                     # inputs beyond full scale last cycle
         self.live = self._wired            # assumed live until a cycle measures them
         self._live_now = self._wired
         self._zx = self._wired
@@ -286,6 +287,7 @@ class Meter:
         cp = cq = cs = 0            # power codes summed (net), for the total's class
         nep = neq = nes = 0         # window LSBs summed (net three-phase)
         self._signs = -2            # PHSIGN not read this cycle (read only if needed)
+        over = 0                    # inputs beyond full scale: bit 2ph V, 2ph+1 I
         for ph in range(3):
             blk = ph * NQ
             if not wired >> ph & 1:
@@ -293,6 +295,10 @@ class Meter:
                     inst[blk + j] = 0
                 continue
             base = ph * RAW_N
+            if raw[base + R_VRMS] > RMS_FULL_SCALE:
+                over |= 1 << (2 * ph)
+            if raw[base + R_IRMS] > RMS_FULL_SCALE:
+                over |= 2 << (2 * ph)
             wp = raw[base + R_WATT]
             wq = raw[base + R_FVAR]
             ws = raw[base + R_VA]
@@ -365,6 +371,13 @@ class Meter:
             self._count(3, cp, cq, nep, neq, nes)
         self._live_now = live
         status = ST_CHIP_OK if self._chip_ok else 0
+        if over:
+            # The ADC clipped: U, I, P, Q and S of that phase read low (the chip sees a
+            # flattened waveform). One event when it starts; the status bit while it lasts.
+            status |= ST_OVERLOAD
+            if over & ~self._over:
+                self.events.add(now, EV_OVERLOAD, over)
+        self._over = over
         if self.single_phase:
             status |= ST_SINGLE_PHASE
         if not with_energy:

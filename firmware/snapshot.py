@@ -74,6 +74,7 @@ ST_STALE = const(4)         # no new chip window in the last cycle time-out
 ST_L1_LIVE = const(8)       # phase L1 has voltage (above 50 V; lost below 40 V)
 ST_L2_LIVE = const(16)      # L2 (never set with 1P2W wiring)
 ST_L3_LIVE = const(32)      # L3
+ST_OVERLOAD = const(64)     # an input (U or I of a phase) beyond the ADC's full scale
 ST_LIVE_SHIFT = const(3)    # status >> 3 & 7: live phases, bit 0 = L1
 
 

@@ -127,6 +127,35 @@ def _grid(x):
     return [[x, x, x] for _ in range(3)]  # [phase][kind]
 
 
+_CLIP_STEPS = 1440     # samples per period for clipped waveforms (host-only, cached)
+
+
+def _clipped(a):
+    """(rms, fundamental rms) of a sine of normalised rms a (peak a x FS) after clipping
+    at full scale, both normalised the same way; (a, a) when it does not clip."""
+    if a <= 1.0:
+        return a, a
+    n = _CLIP_STEPS
+    ms = f1 = 0.0
+    for k in range(n):
+        t = 2.0 * math.pi * (k + 0.5) / n
+        c = max(-1.0, min(1.0, a * math.sin(t)))
+        ms += c * c
+        f1 += c * math.sin(t)
+    return math.sqrt(2.0 * ms / n), f1 * 2.0 / n
+
+
+def _clipped_power(a, b, r):
+    """Mean product of two clipped sines (normalised rms a and b, the second lagging by
+    r radians), normalised so that unclipped it is a b cos r."""
+    n = _CLIP_STEPS
+    acc = 0.0
+    for k in range(n):
+        t = 2.0 * math.pi * (k + 0.5) / n
+        acc += max(-1.0, min(1.0, a * math.sin(t))) * max(-1.0, min(1.0, b * math.sin(t - r)))
+    return 2.0 * acc / n
+
+
 class Ledger:
     """What the chip did with energy, in LSBs per [phase][kind] (kinds: watt, fvar, va).
 
@@ -193,11 +222,24 @@ class ADE7880Sim:
             gi = 1 + _s24(ram[_RAM_LO + 2 * ph]) / 8388608  # xIGAIN: factor 1 + g/2**23
             gv = 1 + _s24(ram[_RAM_LO + 1 + 2 * ph]) / 8388608  # xVGAIN
             gp = 1 + _s24(ram[0x4389 + 2 * ph]) / 8388608  # xPGAIN
-            u = fe.v_norm(v) * gv
-            x = fe.i_norm(cur, ct) * gi
+            # The ADC clips its input at full scale (+-0.5 V peak, a sine of normalised
+            # rms 1): beyond it the chip computes from the clipped waveforms (digital
+            # gains act after the ADC). xVA = Vrms x Irms of what it sees, xWATT the
+            # mean of their product, xFVAR from their fundamentals (docs/ade7880-sim.md).
+            un = fe.v_norm(v)
+            xn = fe.i_norm(cur, ct)
             r = math.radians(phi)
+            ur, u1 = _clipped(un)
+            xr, x1 = _clipped(xn)
+            u = ur * gv
+            x = xr * gi
             s = _PMAX * u * x * gp  # internal (PMAX-scale) apparent power
-            pw, pq = s * math.cos(r), s * math.sin(r)
+            if un > 1.0 or xn > 1.0:
+                g = _PMAX * gv * gi * gp
+                pw = g * _clipped_power(un, xn, r)
+                pq = g * u1 * x1 * math.sin(r)
+            else:
+                pw, pq = s * math.cos(r), s * math.sin(r)
             aw = pw if acm & 3 in (0, 2) else (max(pw, 0.0) if acm & 3 == 1 else abs(pw))
             va = (acm >> 2) & 3
             aq = -pq if (va == 2 and pw < 0) else (abs(pq) if va == 3 else pq)
