@@ -120,18 +120,20 @@ def test_event_codes_and_config(mpy_any):
     res = mpy_any(r"""
 import json
 from firmware import events, config
+from boards.sim.board import SimBoard
+CAL = SimBoard.CALIBRATION
 names = [events.event_name(c) for c in range(20, 24)]
 log = events.EventLog(4)
 log.add(0, events.EV_PERSIST_FAILED, 5)
 errs = []
 for v in (9, 3601, "60", 10.5, True):
     try:
-        config.validate({"storage": {"persist_s": v}})
+        config.validate({"storage": {"persist_s": v}}, CAL)
     except config.ConfigError as ex:
         errs.append(str(ex))
 print("@@JSON", json.dumps({"names": names, "n": events.N_CODES, "count": log.count(23),
-    "default": config.validate()["storage"]["persist_s"],
-    "ok": [config.validate({"storage": {"persist_s": v}})["storage"]["persist_s"]
+    "default": config.validate(None, CAL)["storage"]["persist_s"],
+    "ok": [config.validate({"storage": {"persist_s": v}}, CAL)["storage"]["persist_s"]
            for v in (10, 3600)], "errs": errs}))
 """)
     assert res["names"] == ["counters_restored", "record_corrupt", "supply_fail",

@@ -30,7 +30,8 @@ _INST = (("u_mv", S.U_MV, 1), ("i_ma", S.I_MA, 1), ("p_mw", S.P_MW, _PU),
 _ENERGY_UNITS = ("mwh", "mwh", "mvarh", "mvarh", "mvarh", "mvarh", "mvah", "mvah")
 # Status bits by value, named from the snapshot's ST_* constants (a new bit shows up
 # here without an edit): ST_CHIP_OK -> "chip_ok".
-_BITS = sorted((getattr(S, n), n[3:].lower()) for n in dir(S) if n.startswith("ST_"))
+_BITS = sorted((getattr(S, n), n[3:].lower()) for n in dir(S)
+               if n.startswith("ST_") and not n.endswith("_SHIFT"))
 
 
 def snapshot_dict(snap, status=None):

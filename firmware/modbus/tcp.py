@@ -56,7 +56,6 @@ Scheduling: a connection answers at most 4 pipelined requests before it yields t
 loop, so one busy client cannot hold off the others or the RTU ports for long.
 """
 import asyncio
-import socket
 from time import ticks_ms, ticks_diff
 from micropython import const
 
@@ -129,6 +128,7 @@ class TcpServer:
 
     async def start(self, host="0.0.0.0", port=502):
         """Listen and return; connections are served by their own tasks."""
+        import socket     # here, not at import: a port without sockets still builds maps
         ai = socket.getaddrinfo(host, port)[0]
         ls = socket.socket(ai[0])
         ls.setblocking(False)
