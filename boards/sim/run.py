@@ -147,8 +147,10 @@ class Run:
             write_snapshot(self.args["run-dir"], self.app.meter, self.app.indicators)
             if self.console.tty:
                 self.draw()          # the final values stay on screen, above STOPPED
-        if self.app is not None:
-            self.app.stop()          # a last counter record (firmware/persist.py)
+        if self.app is not None and self.app.store is not None:
+            # The loop is gone (the interrupt may have hit any task): only the last
+            # counter record is written; the process ends next.
+            self.app.store.close()
         print("STOPPED")
 
 

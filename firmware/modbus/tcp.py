@@ -194,7 +194,10 @@ class TcpServer:
     def _kick(self, slot):
         if slot.task is not None and not slot.closing:
             slot.closing = True
-            slot.task.cancel()
+            try:
+                slot.task.cancel()
+            except RuntimeError:     # close() called from inside that very task
+                pass
 
     async def _reap(self):
         slots = self._slots
