@@ -180,6 +180,16 @@ class Meter:
     def _event(self, code):
         self.events.add(self.clock.ticks_ms(), code)
 
+    def _fault(self, code):
+        """The one fault policy: log what was seen, then re-initialise the chip at once
+        (begin() keeps the DSP's accumulation, so no window is lost; an unconfirmed
+        acknowledgement is settled there). If the chip does not answer, the meter is
+        marked not ok and every poll retries until it does; snapshots go stale
+        meanwhile. Returns True when the chip is back."""
+        if code:
+            self._event(code)
+        return self._recover()
+
     def _recover(self):
         try:
             self.chip.recover()
@@ -229,25 +239,22 @@ class Meter:
         try:
             if polled and not late and not self._need_init and not chip.window_flagged():
                 return False      # no IRQ0 wired: STATUS0 is polled each time instead
-            if self._need_init and not self._recover():
+            if self._need_init and not self._fault(0):
                 self._last_ms = now
                 self._publish_stale(now)
                 return True
             fault = chip.health()
-            if fault:
-                self._event(EV_CHIP_RESET if fault == FAULT_RESET else EV_CHECKSUM)
-                if not self._recover():
-                    return False
+            if fault and not self._fault(EV_CHIP_RESET if fault == FAULT_RESET
+                                         else EV_CHECKSUM):
+                return False
             if chip.read_window(self.raw):
                 self.windows += 1
                 self._last_ms = now
                 self._publish(now, True)
                 if not irq:
-                    self._event(EV_IRQ_MISSED)
-                    self._recover()
+                    self._fault(EV_IRQ_MISSED)
                 elif chip.ack_unconfirmed:
-                    self._event(EV_ACK_UNCONFIRMED)
-                    self._recover()
+                    self._fault(EV_ACK_UNCONFIRMED)
                 self._follow()
                 return True
             if late:
@@ -260,6 +267,8 @@ class Meter:
                 self._follow()
                 return True
         except ChipError:
+            # Not answering mid-cycle: log it and leave the re-initialisation to the
+            # next poll (the same _fault path), so one poll never loops on a dead bus.
             self._event(EV_SPI_ERROR)
             self._chip_ok = False
             self._need_init = True
