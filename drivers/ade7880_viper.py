@@ -54,7 +54,7 @@ def check(rx: ptr8, tx: ptr8, d: ptr16, k0: int, k1: int, raw: ptr32, wide: int,
             s = int(d[e + 5])
             if wide:
                 raw[2 * s] = x
-                raw[2 * s + 1] = -neg      # sign extension into the upper word (little endian)
+                raw[2 * s + 1] = 0 - neg      # sign extension into the upper word (little endian)
             else:
                 raw[s] = x
         else:

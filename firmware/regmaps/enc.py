@@ -43,7 +43,8 @@ _S_ENERGY = const(6)
 _S_PQANGLE = const(7)
 _MILLI = const(1000000)
 # Integer literals stay below 2**30: on a 32-bit port a bigger one is a long-int object,
-# which viper cannot mix with machine ints (0x3FFFFFFF * 2 + 1 is computed instead).
+# which viper cannot mix with machine ints; nor may constants fold into one (mpy-cross
+# folds 0x3FFFFFFF * 2 + 1): 2**31 - 1 is built at run time from a local.
 # @@KERNELS: from here on enc.py and enc_viper.py hold the same code (tests/test_encode.py)
 
 # atan(2**-k) in 1e-5 degree, k = 0..21 (CORDIC steps of the P/Q angle; checked against
@@ -157,10 +158,10 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
                     y = int(inst[b])
                     if x or y:
                         if x < 0:
-                            x = -x
-                            y = -y
+                            x = 0 - x
+                            y = 0 - y
                             v = 18000000 if y < 0 else -18000000
-                        mx = -y if y < 0 else y
+                        mx = 0 - y if y < 0 else y
                         if x > mx:
                             mx = x
                         while mx >= 134217728:
@@ -192,10 +193,10 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
                     v = evt
                 if s == _S_IMP or s == _S_EXP or s == _S_QUAD:
                     if v < 0:
-                        v = -v
+                        v = 0 - v
                 if v < 0:
                     neg = 1
-                    v = -v
+                    v = 0 - v
                 q = v // d
                 r = v - q * d
                 if t != _T_F32:
@@ -203,7 +204,7 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
                     if r >= d - r:
                         q += 1
                     if neg:
-                        q = -q
+                        q = 0 - q
                     if t == _T_U16:
                         if q < 0:
                             q = 0
@@ -218,12 +219,15 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
                         if q < 0:
                             q = 0
                         elif q >> 31:
-                            q = 0x3FFFFFFF * 2 + 1
+                            q = 0x3FFFFFFF
+                            q += q + 1          # 2**31 - 1 without a literal a 32-bit port cannot hold
                     elif q >> 31 > 0:
-                        q = 0x3FFFFFFF * 2 + 1
+                        q = 0x3FFFFFFF
+                        q += q + 1          # 2**31 - 1 without a literal a 32-bit port cannot hold
                     elif q >> 30 < -1:   # below -2**30 (rare): check the int32 end
-                        if q + 0x3FFFFFFF * 2 + 1 < 0:
-                            q = -0x3FFFFFFF * 2 - 1
+                        if q + 0x3FFFFFFF + 0x3FFFFFFF + 1 < 0:
+                            q = -0x3FFFFFFF
+                            q += q - 1          # -(2**31 - 1), likewise
                     if t == _T_U16 or t == _T_I16:
                         img[p] = (q >> 8) & 255
                         img[p + 1] = q & 255
