@@ -14,8 +14,9 @@ interrupted mid-way would, and raises OSError(EIO) like a dead bus; everything a
 it (reads too) fails until reboot(). Later steps (persistence, protected config) test against
 this that no counter or config is ever lost.
 
-With `path` the image lives in a file as well: loaded when it exists with the right
-size (else created erased), and every program or erase is written through to it at once
+With `path` the image lives in a file only (not in RAM: the host run's heap stays the
+firmware's): used when it exists with the right size (else created erased), read with
+seek/readinto, and every program or erase is written through to it at once
 (unbuffered), so a process killed with SIGKILL loses nothing the flash had taken. Counters
 `progs` (block writes), `erases` and `bytes` (programmed, erases excluded) measure what a
 write costs.
@@ -34,10 +35,11 @@ class SimFlash:
         self.path = path
         self._file = None
         if path is not None and data is None:
-            data = self._load(path, size)
-        self.data = bytearray(data) if data is not None else bytearray(b"\xff" * size)
-        if path is not None:
+            self._prepare(path, size, block_size)
             self._file = open(path, "r+b")
+            self.data = None          # the file is the flash
+        else:
+            self.data = bytearray(data) if data is not None else bytearray(b"\xff" * size)
         self.writes = 0
         self.progs = 0
         self.erases = 0
@@ -46,19 +48,19 @@ class SimFlash:
         self.dead = False
 
     @staticmethod
-    def _load(path, size):
+    def _prepare(path, size, block_size):
+        import os
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-            if len(data) == size:
-                return data
-            print("flash image %s has %d bytes, not %d: starting erased" % (path, len(data), size))
+            have = os.stat(path)[6]
+            if have == size:
+                return
+            print("flash image %s has %d bytes, not %d: starting erased" % (path, have, size))
         except OSError:
             pass
-        data = b"\xff" * size
+        erased = b"\xff" * block_size
         with open(path, "wb") as f:
-            f.write(data)
-        return data
+            for _ in range(size // block_size):
+                f.write(erased)
 
     def close(self):
         if self._file is not None:
@@ -86,6 +88,11 @@ class SimFlash:
         if self.dead:           # a chip without power answers nothing (and littlefs,
             raise OSError(errno.EIO)    # told so, stops instead of looping on a failed commit)
         start = self._check(block, len(buf), offset)
+        f = self._file
+        if f is not None:
+            f.seek(start)
+            f.readinto(buf)
+            return
         try:
             buf[:] = self.data[start:start + len(buf)]
         except MemoryError:     # heap locked: littlefs closing a file from a finaliser
@@ -105,11 +112,12 @@ class SimFlash:
         self._store(start, buf)
 
     def _store(self, start, buf):
-        self.data[start:start + len(buf)] = buf
         f = self._file
         if f is not None:       # write-through: a killed process keeps what was written
             f.seek(start)
             f.write(buf)
+            return
+        self.data[start:start + len(buf)] = buf
 
     def writeblocks(self, block, buf, offset=None):
         if offset is None:      # simple protocol: whole blocks, erase implied
