@@ -22,11 +22,11 @@ before its first cycle; start() runs the persist task and the supply-failure wat
 stop() writes a last record.
 """
 from firmware import config as config_mod
-from firmware.events import EventLog
+from firmware.events import (EventLog, EV_BUTTON_RESTART, EV_BUTTON_PASSWORD,
+                             EV_BUTTON_NETWORK)
 from firmware.metering import Meter
 from firmware.supervisor import Supervisor, WatchdogFeeder
 from firmware.button import Button, A_RESTART, A_PASSWORD, A_NETWORK
-from firmware.events import EV_BUTTON_RESTART, EV_BUTTON_PASSWORD, EV_BUTTON_NETWORK
 from firmware.leds import Indicators, BOOT_METERING, BOOT_PORTS, BOOT_DONE
 
 WATCHDOG_MS = 8000      # machine.WDT timeout: rp2 allows up to 8388 ms
