@@ -69,12 +69,10 @@ class EventLog:
 
     def recent(self):
         """Oldest first, as (t_ms, code) pairs (allocates; not for the hot path)."""
-        n = len(self._code)
-        first = max(0, self.total - n)
-        return [(self._t[k % n], self._code[k % n]) for k in range(first, self.total)]
+        return [(t, c) for t, c, _ in self.recent_args()]
 
     def recent_args(self):
-        """Like recent(), as (t_ms, code, arg) triples."""
+        """Oldest first, as (t_ms, code, arg) triples (allocates)."""
         n = len(self._code)
         first = max(0, self.total - n)
         return [(self._t[k % n], self._code[k % n], self._arg[k % n])

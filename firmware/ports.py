@@ -58,9 +58,7 @@ class ModbusPorts:
         self.meter = meter
         self.board = board
         self.cfg = cfg
-        idn = identity(cfg)
-        holding, inputs = build_spaces(meter, idn, map_config(cfg, board))
-        dev_id = (idn["vendor"], idn["model"], VERSION)   # FC 43/14 basic objects
+        holding, inputs, dev_id = self._maps(cfg)
         self.holding = holding
         self.inputs = inputs
         self.rtu = {}
@@ -81,6 +79,12 @@ class ModbusPorts:
         self._port = None
         self.tasks = []
 
+    def _maps(self, cfg):
+        """(holding space, input space, FC 43/14 basic objects) for cfg."""
+        idn = identity(cfg)
+        holding, inputs = build_spaces(self.meter, idn, map_config(cfg, self.board))
+        return holding, inputs, (idn["vendor"], idn["model"], VERSION)
+
     def _tcp_server(self, cfg):
         t = cfg["modbus"]["tcp"]
         return TcpServer(self.tcp_dispatcher, max_clients=t["max_clients"],
@@ -100,9 +104,7 @@ class ModbusPorts:
 
     async def apply_config(self, cfg):
         """Apply a validated config: new maps, then RTU line settings, then TCP."""
-        idn = identity(cfg)
-        holding, inputs = build_spaces(self.meter, idn, map_config(cfg, self.board))
-        dev_id = (idn["vendor"], idn["model"], VERSION)
+        holding, inputs, dev_id = self._maps(cfg)
         for d in (self.rtu_dispatcher, self.tcp_dispatcher):
             d.set_ident(dev_id)        # validates first: a bad identity changes nothing
         for d in (self.rtu_dispatcher, self.tcp_dispatcher):
@@ -112,10 +114,8 @@ class ModbusPorts:
         self.inputs = inputs
         mb = cfg["modbus"]
         for name, slave in self.rtu.items():
-            pc = mb["rs485_" + name]
-            if slave.settings() != {"enabled": pc["enabled"], "address": pc["address"],
-                                    "baud": pc["baud"], "parity": pc["parity"],
-                                    "stop": pc["stop"]}:
+            pc = mb["rs485_" + name]       # the same keys as slave.settings()
+            if slave.settings() != pc:
                 await self._between_frames(slave)
                 slave.configure(pc["address"], pc["baud"], pc["parity"], pc["stop"],
                                 pc["enabled"])

@@ -129,20 +129,22 @@ class WatchdogFeeder:
         self.period_ms = period_ms
         self.stalled = False
         self.fed = 0
+        self._seq = meter.front.seq
+        self._since = clock.ticks_ms()      # when _seq was last seen to change
 
-    def check(self, seq, last_seq, last_change_ms):
-        """(feed?, new last_seq, new last_change_ms) for one tick (no awaiting: tests)."""
+    def check(self):
+        """True while the watchdog may be fed: a new snapshot within stall_ms."""
         now = self.clock.ticks_ms()
-        if seq != last_seq:
-            return True, seq, now
-        return ticks_diff(now, last_change_ms) < self.stall_ms, last_seq, last_change_ms
+        seq = self.meter.front.seq
+        if seq != self._seq:
+            self._seq = seq
+            self._since = now
+            return True
+        return ticks_diff(now, self._since) < self.stall_ms
 
     async def run(self):
-        last_seq = self.meter.front.seq
-        last_ms = self.clock.ticks_ms()
         while True:
-            feed, last_seq, last_ms = self.check(self.meter.front.seq, last_seq, last_ms)
-            if feed:
+            if self.check():
                 self.wdt.feed()
                 self.fed += 1
                 self.stalled = False
