@@ -444,7 +444,7 @@ s.write()                         # not re-armed: the record is in the flash onc
 newest = bytes(s._rec)
 at = bytes(f.data).find(newest)
 out["found_once"] = at >= 0 and bytes(f.data).find(newest, at + 1) < 0
-f.data[at + 100] ^= 0x01
+f.flip(at + 100, 0x01)
 s2, e2, ev2 = device(f.reboot())
 out["flip"] = [s2.restore(), picos(e2) == prev, ev2.count(EV_RECORD_CORRUPT),
                ev2.count(EV_COUNTERS_RESTORED), s.seq]

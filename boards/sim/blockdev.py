@@ -37,9 +37,17 @@ class SimFlash:
         if path is not None and data is None:
             self._prepare(path, size, block_size)
             self._file = open(path, "r+b")
-            self.data = None          # the file is the flash
+            self._blk = None          # the file is the flash
         else:
-            self.data = bytearray(data) if data is not None else bytearray(b"\xff" * size)
+            # In RAM, one buffer per block, None while erased: a fresh device costs
+            # nothing, a used one only its written blocks (many boards in one test
+            # process never need a contiguous image).
+            self._blk = [None] * blocks
+            if data is not None:
+                for b in range(blocks):
+                    chunk = data[b * block_size:(b + 1) * block_size]
+                    if chunk != b"\xff" * block_size:
+                        self._blk[b] = bytearray(chunk)
         self.writes = 0
         self.progs = 0
         self.erases = 0
@@ -77,7 +85,28 @@ class SimFlash:
         if self.path is not None:
             self.close()
             return SimFlash(self.blocks, self.block_size, path=self.path)
-        return SimFlash(self.blocks, self.block_size, self.data)
+        g = SimFlash(self.blocks, self.block_size)
+        g._blk = [bytearray(b) if b is not None else None for b in self._blk]
+        return g
+
+    @property
+    def data(self):
+        """The whole image as bytes (a copy; tests look into it)."""
+        if self._blk is None:
+            with open(self.path, "rb") as f:
+                return f.read()
+        erased = b"\xff" * self.block_size
+        return b"".join(bytes(b) if b is not None else erased for b in self._blk)
+
+    def flip(self, offset, mask=1):
+        """Corrupt the image: XOR one byte with mask (a bit flipped in the flash)."""
+        bs = self.block_size
+        b = offset // bs
+        if self._blk is None:
+            raise ValueError("flip() is for the RAM flash")
+        if self._blk[b] is None:
+            self._blk[b] = bytearray(b"\xff" * bs)
+        self._blk[b][offset % bs] ^= mask
 
     def _check(self, block, n, offset):
         if block < 0 or block >= self.blocks or offset + n > self.block_size:
@@ -93,12 +122,17 @@ class SimFlash:
             f.seek(start)
             f.readinto(buf)
             return
+        d = self._blk[block]
+        n = len(buf)
+        if d is None:
+            for k in range(n):       # erased: no slice, so no allocation either
+                buf[k] = 0xFF
+            return
         try:
-            buf[:] = self.data[start:start + len(buf)]
+            buf[:] = memoryview(d)[offset:offset + n]
         except MemoryError:     # heap locked: littlefs closing a file from a finaliser
-            d = self.data
-            for k in range(len(buf)):
-                buf[k] = d[start + k]
+            for k in range(n):
+                buf[k] = d[offset + k]
 
     def _program(self, start, buf):
         if self.dead:
@@ -117,7 +151,12 @@ class SimFlash:
             f.seek(start)
             f.write(buf)
             return
-        self.data[start:start + len(buf)] = buf
+        bs = self.block_size
+        b, off = divmod(start, bs)
+        d = self._blk[b]
+        if d is None:
+            d = self._blk[b] = bytearray(b"\xff" * bs)
+        d[off:off + len(buf)] = buf
 
     def writeblocks(self, block, buf, offset=None):
         if offset is None:      # simple protocol: whole blocks, erase implied
