@@ -32,9 +32,9 @@ _B = const(10000)                  # limb base
 class EnergyRegisters:
     def __init__(self, n):
         # 4-byte slots on every port ('i'): firmware/meterk_viper.py reads them as words.
-        self.hi = array("i", [0] * n)
-        self.lo = array("i", [0] * n)
-        self.frac = array("i", [0] * n)
+        self.hi = array("i", bytes(4 * n))
+        self.lo = array("i", bytes(4 * n))
+        self.frac = array("i", bytes(4 * n))
         self.limbs = array("i", [0, 0, 0, 0])   # scale in base-10**4 limbs, low first
         self._f = array("i", [0, 0, 0])      # scale = f0 * 1e9 + f1 * 1e5 + f2 (fast path)
         self.scale = 0

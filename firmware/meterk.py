@@ -253,6 +253,8 @@ def phases(raw, w64: int, kk, out, ctl: int) -> int:
                 while mx >= 0x1000000:
                     mn >>= 1
                     mx >>= 1
+                if mx == 0:
+                    mx = 1      # no power at all: mn is 0 too, so the angle is 0
                 t = 0
                 rr = mn
                 j = 0
