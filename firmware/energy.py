@@ -31,18 +31,19 @@ _B = const(10000)                  # limb base
 
 class EnergyRegisters:
     def __init__(self, n):
-        self.hi = array("l", [0] * n)
-        self.lo = array("l", [0] * n)
-        self.frac = array("l", [0] * n)
-        self._k = array("l", [0, 0, 0, 0])   # scale in base-10**4 limbs, low first
-        self._f = array("l", [0, 0, 0])      # scale = f0 * 1e9 + f1 * 1e5 + f2 (fast path)
+        # 4-byte slots on every port ('i'): firmware/meterk_viper.py reads them as words.
+        self.hi = array("i", bytes(4 * n))
+        self.lo = array("i", bytes(4 * n))
+        self.frac = array("i", bytes(4 * n))
+        self.limbs = array("i", [0, 0, 0, 0])   # scale in base-10**4 limbs, low first
+        self._f = array("i", [0, 0, 0])      # scale = f0 * 1e9 + f1 * 1e5 + f2 (fast path)
         self.scale = 0
 
     def set_scale(self, pico_per_lsb):
         if not 0 < pico_per_lsb <= SCALE_MAX:
             raise ValueError("energy scale must be 1..%d pWh per LSB, got %r"
                              % (SCALE_MAX, pico_per_lsb))
-        k = self._k
+        k = self.limbs
         v = pico_per_lsb
         for j in range(4):
             k[j] = v % _B
@@ -100,7 +101,7 @@ class EnergyRegisters:
             if m:
                 self._milli(i, m)
             return
-        k = self._k
+        k = self.limbs
         k0 = k[0]
         k1 = k[1]
         k2 = k[2]

@@ -13,9 +13,13 @@ the calibration config, classifies the window's energies by quadrant and adds th
 integer counters, then publishes a new Snapshot by swapping the front/back pair.
 
 Scaling (integers only, exact on a 32-bit board): each calibration constant is an exact
-rational (firmware/config.py); firmware/fixmath.py holds the integer arithmetic
-(scale constants in 14-bit limbs, PF, the angle). Energies are counted in chip LSBs and
-multiplied into the pWh registers by limbs (firmware/energy.py add_lsb).
+rational (firmware/config.py); firmware/fixmath.py derives the scale constants (14-bit
+limbs). Energies are counted in chip LSBs and multiplied into the pWh registers by
+limbs (firmware/energy.py add_lsb). The per-cycle arithmetic (scaling, PF, angle,
+quadrants, the counting below, the counters' copy) runs in firmware/meterk_viper.py,
+three calls of one loop each under the native emitter, or in firmware/meterk.py, the
+same code as plain bytecode, where the port has none (the WebAssembly port). Windows
+beyond meterk's range (2**27 LSBs in a register) are counted by _count in Python.
 
 Counting rules (Enedis DTR 4.4.4 / IEC 62053-23 Annex C; import positive):
 - every LSB the chip latched lands in exactly one counter: active in import or export
@@ -53,33 +57,26 @@ from array import array
 import time
 from micropython import const
 
-from drivers.ade7880 import (ChipError, RAW_N, R_VRMS, R_IRMS, R_WATT, R_FVAR, R_VA,
-                             R_PERIOD, R_ANGLE, R_WATTHR, R_FVARHR, R_VAHR,
-                             FAULT_RESET, RMS_FULL_SCALE)
+from drivers.ade7880 import (ChipError, RAW_N, R_WATT, R_FVAR, R_WATTHR, R_FVARHR, R_VAHR,
+                             FAULT_RESET)
 from firmware.events import (EV_INIT, EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR,
                              EV_IRQ_MISSED, EV_ACK_UNCONFIRMED, EV_PHASE_LOSS,
                              EV_PHASE_RETURN, EV_OVERLOAD)
 from firmware import config as config_mod
 from firmware.energy import EnergyRegisters, SCALE_MAX
-from firmware.fixmath import (quadrant, rdiv, scale, scale_constant, pf_e4, atan2_cdeg,
-                              angle_from_delay, ANGLE_MIN_VA)
-from firmware.snapshot import (Snapshot, NQ, NE, N_COUNTERS, TOTAL, U_MV, I_MA, P_MW,
-                               Q_MVAR, S_MVA, PF_E4, ANGLE_CDEG, F_MHZ, QUADRANT,
-                               POWER_UNIT_MW,
+from firmware.fixmath import scale_constant
+from firmware.snapshot import (Snapshot, NE, N_COUNTERS, POWER_UNIT_MW,
                                E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1, E_REACTIVE_Q2,
                                E_REACTIVE_Q3, E_REACTIVE_Q4,
                                E_APPARENT_IMPORT, E_APPARENT_EXPORT, ST_CHIP_OK,
                                ST_SINGLE_PHASE, ST_STALE, ST_LIVE_SHIFT, ST_OVERLOAD)
 
-_PERIOD_CLOCK_MHZ = const(256000000)   # 256 kHz period clock, in mHz (datasheet)
-_LIVE_MV = const(50000)    # a phase is live from 50 V up ...
-_LOST_MV = const(40000)    # ... and lost below 40 V
+try:   # the cycle's arithmetic under the native emitter where the port has one
+    from firmware import meterk_viper as K
+except (ImportError, SyntaxError, AttributeError):   # WebAssembly port: plain bytecode
+    from firmware import meterk as K
+
 _PEND_MAX = const(4)       # LSBs a block may hold back against its class (see _count)
-# Scale table (_k): per quantity (voltage, current, power) W, fraction high limb,
-# fraction low limb, largest code that does not saturate (fixmath.scale_constant).
-_KV = const(0)
-_KI = const(4)
-_KP = const(8)
 
 
 def derive_constants(cfg):
@@ -122,12 +119,14 @@ class Meter:
         self.events = events
         self.front = Snapshot()
         self.back = Snapshot()
-        self.raw = array("l", [0] * (3 * RAW_N))
+        self.raw = array("l", [0] * (3 * RAW_N))   # the driver's layout (drivers/ade7880.py)
         self.energy = EnergyRegisters(N_COUNTERS)
-        self._k = array("l", [0] * 12)     # scales of U, I and powers (fixmath.scale)
+        # Scale table: per quantity (voltage, current, power) W, fraction high limb,
+        # fraction low limb, largest code that does not saturate (scale_constant).
+        self._k = array("i", [0] * 12)
         # Signed LSBs held back per block (L1, L2, L3, total) and kind (active,
         # reactive): what a window latched against its class (see _count).
-        self.pending = array("l", [0] * 8)
+        self.pending = array("i", [0] * 8)
         self._signs = 0
         self._need_init = True
         self._booted = False
@@ -286,98 +285,26 @@ class Meter:
     def _publish(self, now, with_energy):
         raw = self.raw
         b = self.back
-        inst = b.inst
-        k = self._k
         wired = self._wired
-        live = 0
-        nlive = 0
-        period1 = 0                 # period of the first live phase
-        tp = tq = ts = ti = tu = 0
-        cp = cq = cs = 0            # power codes summed (net), for the total's class
-        nep = neq = nes = 0         # window LSBs summed (net three-phase)
-        self._signs = -2            # PHSIGN not read this cycle (read only if needed)
-        over = 0                    # inputs beyond full scale: bit 2ph V, 2ph+1 I
-        for ph in range(3):
-            blk = ph * NQ
-            if not wired >> ph & 1:
-                for j in range(NQ):
-                    inst[blk + j] = 0
-                continue
-            base = ph * RAW_N
-            if raw[base + R_VRMS] > RMS_FULL_SCALE:
-                over |= 1 << (2 * ph)
-            if raw[base + R_IRMS] > RMS_FULL_SCALE:
-                over |= 2 << (2 * ph)
-            wp = raw[base + R_WATT]
-            wq = raw[base + R_FVAR]
-            ws = raw[base + R_VA]
-            u = scale(raw[base + R_VRMS], k, _KV)
-            i = scale(raw[base + R_IRMS], k, _KI)
-            p = scale(wp, k, _KP)
-            q = scale(wq, k, _KP)
-            s = scale(ws, k, _KP)
-            inst[blk + U_MV] = u
-            inst[blk + I_MA] = i
-            inst[blk + P_MW] = p
-            inst[blk + Q_MVAR] = q
-            inst[blk + S_MVA] = s
-            inst[blk + PF_E4] = pf_e4(wp, ws)
-            quad = quadrant(wp, wq)     # codes: finer than the scaled values
-            inst[blk + QUADRANT] = quad
-            # Live: above 50 V, lost below 40 V (hysteresis against flicker).
-            if u >= (_LOST_MV if self.live >> ph & 1 else _LIVE_MV):
-                live |= 1 << ph
-                nlive += 1
-                tu += u
-            # f = 256 kHz / (xPERIOD + 1); ANGLEx counts the same clock from the voltage
-            # to the current zero crossing (datasheet, period and angle measurement).
-            period = raw[base + R_PERIOD] + 1
-            if period > 1 and u > 0:
-                inst[blk + F_MHZ] = rdiv(_PERIOD_CLOCK_MHZ, period)
-                if not period1:
-                    period1 = period
-                    inst[TOTAL + F_MHZ] = inst[blk + F_MHZ]
-                # The power registers resolve the angle to 0.01 degree once S is large
-                # enough; below, ANGLEx's half tick (0.035 degree at 50 Hz).
-                if ws >= ANGLE_MIN_VA:
-                    inst[blk + ANGLE_CDEG] = atan2_cdeg(wq, wp)
-                else:
-                    inst[blk + ANGLE_CDEG] = angle_from_delay(raw[base + R_ANGLE], period,
-                                                              quad)
-            else:
-                inst[blk + F_MHZ] = 0
-                inst[blk + ANGLE_CDEG] = 0
-            tp += p
-            tq += q
-            ts += s
-            ti += i
-            cp += wp
-            cq += wq
-            cs += ws
-            if with_energy:
-                ep = raw[base + R_WATTHR]
-                eq = raw[base + R_FVARHR]
-                es = raw[base + R_VAHR]
-                self._count(ph, wp, wq, ep, eq, es)
-                nep += ep
-                neq += eq
-                nes += es
-        inst[TOTAL + U_MV] = tu // nlive if nlive else 0
-        inst[TOTAL + I_MA] = ti
-        inst[TOTAL + P_MW] = tp
-        inst[TOTAL + Q_MVAR] = tq
-        inst[TOTAL + S_MVA] = ts
-        inst[TOTAL + PF_E4] = pf_e4(cp, cs)
-        inst[TOTAL + QUADRANT] = quadrant(cp, cq)
-        inst[TOTAL + ANGLE_CDEG] = 0
-        if not period1:
-            inst[TOTAL + F_MHZ] = 0
+        st = K.phases(raw, K.W64, self._k, b.inst, wired | self.live << 3)
+        live = st & 7
+        over = st >> 3 & 63         # inputs beyond full scale: bit 2ph V, 2ph+1 I
+        period1 = st >> 9           # period of the first live phase
+        if with_energy:
+            self._signs = -2        # PHSIGN not read this cycle (read only if needed)
+            r = K.count(raw, K.W64, self.pending, self.energy, wired, -2)
+            if r == 1:
+                try:
+                    self._signs = self.chip.phase_signs()
+                except ChipError:
+                    self._signs = -1
+                r = K.count(raw, K.W64, self.pending, self.energy, wired, self._signs)
+            if r:
+                self._count_all()
         # Window length: LINECYC half cycles of the live phases at the first live
         # phase's period, (xPERIOD + 1) / 256 kHz per cycle (README: its resolution).
         b.window_us = (self.chip.line_cycles * period1 * 125 // 64
                        if with_energy and period1 else 0)
-        if with_energy:
-            self._count(3, cp, cq, nep, neq, nes)
         self._live_now = live
         status = ST_CHIP_OK if self._chip_ok else 0
         if over:
@@ -392,6 +319,28 @@ class Meter:
         if not with_energy:
             status |= ST_STALE
         self._finish(b, now, status | live << ST_LIVE_SHIFT)
+
+    def _count_all(self):
+        """The general path of the counting (meterk.count refuses a window with more
+        than 2**27 LSBs in a register, which no chip latches in one): Python ints, exact
+        (long ints on a 32-bit board), the same rules."""
+        raw = self.raw
+        nep = neq = nes = cp = cq = 0
+        for ph in range(3):
+            if self._wired >> ph & 1:
+                base = ph * RAW_N
+                wp = raw[base + R_WATT]
+                wq = raw[base + R_FVAR]
+                ep = raw[base + R_WATTHR]
+                eq = raw[base + R_FVARHR]
+                es = raw[base + R_VAHR]
+                self._count(ph, wp, wq, ep, eq, es)
+                nep += ep
+                neq += eq
+                nes += es
+                cp += wp
+                cq += wq
+        self._count(3, cp, cq, nep, neq, nes)
 
     def _sign(self, blk, code, bit, n, need):
         """Class of a window's active (bit 0) or reactive (bit 4) energy: the sign of
@@ -458,10 +407,8 @@ class Meter:
 
     def _finish(self, b, now, status):
         reg = self.energy
-        hi, lo = b.e_hi, b.e_lo
-        for c in range(N_COUNTERS):
-            hi[c] = reg.hi[c]
-            lo[c] = reg.lo[c]
+        K.copy32(b.e_hi, reg.hi, N_COUNTERS)
+        K.copy32(b.e_lo, reg.lo, N_COUNTERS)
         f = self.front
         b.seq = f.seq + 1
         b.t_ms = now

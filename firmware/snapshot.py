@@ -15,7 +15,7 @@ Layout (all readers index by these constants; register maps are tables of them):
 Units are in the names, except powers: P_MW, Q_MVAR and S_MVA hold units of
 POWER_UNIT_MW milliwatts (mvar, mVA), 10 mW, so that every value of the rated range
 (CT 5000:5, three phases, 290 V: 4.35 MW total) is a small int on a 32-bit board
-(below 2**30) and fits array('l'); register maps derive their divisors from
+(below 2**30) and fits array('i'); register maps derive their divisors from
 POWER_UNIT_MW. Beyond, a phase's power saturates at +-P_SAT (never wraps) and the
 total at 3 P_SAT. snapshot.json (firmware/report.py) still says mW. Sign convention: import positive (Enedis DTR section 4.4.4,
 IEC 62053-23 Annex C). Quadrants: 1 (+P +Q), 2 (-P +Q), 3 (-P -Q), 4 (+P -Q), 0 no load.
@@ -87,9 +87,10 @@ class Snapshot:
     __slots__ = ("inst", "e_hi", "e_lo", "seq", "t_ms", "window_us", "status", "events")
 
     def __init__(self):
-        self.inst = array("l", [0] * (NQ * 4))
-        self.e_hi = array("l", [0] * N_COUNTERS)
-        self.e_lo = array("l", [0] * N_COUNTERS)
+        # 'i': 4-byte slots on every port (firmware/meterk_viper.py writes them as words)
+        self.inst = array("i", [0] * (NQ * 4))
+        self.e_hi = array("i", [0] * N_COUNTERS)
+        self.e_lo = array("i", [0] * N_COUNTERS)
         self.seq = 0          # cycle number, +1 per published snapshot
         self.t_ms = 0         # board clock at publication
         self.window_us = 0    # length of the chip window this cycle covers

@@ -135,12 +135,12 @@ def test_counters_bit_for_bit_on_random_windows(mpy_any, ct):
 
 
 def test_atan_table_against_math(mpy):
-    """fixmath's atan table (integers, so every build agrees) is atan(i/64) in 1e-4 deg."""
+    """meterk's atan table (integers, so every build agrees) is atan(i/64) in 1e-4 deg."""
     import math
     res = mpy(r"""
 import json
-from firmware import fixmath
-print("@@JSON", json.dumps(list(fixmath._ATAN)))
+from firmware import meterk
+print("@@JSON", json.dumps(list(meterk._ATAN)))
 """)
     want = [round(math.degrees(math.atan(i / 64)) * 10000) for i in range(65)]
     assert res == want + [want[-1]]

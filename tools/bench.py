@@ -96,13 +96,26 @@ def summary(res):
         "  driver:          median %d us, p99 %d us (reference %d / %d): old/new %.2fx"
         % (new["driver"]["median_us"], new["driver"]["p99_us"], ref["driver"]["median_us"],
            ref["driver"]["p99_us"], m["ratio_old_new"]["driver"]),
-        "  driver + engine: median %d us, p99 %d us (reference %d / %d): old/new %.2fx"
+        "  engine (Meter._publish: scale, classify, count, publish; %s): median %d us, "
+        "p99 %d us (reference engine %d / %d): old/new %.2fx"
+        % (m.get("engine_native", "?"), new["engine"]["median_us"], new["engine"]["p99_us"],
+           ref["engine"]["median_us"], ref["engine"]["p99_us"], m["ratio_old_new"]["engine"]),
+        "  driver + engine: median %d us, p99 %d us (reference driver + engine %d / %d): "
+        "old/new %.2fx"
         % (new["driver_engine"]["median_us"], new["driver_engine"]["p99_us"],
            ref["driver_engine"]["median_us"], ref["driver_engine"]["p99_us"],
            m["ratio_old_new"]["driver_engine"]),
         "  driver without the replay's SPI/CS stubs (Python here, C on a board): %d us "
         "(reference %d us): old/new %.2fx" % (new["driver_own_us"], ref["driver_own_us"],
                                               m["ratio_old_new"]["driver_own"]),
+        "  RP2040 projection (driver's own work + engine, %d us here, x%d..%d): %.1f..%.1f ms "
+        "per cycle, target %d ms (reference %d us: %.1f..%.1f ms); plus the SPI frames' C "
+        "calls, not measured here"
+        % (new["rp2040"]["driver_own_engine_us"], new["rp2040"]["factors"][0],
+           new["rp2040"]["factors"][1], new["rp2040"]["projected_ms"][0],
+           new["rp2040"]["projected_ms"][1], new["rp2040"]["target_ms"],
+           ref["rp2040"]["driver_own_engine_us"], ref["rp2040"]["projected_ms"][0],
+           ref["rp2040"]["projected_ms"][1]),
         "  with the simulator in the loop:  median %d us, p99 %d us per cycle"
         % (m["with_simulator"]["median_us"], m["with_simulator"]["p99_us"]),
         "  allocation, unix port: %.1f bytes per cycle (driver + engine), %.1f (driver); "

@@ -5,7 +5,8 @@
     alloc(h, raw, 100)            # bytes allocated per driver cycle / read_window / cycle
 
 Runs on the unix port and on the 32-bit WebAssembly port. ref=True swaps in
-tools/mpy/ref_ade7880_v1.py (today's driver before the fast path) for comparison.
+tools/mpy/ref_ade7880_v1.py (the driver before the fast path) and
+tools/mpy/ref_metering_v1.py (the engine's cycle before the kernels) for comparison.
 A driver cycle is what the engine asks of the chip each window: health() then
 read_window(raw); on the replay that consumes exactly one poll's frames.
 """
@@ -34,6 +35,8 @@ def setup(ref=False, scn=None, windows=5):
     h = Harness(scn or SCN, start=False)
     if ref:
         use_ref(h)
+        from tools.mpy.ref_metering_v1 import use_ref_engine
+        use_ref_engine(h.meter)
     h.meter.start()
     h.run_windows(windows)
     h.replay()
