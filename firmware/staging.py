@@ -4,6 +4,7 @@
     stage = ConfigStage(app, persist=None)       # persist: async fn(cfg), later step
     supervisor.spawn("config", stage.run)
     code = stage.stage({"modbus": {"rs485_b": {"baud": 9600}}}, ctx)   # in handle()
+    code = stage.call(job, ctx)     # async job() in order with the changes (a reset)
 
 A Modbus write handler (running inside Dispatcher.handle, which must not block or
 touch flash) calls stage(): the change is validated against the config as it will be
@@ -18,10 +19,12 @@ import asyncio
 from micropython import const
 
 from firmware import config as config_mod
+from firmware.events import EV_CONFIG_CHANGED
 
 EXC_ILLEGAL_VALUE = const(0x03)   # Modbus Application Protocol v1.1b3, section 7
 EXC_DEVICE_BUSY = const(0x06)
 _DEPTH = const(4)
+_PORTS = {"tcp": 1, "rtu-a": 2, "rtu-b": 3}     # config_changed's arg: who wrote it
 
 
 class ConfigStage:
@@ -53,6 +56,22 @@ class ConfigStage:
         self._wake.set()
         return 0
 
+    def call(self, job, ctx=None):
+        """Queue a job (async fn(), e.g. persisting the secrets or a reset) to run in
+        order with the config changes; 0, or 06 when the queue is full."""
+        if len(self._queue) >= self.depth:
+            return EXC_DEVICE_BUSY
+        self._queue.append((job, ctx))
+        self._wake.set()
+        return 0
+
+    def full(self):
+        return len(self._queue) >= self.depth
+
+    def current(self):
+        """The config once everything accepted is committed."""
+        return self._ahead if self._ahead is not None else self.app.cfg
+
     def pending(self):
         return len(self._queue)
 
@@ -63,11 +82,17 @@ class ConfigStage:
             while self._queue:
                 change, ctx = self._queue[0]
                 try:
+                    if not isinstance(change, dict):
+                        await change()           # a job (call())
+                        self._queue.pop(0)
+                        continue
                     new = config_mod.patch(self.app.cfg, change, self.app.board.CALIBRATION)
                     if self.persist is not None:
                         await self.persist(new)
                     await self.app.apply_config(new)
                     self.committed += 1
+                    self.app.events.add(self.app.board.clock.ticks_ms(), EV_CONFIG_CHANGED,
+                                        _PORTS.get(getattr(ctx, "port", None), 0))
                 except Exception as e:    # keep the old config; report, never half-apply
                     self.failed += 1
                     self.last_error = str(e)
