@@ -33,16 +33,16 @@ from micropython import const
 
 from firmware.events import EV_UNLOCK_FAILED, EV_LOCKED_OUT
 
-UNLOCK_MS = 300000
-MAX_FAILS = const(5)
-LOCK_BASE_MS = 60000
-LOCK_MAX_MS = 3600000
-PW_MAX = const(32)
+_UNLOCK_MS = const(300000)       # 5 min
+_MAX_FAILS = const(5)
+_LOCK_BASE_MS = const(60000)     # 1 min
+_LOCK_MAX_MS = const(3600000)    # 1 h
+_PW_MAX = const(32)
 _ROUNDS = const(64)
 _UPPER = b"ABCDEFGHJKLMNPQRSTUVWXYZ"
 _LOWER = b"abcdefghijkmnopqrstuvwxyz"
-EXC_VALUE = const(3)       # wrong password (Modbus Application Protocol 7)
-EXC_BUSY = const(6)        # locked out: "retry later"
+_EXC_VALUE = const(3)      # wrong password (Modbus Application Protocol 7)
+_EXC_BUSY = const(6)       # locked out: "retry later"
 
 
 def factory_password(serial, uid):
@@ -58,8 +58,8 @@ def factory_password(serial, uid):
 
 def rule_error(pw):
     """None if pw is a valid password, else the reason."""
-    if not isinstance(pw, str) or not 8 <= len(pw) <= PW_MAX:
-        return "8 to %d letters" % PW_MAX
+    if not isinstance(pw, str) or not 8 <= len(pw) <= _PW_MAX:
+        return "8 to %d letters" % _PW_MAX
     up = lo = False
     for ch in pw:
         if "A" <= ch <= "Z":
@@ -87,17 +87,9 @@ def _same(a, b):
     return x == 0
 
 
-def _salt(clock):
-    try:
-        from os import urandom
-        return urandom(16)
-    except ImportError:         # a port without urandom (the wasm32 tests)
-        return hashlib.sha256(b"%d" % clock.ticks_us()).digest()[:16]
-
-
 class Access:
-    def __init__(self, clock, events, factory, unlock_ms=UNLOCK_MS,
-                 lock_base_ms=LOCK_BASE_MS, lock_max_ms=LOCK_MAX_MS):
+    def __init__(self, clock, events, factory, unlock_ms=_UNLOCK_MS,
+                 lock_base_ms=_LOCK_BASE_MS, lock_max_ms=_LOCK_MAX_MS):
         self.clock = clock
         self.events = events
         self.factory = factory
@@ -123,12 +115,6 @@ class Access:
             return b"{}"
         return json.dumps({"salt": self.salt.hex(), "hash": self.hash.hex()}).encode()
 
-    # ---- checks ----
-    def _right(self, pw):
-        if self.salt is None:
-            return _same(pw.encode(), self.factory.encode())
-        return _same(pw_hash(self.salt, pw), self.hash)
-
     def lock_left_ms(self):
         if self.until is None:
             return 0
@@ -139,17 +125,18 @@ class Access:
         return left
 
     def attempt(self, pw):
-        """0 right, EXC_VALUE wrong (counted), EXC_BUSY locked out (not checked)."""
+        """0 right, _EXC_VALUE wrong (counted), _EXC_BUSY locked out (not checked)."""
         if self.lock_left_ms():
-            return EXC_BUSY
-        if self._right(pw):
+            return _EXC_BUSY
+        if (_same(pw.encode(), self.factory.encode()) if self.salt is None
+                else _same(pw_hash(self.salt, pw), self.hash)):
             self.fails = 0
             self.level = 0
             return 0
         self.fails += 1
         now = self.clock.ticks_ms()
         self.events.add(now, EV_UNLOCK_FAILED, self.fails)
-        if self.fails >= MAX_FAILS:
+        if self.fails >= _MAX_FAILS:
             ms = self.lock_base_ms << self.level
             if ms >= self.lock_max_ms:
                 ms = self.lock_max_ms
@@ -158,7 +145,7 @@ class Access:
             self.until = time.ticks_add(now, ms)
             self.fails = 0
             self.events.add(now, EV_LOCKED_OUT, min(255, (ms + 59999) // 60000))
-        return EXC_VALUE
+        return _EXC_VALUE
 
     # ---- per caller ----
     def unlock(self, ctx, pw):
@@ -179,19 +166,19 @@ class Access:
         st[0] = time.ticks_add(now, self.unlock_ms)
         return True
 
-    def lock(self, ctx):
-        if ctx is not None:
-            ctx.state = None
-
     # ---- changes ----
     def change(self, old, new):
-        """0, EXC_VALUE (old wrong or new breaks the rules), EXC_BUSY (locked out)."""
+        """0, _EXC_VALUE (old wrong or new breaks the rules), _EXC_BUSY (locked out)."""
         if rule_error(new) is not None:
-            return EXC_VALUE
+            return _EXC_VALUE
         code = self.attempt(old)
         if code:
             return code
-        self.salt = _salt(self.clock)
+        try:
+            from os import urandom
+            self.salt = urandom(16)
+        except ImportError:     # a port without urandom (the wasm32 tests)
+            self.salt = hashlib.sha256(b"%d" % self.clock.ticks_us()).digest()[:16]
         self.hash = pw_hash(self.salt, new)
         self.epoch += 1
         return 0

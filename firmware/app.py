@@ -80,7 +80,7 @@ class App:
             self.indicators.boot(BOOT_PORTS, self.board.clock.ticks_ms())
             await self.ports.start(tcp_host, tcp_port, sup)
         self._start_device(sup)
-        self.settings.start(sup)
+        sup.spawn("commit", self.settings.stage.run)
         if self.store is not None:
             self._start_persist(sup)
 

@@ -3,7 +3,7 @@
     from firmware.settings import Settings
     s = Settings(app, vfs)            # vfs: the mounted littlefs, or None (nothing kept)
     cfg = s.boot_config(given)        # given (e.g. --config) replaces the stored config
-    s.start(supervisor)               # the commit task (firmware/staging.py)
+    supervisor.spawn("commit", s.stage.run)   # the commit task (firmware/staging.py)
     s.space                           # the config registers (firmware/regmaps/device.py)
 
 Config: /cfg/c0, /cfg/c1 (firmware/cfgstore.py), the whole validated config as JSON.
@@ -22,35 +22,40 @@ runs on with them (no restart needed).
 """
 import asyncio
 import json
+from micropython import const
 
 from firmware import config as config_mod
-from firmware.access import Access, factory_password, UNLOCK_MS, LOCK_BASE_MS
+from firmware.access import Access, factory_password
 from firmware.cfgstore import Slots
 from firmware.events import EV_RECORD_CORRUPT, EV_DEVICE_RESET
 from firmware.regmaps.device import DeviceSpace
-from firmware.regmaps.devtable import (CMD_RESTART, CMD_NETWORK_RESET, CMD_PASSWORD_RESET,
-                                       CMD_FACTORY_RESET)
-from firmware.staging import ConfigStage, EXC_DEVICE_BUSY, EXC_ILLEGAL_VALUE
+from firmware.staging import ConfigStage
 
+# Commands (register 0xC030, firmware/regmaps/device.py) and job codes of the stage.
+_SAVE_SECRETS = const(0)   # persist the secrets record
+_CMD_RESTART = const(1)
+_CMD_NETWORK_RESET = const(2)
+_CMD_PASSWORD_RESET = const(3)
+_CMD_FACTORY_RESET = const(4)
 _RESTART_DELAY_MS = 200    # the reply to the restart command goes out first
 
 
+def _factory(board, cfg):
+    """The factory password: the serial and the board's unique id."""
+    return factory_password(cfg["identity"]["serial"],
+                            board.unique_id() if hasattr(board, "unique_id") else b"")
+
+
 class Settings:
-    def __init__(self, app, vfs, unlock_ms=UNLOCK_MS, lock_base_ms=LOCK_BASE_MS):
+    def __init__(self, app, vfs, **timing):     # unlock_ms, lock_base_ms (tests)
         self.app = app
         self.cfgs = Slots(vfs, "/cfg/c") if vfs is not None else None
         self.secs = Slots(vfs, "/cfg/s") if vfs is not None else None
-        self.stage = ConfigStage(app, self._persist)
-        self.access = None
-        self._unlock_ms = unlock_ms
-        self._lock_base_ms = lock_base_ms
+        self.stage = ConfigStage(app, self._persist, self._job)
+        self.access = Access(app.board.clock, app.events, "", **timing)
         self.space = DeviceSpace(self)
         self.note = ""            # how the config was chosen (the host run prints it)
 
-    def _event(self, code, arg=0):
-        self.app.events.add(self.app.board.clock.ticks_ms(), code, arg)
-
-    # ---- boot ----
     def boot_config(self, given=None):
         board = self.app.board
         stored = None
@@ -59,7 +64,7 @@ class Settings:
             try:
                 stored = config_mod.validate(json.loads(data), board.CALIBRATION)
             except ValueError as e:
-                self._event(EV_RECORD_CORRUPT, 3)
+                self.app.events.add(board.clock.ticks_ms(), EV_RECORD_CORRUPT, 3)
                 self.note = "stored config dropped (%s)" % e
         if given is not None:
             cfg = config_mod.validate(given, board.CALIBRATION)
@@ -74,105 +79,61 @@ class Settings:
         else:
             cfg = config_mod.validate(None, board.CALIBRATION)
             self.note = self.note or "defaults"
-        self.access = Access(board.clock, self.app.events, self._factory(cfg),
-                             unlock_ms=self._unlock_ms, lock_base_ms=self._lock_base_ms)
+        self.access.factory = _factory(board, cfg)
         if self.secs is not None:
             try:
                 self.access.load(self.secs.load())
             except (ValueError, KeyError):
-                self._event(EV_RECORD_CORRUPT, 4)    # factory password holds
+                self.app.events.add(board.clock.ticks_ms(), EV_RECORD_CORRUPT, 4)
         return cfg
 
-    def _factory(self, cfg):
-        """The factory password: the serial (at boot) and the board's unique id."""
-        b = self.app.board
-        return factory_password(cfg["identity"]["serial"],
-                                b.unique_id() if hasattr(b, "unique_id") else b"")
-
-    def start(self, supervisor):
-        supervisor.spawn("commit", self.stage.run)
-
-    # ---- what the space asks ----
-    def config(self):
-        return self.stage.current()
-
-    def status(self, name):
-        a, st = self.access, self.stage
-        if name == "lockout_s":
-            return (a.lock_left_ms() + 999) // 1000
-        if name == "failures":
-            return a.fails
-        if name == "unlock_s":
-            return a.unlock_ms // 1000
-        if name == "pending":
-            return st.pending()
-        return (st.committed if name == "committed" else st.refused) & 0xFFFF
-
-    def change_password(self, old, new):
-        if self.stage.full():
-            return EXC_DEVICE_BUSY
-        code = self.access.change(old, new)
-        if code == 0:
-            self.stage.call(self._save_secrets)
-        return code
-
     def command(self, code, ctx=None):
-        if code == CMD_RESTART:
-            job = self._restart
-        elif code == CMD_NETWORK_RESET:
-            job = self._network_reset
-        elif code == CMD_PASSWORD_RESET:
-            job = self._password_reset
-        elif code == CMD_FACTORY_RESET:
-            job = self._factory_reset
-        else:
-            return EXC_ILLEGAL_VALUE
-        r = self.stage.call(job, ctx)
+        """A command register write: 0, 03 (no such command) or 06 (queue full)."""
+        if not _CMD_RESTART <= code <= _CMD_FACTORY_RESET:
+            return 3
+        r = self.stage.call(code, ctx)
         if r == 0:
-            self._event(EV_DEVICE_RESET, code)
+            self.app.events.add(self.app.board.clock.ticks_ms(), EV_DEVICE_RESET, code)
         return r
 
     # ---- the button (app.password_reset / app.network_reset) ----
     def password_reset(self):
         self.access.reset()
-        self.stage.call(self._save_secrets)
+        self.stage.call(_SAVE_SECRETS)
 
     def network_reset(self):
         self.stage.stage({"network": {"dhcp": True}})
 
-    # ---- jobs (the commit task) ----
+    # ---- the commit task (firmware/staging.py) ----
     async def _persist(self, cfg):
         if self.cfgs is not None:
             self.cfgs.save(json.dumps(cfg).encode())
 
-    async def _save_secrets(self):
-        if self.secs is not None:
-            self.secs.save(self.access.dump())
-
-    async def _restart(self):
-        await asyncio.sleep_ms(_RESTART_DELAY_MS)
-        self.app.board.reset()
-
-    async def _network_reset(self):
-        self.network_reset()
-
-    async def _password_reset(self):
-        self.password_reset()
-
-    async def _factory_reset(self):
+    async def _job(self, code):
         app = self.app
-        cfg = config_mod.validate(None, app.board.CALIBRATION)
-        await self._persist(cfg)
-        await app.apply_config(cfg)
-        self.access.reset()
-        self.access.factory = self._factory(cfg)
-        if self.secs is not None:
-            self.secs.clear()
-        e = app.meter.energy
-        for i in range(len(e.hi)):
-            e.restore(i, 0)
-        if app.store is not None:
-            app.store.persist()           # a newer record of zeros wins at the next boot
-        clear = getattr(app.events, "clear", None)
-        if clear is not None:
-            clear()
+        if code == _SAVE_SECRETS:
+            if self.secs is not None:
+                self.secs.save(self.access.dump())
+        elif code == _CMD_RESTART:
+            await asyncio.sleep_ms(_RESTART_DELAY_MS)
+            app.board.reset()
+        elif code == _CMD_NETWORK_RESET:
+            self.network_reset()
+        elif code == _CMD_PASSWORD_RESET:
+            self.password_reset()
+        elif code == _CMD_FACTORY_RESET:
+            cfg = config_mod.validate(None, app.board.CALIBRATION)
+            await self._persist(cfg)
+            await app.apply_config(cfg)
+            self.access.reset()
+            self.access.factory = _factory(app.board, cfg)
+            if self.secs is not None:
+                self.secs.clear()
+            e = app.meter.energy
+            for i in range(len(e.hi)):
+                e.restore(i, 0)
+            if app.store is not None:
+                app.store.persist()      # a newer record of zeros wins at the next boot
+            clear = getattr(app.events, "clear", None)
+            if clear is not None:
+                clear()

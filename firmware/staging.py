@@ -1,10 +1,10 @@
 """Staged configuration writes: validated where they arrive, committed by a task.
 
     from firmware.staging import ConfigStage
-    stage = ConfigStage(app, persist=None)       # persist: async fn(cfg), later step
+    stage = ConfigStage(app, persist, jobs)    # persist: async fn(cfg); jobs: async fn(int)
     supervisor.spawn("config", stage.run)
     code = stage.stage({"modbus": {"rs485_b": {"baud": 9600}}}, ctx)   # in handle()
-    code = stage.call(job, ctx)     # async job() in order with the changes (a reset)
+    code = stage.call(3, ctx)     # jobs(3) in order with the changes (a reset)
 
 A Modbus write handler (running inside Dispatcher.handle, which must not block or
 touch flash) calls stage(): the change is validated against the config as it will be
@@ -28,9 +28,10 @@ _PORTS = {"tcp": 1, "rtu-a": 2, "rtu-b": 3}     # config_changed's arg: who wrot
 
 
 class ConfigStage:
-    def __init__(self, app, persist=None, depth=_DEPTH):
+    def __init__(self, app, persist=None, jobs=None, depth=_DEPTH):
         self.app = app
         self.persist = persist
+        self.jobs = jobs          # async fn(code) for call(code)
         self.depth = depth
         self._queue = []          # (change, ctx), at most depth
         self._ahead = None        # the config once the queue is committed
@@ -57,8 +58,8 @@ class ConfigStage:
         return 0
 
     def call(self, job, ctx=None):
-        """Queue a job (async fn(), e.g. persisting the secrets or a reset) to run in
-        order with the config changes; 0, or 06 when the queue is full."""
+        """Queue a job (an int: `jobs(job)` runs it, e.g. persisting the secrets or a
+        reset) in order with the config changes; 0, or 06 when the queue is full."""
         if len(self._queue) >= self.depth:
             return EXC_DEVICE_BUSY
         self._queue.append((job, ctx))
@@ -83,7 +84,7 @@ class ConfigStage:
                 change, ctx = self._queue[0]
                 try:
                     if not isinstance(change, dict):
-                        await change()           # a job (call())
+                        await self.jobs(change)   # a job (call())
                         self._queue.pop(0)
                         continue
                     new = config_mod.patch(self.app.cfg, change, self.app.board.CALIBRATION)
