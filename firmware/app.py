@@ -14,10 +14,10 @@ fed only while snapshots advance. Two more tasks run the device's face: "leds"
 (firmware/leds.py Indicators, app.indicators.names() for a host's display) and
 "button" (firmware/button.py; restart calls board.reset(), the password and network
 resets are logged, confirmed by two blinks and handed to app.password_reset /
-app.network_reset when the config owner sets them).
+app.network_reset: firmware/cfgstore.py).
 
 Boot order: storage (littlefs on the board's flash, formatting a blank one), config (the
-stored one, or `cfg` when given, which then replaces it: firmware/settings.py, with the
+stored one, or `cfg` when given, which then replaces it: firmware/cfgstore.py, with the
 device password), chip, metering (the newest counter record loaded before the first
 cycle: firmware/persist.py), then in start() the ports (the config registers
 0xC000..0xC3FF among them) and the tasks: persist, supply-failure watcher, config
@@ -31,7 +31,7 @@ from firmware.metering import Meter
 from firmware.supervisor import Supervisor, WatchdogFeeder
 from firmware.button import Button, A_RESTART, A_PASSWORD, A_NETWORK
 from firmware.leds import Indicators, BOOT_METERING, BOOT_PORTS, BOOT_DONE
-from firmware.settings import Settings
+from firmware.cfgstore import Settings
 
 WATCHDOG_MS = 8000      # machine.WDT timeout: rp2 allows up to 8388 ms
 STALL_MS = 3000         # snapshots frozen this long: stop feeding (six 500 ms cycles)
@@ -42,23 +42,21 @@ class App:
         # Boot order (issue 10, item 5): storage, config, chip, metering; ports in start().
         self.board = board
         self.events = EventLog(32)
-        self.vfs = self._mount()
+        vfs = self._mount()
         kw = {}
         if unlock_ms:
             kw["unlock_ms"] = unlock_ms
         if lock_base_ms:
             kw["lock_base_ms"] = lock_base_ms
-        self.settings = Settings(self, self.vfs, **kw)
+        self.settings = Settings(self, vfs, **kw)
         self.cfg = self.settings.boot_config(cfg)
-        self.password_reset = self.settings.password_reset
-        self.network_reset = self.settings.network_reset
         self.chip = board.ade7880()
         self.meter = Meter(self.chip, self.cfg, board.clock, self.events)
         self.supervisor = Supervisor(board.clock, self.events)
         self.ports = None
         self.feeder = None
         self._init_device()
-        self.store = self._open_store()
+        self.store = self._open_store(vfs)
         self.powerfail = self._power_fail_watch() if self.store is not None else None
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
@@ -127,9 +125,8 @@ class App:
         return vfs
 
     # ---- counters across power cuts ----
-    def _open_store(self):
+    def _open_store(self, vfs):
         from firmware.persist import CounterStore
-        vfs = self.vfs
         if vfs is None:
             return None
         store = CounterStore(vfs, self.meter.energy, self.events, self.board.clock,
@@ -152,8 +149,13 @@ class App:
         sup.spawn("powerfail", self.powerfail.run)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
-    # password_reset / network_reset: the settings owner's (firmware/settings.py); the
-    # button's sequences are logged and confirmed by two blinks either way.
+    # The button's sequences are logged and confirmed by two blinks, then handed to the
+    # settings owner (firmware/cfgstore.py), as the reset commands over Modbus are.
+    def password_reset(self):
+        self.settings.password_reset()
+
+    def network_reset(self):
+        self.settings.network_reset()
 
     def _init_device(self):
         leds = self.board.leds

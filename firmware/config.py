@@ -257,7 +257,17 @@ def validate(cfg=None, calibration=None):
                               % (k, n, idn[k]))
     _num("identity.product_id", idn["product_id"], 0, 65535, integer=True)
     _num("storage.persist_s", c["storage"]["persist_s"], 10, 3600, integer=True)
-    _network(c["network"])
+    n = c["network"]
+    if not isinstance(n["dhcp"], bool):
+        raise ConfigError("network.dhcp: must be true or false, got %r" % (n["dhcp"],))
+    for k in ("ip", "netmask", "gateway", "dns"):
+        ipv4("network." + k, n[k])
+    h = n["hostname"]
+    # RFC 1123 labels: letters, digits, hyphens, not first or last ("" = from the serial)
+    if not isinstance(h, str) or len(h) > 32 or h[:1] == "-" or h[-1:] == "-" or not all(
+            ("a" <= ch.lower() <= "z") or ("0" <= ch <= "9") or ch == "-" for ch in h):
+        raise ConfigError("network.hostname: letters, digits and hyphens (not first or "
+                          "last), at most 32, got %r" % (h,))
     return c
 
 
@@ -270,32 +280,13 @@ def ipv4(path, v):
     return tuple(int(p) for p in parts)
 
 
-def _host_ok(h):
-    if not 1 <= len(h) <= 32 or h[0] == "-" or h[-1] == "-":
-        return False
-    for ch in h:
-        if not (ch.isalpha() or ch.isdigit() or ch == "-") or ord(ch) > 127:
-            return False
-    return True
-
-
-def _network(n):
-    if not isinstance(n["dhcp"], bool):
-        raise ConfigError("network.dhcp: must be true or false, got %r" % (n["dhcp"],))
-    for k in ("ip", "netmask", "gateway", "dns"):
-        ipv4("network." + k, n[k])
-    h = n["hostname"]
-    if not isinstance(h, str) or (h and not _host_ok(h)):
-        raise ConfigError("network.hostname: letters, digits and hyphens (not first or "
-                          "last), at most 32, got %r" % (h,))
-
-
 def hostname(cfg):
     """The configured hostname, or the one derived from the serial (KSEM style)."""
     h = cfg["network"]["hostname"]
     if h:
         return h
-    s = "".join(ch for ch in cfg["identity"]["serial"] if ch.isalpha() or ch.isdigit())
+    s = "".join(ch for ch in cfg["identity"]["serial"]
+                if "a" <= ch.lower() <= "z" or "0" <= ch <= "9")
     return ("OpenMeter-" + s)[:32]
 
 

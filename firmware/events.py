@@ -33,7 +33,7 @@ EV_COUNTERS_RESTORED = const(20)   # counters loaded from the newest valid recor
 EV_RECORD_CORRUPT = const(21)      # a torn or corrupt record skipped (CRC, length, range)
 EV_SUPPLY_FAIL = const(22)         # supply failing (L1 collapse or power-fail input)
 EV_PERSIST_FAILED = const(23)      # a counter record could not be written
-# Protected configuration (firmware/access.py, firmware/regmaps/device.py).
+# Protected configuration (firmware/cfgstore.py, firmware/regmaps/device.py).
 EV_UNLOCK_FAILED = const(24)       # a wrong password (unlock or change); arg: failures
 EV_LOCKED_OUT = const(25)          # 5 wrong passwords: unlock refused; arg: minutes
 EV_CONFIG_CHANGED = const(26)      # a config change persisted and applied; arg: port

@@ -24,7 +24,6 @@ from firmware.events import EV_CONFIG_CHANGED
 EXC_ILLEGAL_VALUE = const(0x03)   # Modbus Application Protocol v1.1b3, section 7
 EXC_DEVICE_BUSY = const(0x06)
 _DEPTH = const(4)
-_PORTS = {"tcp": 1, "rtu-a": 2, "rtu-b": 3}     # config_changed's arg: who wrote it
 
 
 class ConfigStage:
@@ -92,8 +91,11 @@ class ConfigStage:
                         await self.persist(new)
                     await self.app.apply_config(new)
                     self.committed += 1
+                    # arg: who wrote it, 1 tcp, 2 rtu-a, 3 rtu-b (0: none)
+                    p = getattr(ctx, "port", None)
                     self.app.events.add(self.app.board.clock.ticks_ms(), EV_CONFIG_CHANGED,
-                                        _PORTS.get(getattr(ctx, "port", None), 0))
+                                        ("tcp", "rtu-a", "rtu-b").index(p) + 1
+                                        if p in ("tcp", "rtu-a", "rtu-b") else 0)
                 except Exception as e:    # keep the old config; report, never half-apply
                     self.failed += 1
                     self.last_error = str(e)

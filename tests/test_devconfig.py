@@ -209,7 +209,7 @@ ACCESS = r"""
 import json
 from boards.sim.clock import VirtualClock
 from firmware.events import EventLog, EV_UNLOCK_FAILED, EV_LOCKED_OUT
-from firmware.access import Access, factory_password, rule_error, pw_hash
+from firmware.cfgstore import Access, factory_password, rule_error, pw_hash
 from firmware.modbus.pdu import Caller
 clk = VirtualClock()
 ev = EventLog(64)

@@ -478,7 +478,7 @@ print("@@JSON", json.dumps({"bytes": A1 - A0, "modules": len(CODES),
 
 # The protected configuration's modules (issue 10, item 4): their residue is the
 # "config" share's, not module_objects'.
-CONFIG_MODULES = ("firmware.settings", "firmware.access", "firmware.cfgstore",
+CONFIG_MODULES = ("firmware.cfgstore",
                   "firmware.regmaps.device",
                   "firmware.regmaps.route")
 

@@ -1,7 +1,7 @@
 """The configuration space (0xC000..0xC3FF): reads and protected writes of the config.
 
     from firmware.regmaps.device import DeviceSpace
-    space = DeviceSpace(settings)     # firmware/settings.py: access, stage, command()
+    space = DeviceSpace(settings)     # firmware/cfgstore.py: access, stage, command()
     code = space.read(0xC040, 7, out, 0)
     code = space.write(0xC042, 1, src, 0, ctx)     # ctx: firmware.modbus.pdu.Caller
 
@@ -41,7 +41,7 @@ from firmware import config as config_mod
 #     UNLOCK password (ASCII, up to 16 registers, never readable), PWCHG old password
 #     (16 registers) + new (16), written together, CMD commands, STAT read-only status.
 # Reads are open and show the config with accepted writes (even those still being
-# committed). Writes: see the module doc. Commands (0xC030): firmware/settings.py.
+# committed). Writes: see the module doc. Commands (0xC030): firmware/cfgstore.py.
 
 _BASE = const(0xC000)
 _END = const(0xC3FF)        # 0xC400.. is the event log's
