@@ -74,7 +74,7 @@ class App:
         if modbus:
             from firmware.ports import ModbusPorts
             self.ports = ModbusPorts(self.meter, self.cfg, self.board,
-                                     device=self.settings.space)
+                                     device=self.settings)
             self.indicators.boot(BOOT_PORTS, self.board.clock.ticks_ms())
             await self.ports.start(tcp_host, tcp_port, sup)
         self._start_device(sup)

@@ -4,7 +4,7 @@
     s = Settings(app, vfs)            # vfs: the mounted littlefs, or None (nothing kept)
     cfg = s.boot_config(given)        # given (e.g. --config) replaces the stored config
     supervisor.spawn("commit", s.stage.run)   # the commit task (firmware/staging.py)
-    s.space                           # the config registers (firmware/regmaps/device.py)
+    s.read(...), s.write(...)         # it is the config space (firmware/regmaps/device.py)
 
 Config: /cfg/c0, /cfg/c1 (Slots, below), the whole validated config as JSON.
 At boot a given config (the host run's --config) is validated, stored if it differs
@@ -333,14 +333,13 @@ def _factory(board, cfg):
                             board.unique_id() if hasattr(board, "unique_id") else b"")
 
 
-class Settings:
+class Settings(DeviceSpace):
     def __init__(self, app, vfs, **timing):     # unlock_ms, lock_base_ms (tests)
         self.app = app
         self.cfgs = Slots(vfs, "/cfg/c") if vfs is not None else None
         self.secs = Slots(vfs, "/cfg/s") if vfs is not None else None
         self.stage = ConfigStage(app, self._persist, self._job)
         self.access = Access(app.board.clock, app.events, "", **timing)
-        self.space = DeviceSpace(self)
         self.note = ""            # how the config was chosen (the host run prints it)
 
     def boot_config(self, given=None):

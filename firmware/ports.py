@@ -24,7 +24,7 @@ from firmware.modbus.pdu import Dispatcher
 from firmware.modbus.rtu import RtuSlave
 from firmware.modbus.tcp import TcpServer
 from firmware.regmaps.build import build_spaces, check_config
-from firmware.regmaps.route import Routed
+from firmware.regmaps.device import Routed
 from firmware.version import VERSION
 
 _SETTLE_MS = 5          # poll interval while waiting for a port to be between frames

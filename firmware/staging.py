@@ -27,13 +27,16 @@ _DEPTH = const(4)
 
 
 class ConfigStage:
+    depth = _DEPTH
+
     def __init__(self, app, persist=None, jobs=None, depth=_DEPTH):
         self.app = app
         self.persist = persist
         self.jobs = jobs          # async fn(code) for call(code)
-        self.depth = depth
+        if depth != _DEPTH:
+            self.depth = depth
         self._queue = []          # (change, ctx), at most depth
-        self._ahead = None        # the config once the queue is committed
+        self._ahead = None        # the config once the queue is committed (or None)
         self._wake = asyncio.Event()
         self.committed = 0
         self.refused = 0
@@ -64,13 +67,6 @@ class ConfigStage:
         self._queue.append((job, ctx))
         self._wake.set()
         return 0
-
-    def full(self):
-        return len(self._queue) >= self.depth
-
-    def current(self):
-        """The config once everything accepted is committed."""
-        return self._ahead if self._ahead is not None else self.app.cfg
 
     def pending(self):
         return len(self._queue)

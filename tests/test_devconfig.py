@@ -341,7 +341,7 @@ def test_config_record_format(mpy_any):
 ROUTE = r"""
 import json
 from tests.spaces import ArraySpace
-from firmware.regmaps.route import Routed
+from firmware.regmaps.device import Routed
 a = ArraySpace(0, 100)
 b = ArraySpace(0xC000, 16, writable=False)
 r = Routed(((0, 0xBFFF, a), (0xC000, 0xC3FF, b)))

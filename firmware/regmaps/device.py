@@ -1,7 +1,8 @@
 """The configuration space (0xC000..0xC3FF): reads and protected writes of the config.
 
-    from firmware.regmaps.device import DeviceSpace
-    space = DeviceSpace(settings)     # firmware/cfgstore.py: access, stage, command()
+    from firmware.regmaps.device import DeviceSpace, Routed
+    class Settings(DeviceSpace): ...  # firmware/cfgstore.py: access, stage, command()
+    space = settings                  # the settings owner is the space
     code = space.read(0xC040, 7, out, 0)
     code = space.write(0xC042, 1, src, 0, ctx)     # ctx: firmware.modbus.pdu.Caller
 
@@ -264,8 +265,8 @@ def decode(row, src, so, work):
 
 
 class DeviceSpace:
-    def __init__(self, settings):
-        self.settings = settings
+    """The space's code; firmware/cfgstore.py's Settings (access, stage, command())
+    inherits it: one object, no separate space on the heap."""
 
     def _rows(self, addr, count):
         """Rows overlapping [addr, addr + count) as (first, last) indices into ROWS."""
@@ -287,9 +288,10 @@ class DeviceSpace:
         first, last = self._rows(addr, count)
         if first < 0:
             return 0
-        s = self.settings
-        cfg = s.stage.current()
-        a, st = s.access, s.stage
+        s = self
+        st = s.stage
+        cfg = st._ahead or s.app.cfg
+        a = s.access
         stat = {"lockout_s": (a.lock_left_ms() + 999) // 1000, "failures": a.fails,
                 "unlock_s": a.unlock_ms // 1000, "pending": st.pending(),
                 "committed": st.committed, "refused": st.refused}
@@ -314,7 +316,7 @@ class DeviceSpace:
             return _EXC_ADDRESS
         row = ROWS[first]
         typ = row[2]
-        s = self.settings
+        s = self
         if typ == _UNLOCK:           # from its start, up to its 16 registers
             if addr != row[0] or count > row[1]:
                 return _EXC_ADDRESS
@@ -341,7 +343,7 @@ class DeviceSpace:
                 new = _text(src, soff + 32, 16)
             except ValueError:
                 return _EXC_VALUE
-            if s.stage.full():
+            if len(s.stage._queue) >= s.stage.depth:
                 return 6                   # the new password could not be stored
             code = s.access.change(old, new)
             if code == 0:
@@ -349,7 +351,7 @@ class DeviceSpace:
             return code
         if typ == _CMD:
             return s.command((src[soff] << 8) | src[soff + 1], ctx)
-        base = s.stage.current()
+        base = s.stage._ahead or s.app.cfg
         work = {}
         try:
             for i in range(first, last + 1):
@@ -360,3 +362,33 @@ class DeviceSpace:
         except ValueError:
             return _EXC_VALUE
         return s.stage.stage(work, ctx)
+
+
+# ---- routing ---------------------------------------------------------------
+# Routing space: one holding-register space made of several, by address range (here,
+# not a module of its own: each module costs its globals dict and more on the heap).
+#
+#     holding = Routed(((0x0000, 0xBFFF, measurements), (0xC000, 0xC3FF, device)))
+#
+# Each entry is (first address, last address, space) (firmware/modbus/space.py). A read
+# or write goes to the one space whose range holds all of [addr, addr + count); a range
+# that crosses two entries or falls in none is 02 (Illegal Data Address, Modbus
+# Application Protocol v1.1b3, 6.3), as a single space answers an address it lacks.
+# Routing allocates nothing (the measurement read path passes here).
+class Routed:
+    def __init__(self, ranges):
+        self.ranges = tuple(ranges)
+
+    def read(self, addr, count, out, off):
+        last = addr + count - 1
+        for lo, hi, sp in self.ranges:
+            if lo <= addr <= hi:
+                return sp.read(addr, count, out, off) if last <= hi else 2
+        return 2
+
+    def write(self, addr, count, src, soff, ctx=None):
+        last = addr + count - 1
+        for lo, hi, sp in self.ranges:
+            if lo <= addr <= hi:
+                return sp.write(addr, count, src, soff, ctx) if last <= hi else 2
+        return 2
