@@ -34,7 +34,7 @@ def text(regs):
 def start(tmp, *extra):
     h = HostRun(tmp, SCN, extra=extra)
     h.wait_line(lambda l: l.startswith("READY"))
-    h.password = [l for l in h.lines if l.startswith("FACTORY PASSWORD ")][0].split()[2]
+    h.password = h.wait_line(lambda l: l.startswith("FACTORY PASSWORD ")).split()[2]
     return h
 
 
@@ -120,7 +120,8 @@ def test_unlock_per_caller_validation_persistence_and_rs485_after_reply(run_dir)
         # RS485 A: its own unlock; then address 1 -> 5 and 38400 -> 19200 in one write.
         # The reply comes from address 1 (pymodbus checks the address), sent with the
         # old settings; the next request works at the new address and baud, the old
-        # address gets no answer.
+        # address gets no answer. (A pty carries bytes, not a line rate: the address is
+        # what shows on the wire; the baud read back shows the new setting.)
         assert unlock(r, h.password) == 0
         assert code(r.write_registers(RS_A + 2, [5, 0, 19200], device_id=1)) == 0
         r.close()

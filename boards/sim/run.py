@@ -9,8 +9,8 @@ counters. --config FILE replaces the stored config at boot (stored when it diffe
 the run prints `CONFIG given config stored, ...`); without --config the stored one is
 used (`CONFIG stored config used`), or the defaults on a fresh RUN_DIR. Config written
 over Modbus (0xC000.., README "Configuration over Modbus") is stored the same way, so
-it survives a restart that has no --config. Before READY the run prints
-`FACTORY PASSWORD <letters>`: the sim board's nameplate password. --unlock-ms and
+it survives a restart that has no --config. Right after READY the run prints the
+`CONFIG ...` line and `FACTORY PASSWORD <letters>`: the sim board's nameplate password. --unlock-ms and
 --lockout-ms shorten the unlock time (5 min) and the first lockout (1 min) for tests.
 
 Prints exactly one `READY tcp=<host>:<port> rs485_a=<path> rs485_b=<path>` line once
@@ -142,11 +142,11 @@ class Run:
             self.console.message(w)
 
     def header(self):
-        rows = ["meter: " + self.endpoints, "scenario: %s" % self.args["scenario"],
-                "factory password: %s" % self.app.settings.access.factory]
+        rows = ["meter: " + self.endpoints, "scenario: %s" % self.args["scenario"]]
         rows += self.warnings
         if self.last_error:
             rows.append("last " + self.last_error)
+        rows.append("factory password: %s" % self.app.settings.access.factory)
         return rows
 
     def draw(self):
@@ -230,8 +230,6 @@ async def serve(run, scn, text):
     app = App(board, run.cfg, unlock_ms=args["unlock-ms"], lock_base_ms=args["lockout-ms"])
     run.app = app
     run.cfg = app.cfg                 # the given, stored or default config (CONFIG line)
-    print("CONFIG %s" % app.settings.note)
-    print("FACTORY PASSWORD %s" % app.settings.access.factory)
     run.warn(scn)
     try:
         await app.start(args["host"], args["tcp-port"])
@@ -247,6 +245,8 @@ async def serve(run, scn, text):
     run.endpoints = endpoints(run, app)
     run.ready = True
     print("READY " + run.endpoints)
+    run.console.message("CONFIG %s" % app.settings.note)
+    run.console.message("FACTORY PASSWORD %s" % app.settings.access.factory)
     run.draw()
     asyncio.create_task(watch_scenario(run, board, args["scenario"], text))
     # RUN_DIR/button: scripts press the reset button (boards/sim/button_ctl.py).
