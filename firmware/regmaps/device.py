@@ -33,8 +33,8 @@ from firmware import config as config_mod
 #
 # A row: (address, registers, type, config key path, enum values or ""). Paths are
 # dotted config keys (firmware/config.py); a digit is a list index. Types:
-#     U16 bool 0/1, ENUM index into the row's values, U32/I32 high word first,
-#     SF int16 SunSpec scale factor override (-32768 = none, follows the rating),
+#     U16 uint16, BOOL 0/1, ENUM index into the row's values, U32/I32 high word
+#     first, SF int16 SunSpec scale factor override (-32768 = none, follows the rating),
 #     STR ASCII, NUL padded, IP4 two registers a.b / c.d, RAT exact number as
 #     numerator uint64 then denominator uint64 (8 registers), PRESET a KSEM RS485 preset
 #     (read: the one the port matches, 0 = user-defined; write 1..4: fills address, baud,
@@ -152,7 +152,7 @@ ROWS = (
 _EXC_FUNCTION = const(1)
 _EXC_ADDRESS = const(2)
 _EXC_VALUE = const(3)
-_NONE16 = const(0x8000)        # _SF: no override (SunSpec's int16 "not implemented")
+_NONE16 = const(0x8000)        # SF: no override (SunSpec's int16 "not implemented")
 _SPECIAL = (_UNLOCK, _PWCHG, _CMD, _STAT)
 
 
