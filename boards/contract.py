@@ -41,6 +41,8 @@ methods
   reset()         restart the device: machine.reset() on a board; the sim board counts
                   and prints the request (and ends the run if told to); called by the
                   reset button's restart action (firmware/button.py)
+  unique_id()     optional: machine.unique_id() bytes; with the serial it derives the
+                  factory password (firmware/cfgstore.py); b"" when absent
   tasks()         coroutine functions the board needs running (the simulator's clock
                   tick on the sim board; [] on real boards); the app supervises them
 

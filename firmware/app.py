@@ -14,12 +14,15 @@ fed only while snapshots advance. Two more tasks run the device's face: "leds"
 (firmware/leds.py Indicators, app.indicators.names() for a host's display) and
 "button" (firmware/button.py; restart calls board.reset(), the password and network
 resets are logged, confirmed by two blinks and handed to app.password_reset /
-app.network_reset when the config owner sets them).
+app.network_reset: firmware/cfgstore.py).
 
-Counters across power cuts (firmware/persist.py): the constructor mounts littlefs on the
-board's flash (formatting a blank one) and loads the newest counter record into the meter
-before its first cycle; start() runs the persist task and the supply-failure watcher;
-stop() writes a last record.
+Boot order: storage (littlefs on the board's flash, formatting a blank one), config (the
+stored one, or `cfg` when given, which then replaces it: firmware/cfgstore.py, with the
+device password), chip, metering (the newest counter record loaded before the first
+cycle: firmware/persist.py), then in start() the ports (the config registers
+0xC000..0xC3FF among them) and the tasks: persist, supply-failure watcher, config
+commits. stop() writes a last counter record. unlock_ms / lock_base_ms shorten the
+unlock time and the lockout (tests).
 """
 from firmware import config as config_mod
 from firmware.events import (EventLog, EV_BUTTON_RESTART, EV_BUTTON_PASSWORD,
@@ -28,23 +31,32 @@ from firmware.metering import Meter
 from firmware.supervisor import Supervisor, WatchdogFeeder
 from firmware.button import Button, A_RESTART, A_PASSWORD, A_NETWORK
 from firmware.leds import Indicators, BOOT_METERING, BOOT_PORTS, BOOT_DONE
+from firmware.cfgstore import Settings
 
 WATCHDOG_MS = 8000      # machine.WDT timeout: rp2 allows up to 8388 ms
 STALL_MS = 3000         # snapshots frozen this long: stop feeding (six 500 ms cycles)
 
 
 class App:
-    def __init__(self, board, cfg=None):
+    def __init__(self, board, cfg=None, unlock_ms=None, lock_base_ms=None):
+        # Boot order (issue 10, item 5): storage, config, chip, metering; ports in start().
         self.board = board
-        self.cfg = config_mod.validate(cfg, board.CALIBRATION)
         self.events = EventLog(32)
+        vfs = self._mount()
+        kw = {}
+        if unlock_ms:
+            kw["unlock_ms"] = unlock_ms
+        if lock_base_ms:
+            kw["lock_base_ms"] = lock_base_ms
+        self.settings = Settings(self, vfs, **kw)
+        self.cfg = self.settings.boot_config(cfg)
         self.chip = board.ade7880()
         self.meter = Meter(self.chip, self.cfg, board.clock, self.events)
         self.supervisor = Supervisor(board.clock, self.events)
         self.ports = None
         self.feeder = None
         self._init_device()
-        self.store = self._open_store()
+        self.store = self._open_store(vfs)
         self.powerfail = self._power_fail_watch() if self.store is not None else None
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
@@ -61,10 +73,12 @@ class App:
             sup.spawn("watchdog", self.feeder.run)
         if modbus:
             from firmware.ports import ModbusPorts
-            self.ports = ModbusPorts(self.meter, self.cfg, self.board)
+            self.ports = ModbusPorts(self.meter, self.cfg, self.board,
+                                     device=self.settings)
             self.indicators.boot(BOOT_PORTS, self.board.clock.ticks_ms())
             await self.ports.start(tcp_host, tcp_port, sup)
         self._start_device(sup)
+        sup.spawn("commit", self.settings.stage.run)
         if self.store is not None:
             self._start_persist(sup)
 
@@ -93,12 +107,11 @@ class App:
         if self.ports is not None:
             self.ports.close()
 
-    # ---- counters across power cuts ----
-    def _open_store(self):
+    # ---- storage: one littlefs for the config, the secrets and the counters ----
+    def _mount(self):
         import os
-        from firmware.persist import CounterStore
         if not hasattr(os, "VfsLfs2"):   # a port built without littlefs
-            print("warning: no littlefs (os.VfsLfs2): counters are not persisted")
+            print("warning: no littlefs (os.VfsLfs2): config and counters are not persisted")
             return None
         # On a board whose _boot.py already mounts this flash at "/", the board step
         # must hand over that VfsLfs2 instead: two littlefs instances on one device
@@ -109,6 +122,13 @@ class App:
         except OSError:            # blank (or unreadable) flash: a new filesystem
             os.VfsLfs2.mkfs(bdev)
             vfs = os.VfsLfs2(bdev)
+        return vfs
+
+    # ---- counters across power cuts ----
+    def _open_store(self, vfs):
+        from firmware.persist import CounterStore
+        if vfs is None:
+            return None
         store = CounterStore(vfs, self.meter.energy, self.events, self.board.clock,
                              persist_s=self.cfg["storage"]["persist_s"])
         store.restore()
@@ -129,10 +149,13 @@ class App:
         sup.spawn("powerfail", self.powerfail.run)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
-    # password_reset / network_reset: set by the config owner (fn() -> None); the
-    # button's sequences are logged and confirmed by two blinks either way.
-    password_reset = None
-    network_reset = None
+    # The button's sequences are logged and confirmed by two blinks, then handed to the
+    # settings owner (firmware/cfgstore.py), as the reset commands over Modbus are.
+    def password_reset(self):
+        self.settings.password_reset()
+
+    def network_reset(self):
+        self.settings.network_reset()
 
     def _init_device(self):
         leds = self.board.leds

@@ -58,7 +58,14 @@ DEFAULTS = {
     # Energy counters are written to flash every persist_s seconds (and at once when the
     # supply fails): a crash without warning loses at most this long (firmware/persist.py).
     "storage": {"persist_s": 60},
+    # Network (KSEM manual 6.4): DHCP by default; the static settings apply with dhcp off.
+    # hostname "" = derived from the serial (hostname(cfg)), as the KSEM names itself
+    # after its serial; letters, digits and hyphens only (RFC 1123).
+    "network": {"dhcp": True, "ip": "192.168.1.100", "netmask": "255.255.255.0",
+                "gateway": "192.168.1.1", "dns": "192.168.1.1", "hostname": ""},
 }
+# Keys replaced as a whole by patch() (a dict of optional overrides, not a section).
+WHOLE = ("sunspec_sf",)
 
 CYCLES_MS = (200, 500)
 BAUDS = (9600, 19200, 38400, 57600, 115200)
@@ -154,7 +161,7 @@ def _merge(base, over, path):
     for k in over:
         if k not in base:
             raise ConfigError("%s%s: unknown key" % (path, k))
-        if base[k] is None and isinstance(over[k], dict):
+        if (base[k] is None or k in WHOLE) and (over[k] is None or isinstance(over[k], dict)):
             out[k] = _copy(over[k])
         elif isinstance(base[k], dict):
             if not isinstance(over[k], dict):
@@ -250,7 +257,37 @@ def validate(cfg=None, calibration=None):
                               % (k, n, idn[k]))
     _num("identity.product_id", idn["product_id"], 0, 65535, integer=True)
     _num("storage.persist_s", c["storage"]["persist_s"], 10, 3600, integer=True)
+    n = c["network"]
+    if not isinstance(n["dhcp"], bool):
+        raise ConfigError("network.dhcp: must be true or false, got %r" % (n["dhcp"],))
+    for k in ("ip", "netmask", "gateway", "dns"):
+        ipv4("network." + k, n[k])
+    h = n["hostname"]
+    # RFC 1123 labels: letters, digits, hyphens, not first or last ("" = from the serial)
+    if not isinstance(h, str) or len(h) > 32 or h[:1] == "-" or h[-1:] == "-" or not all(
+            ("a" <= ch.lower() <= "z") or ("0" <= ch <= "9") or ch == "-" for ch in h):
+        raise ConfigError("network.hostname: letters, digits and hyphens (not first or "
+                          "last), at most 32, got %r" % (h,))
     return c
+
+
+def ipv4(path, v):
+    """(a, b, c, d) of a dotted quad string; ConfigError naming path otherwise."""
+    parts = v.split(".") if isinstance(v, str) else ()
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 and int(p) <= 255
+                                  for p in parts):
+        raise ConfigError("%s: must be an IPv4 address like 192.168.1.10, got %r" % (path, v))
+    return tuple(int(p) for p in parts)
+
+
+def hostname(cfg):
+    """The configured hostname, or the one derived from the serial (KSEM style)."""
+    h = cfg["network"]["hostname"]
+    if h:
+        return h
+    s = "".join(ch for ch in cfg["identity"]["serial"]
+                if "a" <= ch.lower() <= "z" or "0" <= ch <= "9")
+    return ("OpenMeter-" + s)[:32]
 
 
 def patch(current, change, calibration=None):

@@ -33,13 +33,20 @@ EV_COUNTERS_RESTORED = const(20)   # counters loaded from the newest valid recor
 EV_RECORD_CORRUPT = const(21)      # a torn or corrupt record skipped (CRC, length, range)
 EV_SUPPLY_FAIL = const(22)         # supply failing (L1 collapse or power-fail input)
 EV_PERSIST_FAILED = const(23)      # a counter record could not be written
+# Protected configuration (firmware/cfgstore.py, firmware/regmaps/device.py).
+EV_UNLOCK_FAILED = const(24)       # a wrong password (unlock or change); arg: failures
+EV_LOCKED_OUT = const(25)          # 5 wrong passwords: unlock refused; arg: minutes
+EV_CONFIG_CHANGED = const(26)      # a config change persisted and applied; arg: port
+EV_DEVICE_RESET = const(27)        # a reset command; arg: 1 restart, 2 network,
+                                   # 3 password, 4 factory
 N_CODES = const(32)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network", "overload")
 # Names by code: codes not named above (yet) stay "" up to the persistence codes.
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
-               + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed"))
+               + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
+                  "unlock_failed", "locked_out", "config_changed", "device_reset"))
 
 
 def event_name(code):

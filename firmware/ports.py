@@ -7,7 +7,8 @@
     ports.rtu["a"].stats, ports.tcp.stats      # for the bus and network LEDs
 
 One register view serves every port: KSEM + PnP + SunSpec on FC 03, SDM630 on FC 04,
-all read from the meter's published snapshot. RS485 ports come from the board
+all read from the meter's published snapshot, and the config registers (0xC000..,
+`device`: firmware/regmaps/device.py) on FC 03/06/16, behind one routing space. RS485 ports come from the board
 (board.rs485(name, baud, parity, stop) -> drivers.rs485.RS485 or None when the board
 has no such port); settings come from config "modbus"; the rated current for the map
 scale factors from the board (board.DIRECT_MAX_A) or the CT primary.
@@ -23,6 +24,7 @@ from firmware.modbus.pdu import Dispatcher
 from firmware.modbus.rtu import RtuSlave
 from firmware.modbus.tcp import TcpServer
 from firmware.regmaps.build import build_spaces, check_config
+from firmware.regmaps.device import Routed
 from firmware.version import VERSION
 
 _SETTLE_MS = 5          # poll interval while waiting for a port to be between frames
@@ -53,9 +55,10 @@ def check_maps(cfg, board):
 
 
 class ModbusPorts:
-    def __init__(self, meter, cfg, board):
+    def __init__(self, meter, cfg, board, device=None):
         mb = cfg["modbus"]
         self.meter = meter
+        self.device = device
         self.board = board
         self.cfg = cfg
         holding, inputs, dev_id = self._maps(cfg)
@@ -82,7 +85,11 @@ class ModbusPorts:
     def _maps(self, cfg):
         """(holding space, input space, FC 43/14 basic objects) for cfg."""
         idn = identity(cfg)
-        holding, inputs = build_spaces(self.meter, idn, map_config(cfg, self.board))
+        meas, inputs = build_spaces(self.meter, idn, map_config(cfg, self.board))
+        # The holding-register address ranges, in one place (inclusive).
+        ranges = ((0x0000, 0xBFFF, meas),         # KSEM, PnP, SunSpec: never writable
+                  (0xC000, 0xC3FF, self.device))  # config (firmware/regmaps/device.py)
+        holding = Routed(r for r in ranges if r[2] is not None)
         return holding, inputs, (idn["vendor"], idn["model"], VERSION)
 
     def _tcp_server(self, cfg):

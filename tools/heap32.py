@@ -14,6 +14,9 @@ calls):
                to flash, so the budget leaves it out
   meter        App(board, cfg) as the firmware builds it: config, event log, ADE7880
                driver, Meter with its snapshots and counters, started and 3 cycles run
+               (less the settings owner's objects, which are "config")
+  config       the settings owner (firmware/cfgstore.py Settings: staged writes,
+               password state, the config registers) as App builds it
   maps         the two register spaces (firmware/regmaps/build.py build_spaces)
   rtu_a/rtu_b  RtuSlave + drivers.rs485.RS485 each, on a stand-in UART (no machine.UART)
   tcp          TcpServer with --clients slots (its buffers come with the constructor)
@@ -78,7 +81,7 @@ class _K:
     def __init__(self):
         self.h = self.sim0 = self.cfg = self.holding = self.inputs = None
         self.rtu_a = self.rtu_b = self.tcp = self.reqs = self.out = self.ports = None
-        self.dev_id = self.rtu_disp = self.cfg2 = None
+        self.dev_id = self.rtu_disp = self.cfg2 = self.settings = None
         self.n = 0
         self.cyc = 0
 K = _K()
@@ -179,6 +182,27 @@ INFO["published_with_sim"] = K.h.meter.front.seq
     ("sim_dropped", '''
 K.h.replay()
 # The driver now reads a recording of one cycle; cut every path to the simulator.
+# Its objects are emptied first (a few levels deep; not the clock, which the app
+# shares): this GC is conservative, so a data word that happens to equal an object's
+# address (a recorded SPI byte run, a measured value) keeps that one object; emptied,
+# it keeps nothing else of the simulator. (Without this, a change of module sizes
+# elsewhere moved a simulator object under such a word: 5 KB counted as the meter's.)
+def _empty(o, depth, keep):
+    if depth == 0 or o is None or o is keep or isinstance(o, (int, str, bytes, type)):
+        return
+    if isinstance(o, list):
+        for x in o:
+            _empty(x, depth - 1, keep)
+        o.clear()
+    elif isinstance(o, dict):
+        for x in o.values():
+            _empty(x, depth - 1, keep)
+        o.clear()
+    elif hasattr(o, "__dict__") and type(o).__name__ != "module":
+        for k in list(o.__dict__):
+            _empty(getattr(o, k), depth - 1, keep)
+            setattr(o, k, None)
+_empty(K.h.sim, 4, K.h.clock)
 b = K.h.board
 for a in ("chip", "spi", "cs"):
     if hasattr(b, a):
@@ -201,6 +225,14 @@ def _replay_like():
 INFO["replay_bytes"] = _cost(_replay_like)[0]
 del _views
 INFO["frames_per_cycle"] = K.h.frames_per_cycle
+'''),
+    # The config part's objects (issue 10, item 4): a second settings owner as App
+    # builds its own (stage, password state, the config space), with a factory
+    # password; App's own is inside "meter" and subtracted there.
+    ("config", '''
+from firmware.cfgstore import Settings
+K.settings = Settings(K.h.app, None)
+K.settings.access.factory = "%%s" %% "AbcdefGhjk"
 '''),
     ("maps", '''
 from firmware.regmaps.build import build_spaces
@@ -336,8 +368,9 @@ def figures(raw):
         "modules": d("modules", "base"),
         # Everything left of App + board shell once the simulator is gone, less the
         # recording that stands in for the SPI bus.
-        "meter": d("sim_dropped", "sim_board_dropped") - replay,
-        "maps": d("maps", "sim_dropped"),
+        "meter": d("sim_dropped", "sim_board_dropped") - replay - d("config", "sim_dropped"),
+        "config": d("config", "sim_dropped"),
+        "maps": d("maps", "config"),
         "rtu_a": d("rtu_a", "maps"),
         "rtu_b": d("rtu_b", "rtu_a"),
         "tcp": d("tcp", "rtu_b"),
@@ -428,6 +461,7 @@ for _m, _f in FILES:
     with open(_f) as _h:
         CODES.append((_m, compile(_h.read(), _f, "exec")))
 NS = [None] * len(CODES)
+OWN = []
 del _m, _f, _h
 gc.collect()
 #@@CHUNK
@@ -436,17 +470,33 @@ A0 = gc.mem_alloc()
 for _i in range(len(CODES)):
     NS[_i] = {"__name__": CODES[_i][0]}
     exec(CODES[_i][1], NS[_i])
+    if CODES[_i][0] in %r:
+        OWN.append(_i)
 del _i
 gc.collect()
 #@@CHUNK
 import json
-print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0, "modules": len(CODES)}))
+A1 = gc.mem_alloc()
+#@@CHUNK
+for _i in OWN:
+    NS[_i] = None
+del _i
+gc.collect()
+#@@CHUNK
+print("@@JSON", json.dumps({"bytes": A1 - A0, "modules": len(CODES),
+                            "config_modules": A1 - gc.mem_alloc()}))
 '''
 
 
-def frozen_residue():
-    r = run_wasm(RESIDUE % (BOOT_MODULES,))
-    return r["bytes"]
+# The protected configuration's modules (issue 10, item 4): their residue is the
+# "config" share's, not module_objects'.
+CONFIG_MODULES = ("firmware.cfgstore", "firmware.regmaps.device")
+
+
+def frozen_residue(split=False):
+    """Residue of all boot modules; with split, (all, of CONFIG_MODULES alone)."""
+    r = run_wasm(RESIDUE % (BOOT_MODULES, CONFIG_MODULES))
+    return (r["bytes"], r["config_modules"]) if split else r["bytes"]
 
 
 def modules_mpy():

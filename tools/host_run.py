@@ -2,7 +2,7 @@
 """Launch the firmware on the host (CPython side of `make run`).
 
     python tools/host_run.py [--scenario F] [--tcp-port N] [--host A] [--run-dir D]
-                             [--config C]
+                             [--config C] [--unlock-ms N] [--lockout-ms N]
 
 It locks RUN_DIR (RUN_DIR/lock names our pid while we run; a second run on the same
 directory is refused, a lock left by a dead process is taken over), makes the RS485
@@ -220,7 +220,13 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1",
                     help="address the Modbus TCP server listens on (0.0.0.0: all)")
     ap.add_argument("--run-dir", default="run")
-    ap.add_argument("--config", default=None)
+    ap.add_argument("--config", default=None,
+                    help="replaces the config stored in RUN_DIR/flash.img at boot; "
+                         "without it the stored config is used")
+    ap.add_argument("--unlock-ms", type=int, default=None,
+                    help="config write access after an unlock (default 5 min)")
+    ap.add_argument("--lockout-ms", type=int, default=None,
+                    help="first lockout after 5 wrong passwords (default 1 min)")
     ap.add_argument("--heapsize", type=int, default=None,
                     help="MicroPython heap in bytes (emulate a board's heap)")
     ap.add_argument("--pythonpath", default=None,
@@ -248,6 +254,9 @@ def main(argv=None):
                 str(run_dir), "--tcp-port", str(a.tcp_port), "--host", a.host]
         if a.config:
             cmd += ["--config", str(Path(a.config).resolve())]
+        for k in ("unlock_ms", "lockout_ms"):
+            if getattr(a, k):
+                cmd += ["--" + k.replace("_", "-"), str(getattr(a, k))]
         if sys.stdout.isatty():
             cmd.append("--tty")
         path = ".frozen:" + (a.pythonpath + ":" if a.pythonpath else "") + str(ROOT)

@@ -128,6 +128,11 @@ class SimBoard:
         self.wdt = SimWatchdog(self.clock, timeout_ms)
         return self.wdt
 
+    def unique_id(self):
+        """What machine.unique_id() is on a board (8 bytes, the flash's id on rp2): one
+        fixed id for the sim board; the factory password mixes it with the serial."""
+        return b"\x53\x49\x4d\x00\x00\x00\x00\x01"
+
     def time_utc(self):
         """UTC seconds from the host's clock (the host is the sim board's RTC)."""
         return int(time.time())       # the unix port's epoch is 1970

@@ -1,7 +1,17 @@
 """Host run: the firmware on the unix port with the sim board (the host contract).
 
     micropython -m boards.sim.run --scenario scenarios/default.json --run-dir run \
-        --tcp-port 5020 [--host 127.0.0.1] [--config cfg.json] [--tty]
+        --tcp-port 5020 [--host 127.0.0.1] [--config cfg.json] [--tty] \
+        [--unlock-ms N] [--lockout-ms N]
+
+Config: the config is stored on the sim board's flash (RUN_DIR/flash.img) with the
+counters. --config FILE replaces the stored config at boot (stored when it differs;
+the run prints `CONFIG given config stored, ...`); without --config the stored one is
+used (`CONFIG stored config used`), or the defaults on a fresh RUN_DIR. Config written
+over Modbus (0xC000.., README "Configuration over Modbus") is stored the same way, so
+it survives a restart that has no --config. Right after READY the run prints the
+`CONFIG ...` line and `FACTORY PASSWORD <letters>`: the sim board's nameplate password. --unlock-ms and
+--lockout-ms shorten the unlock time (5 min) and the first lockout (1 min) for tests.
 
 Prints exactly one `READY tcp=<host>:<port> rs485_a=<path> rs485_b=<path>` line once
 it serves (`off` for an endpoint the config disables), then a table once per second;
@@ -27,7 +37,8 @@ from firmware.app import App
 
 def parse_args(argv):
     args = {"scenario": "scenarios/default.json", "run-dir": "run", "tcp-port": "5020",
-            "host": "127.0.0.1", "config": None, "tty": False}
+            "host": "127.0.0.1", "config": None, "tty": False, "unlock-ms": "0",
+            "lockout-ms": "0"}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -46,6 +57,14 @@ def parse_args(argv):
     if not 1 <= port <= 65535:
         raise ValueError("tcp-port must be 1..65535, got %s" % args["tcp-port"])
     args["tcp-port"] = port
+    for k in ("unlock-ms", "lockout-ms"):
+        v = args[k]
+        try:
+            args[k] = int(v)
+        except ValueError:
+            args[k] = -1
+        if args[k] < 0:
+            raise ValueError("%s must be a whole number of ms, got %s" % (k, v))
     if not args["host"]:
         raise ValueError("host must be an address to listen on, got ''")
     return args
@@ -127,6 +146,7 @@ class Run:
         rows += self.warnings
         if self.last_error:
             rows.append("last " + self.last_error)
+        rows.append("factory password: %s" % self.app.settings.access.factory)
         return rows
 
     def draw(self):
@@ -207,8 +227,10 @@ def endpoints(run, app):
 async def serve(run, scn, text):
     args = run.args
     board = SimBoard(scn, run_dir=args["run-dir"])
-    app = App(board, run.cfg)
+    app = App(board, run.cfg, unlock_ms=args["unlock-ms"], lock_base_ms=args["lockout-ms"])
     run.app = app
+    run.cfg = app.cfg                 # the given, stored or default config (CONFIG line)
+    run.warn(scn)
     try:
         await app.start(args["host"], args["tcp-port"])
     except OSError as e:
@@ -223,6 +245,8 @@ async def serve(run, scn, text):
     run.endpoints = endpoints(run, app)
     run.ready = True
     print("READY " + run.endpoints)
+    run.console.message("CONFIG %s" % app.settings.note)
+    run.console.message("FACTORY PASSWORD %s" % app.settings.access.factory)
     run.draw()
     asyncio.create_task(watch_scenario(run, board, args["scenario"], text))
     # RUN_DIR/button: scripts press the reset button (boards/sim/button_ctl.py).
@@ -250,8 +274,8 @@ def main(argv):
     try:
         if args["config"]:
             cfg = json.loads(_read(args["config"]))
-        cfg = config_mod.validate(cfg, SimBoard.CALIBRATION)
-        check_maps(cfg, SimBoard)        # e.g. a SunSpec scale factor out of range
+            # Checked here for a clear exit 2; the App stores and uses it.
+            check_maps(config_mod.validate(cfg, SimBoard.CALIBRATION), SimBoard)
     except (OSError, ValueError) as e:
         print("ERROR config %s: %s" % (args["config"], e))
         return 2
@@ -261,7 +285,6 @@ def main(argv):
         pass
     run = Run(args, cfg)
     try:
-        run.warn(scn)
         asyncio.run(serve(run, scn, text))
     except KeyboardInterrupt:
         # Raised wherever the loop was (often inside a task), so it ends asyncio.run
