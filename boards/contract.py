@@ -31,6 +31,10 @@ methods
                   name "a" or "b": a drivers.rs485.RS485 (UART + DE pin) or None when
                   the board lacks that port
   block_device()  the flash for littlefs (VfsLfs2), extended block protocol
+  filesystem()    optional: the littlefs the port already mounted at "/" (its _boot.py),
+                  as firmware.rootfs.RootFs("/"); when present the App uses it and never
+                  mounts block_device() a second time (two littlefs on one flash corrupt
+                  it). Absent or None: the App mounts block_device() (the sim board)
   watchdog(timeout_ms)
                   machine.WDT(timeout=...) on a board; a stand-in with feed() on the sim
                   board. Created only once the firmware is up: it cannot be stopped.

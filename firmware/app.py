@@ -109,13 +109,19 @@ class App:
 
     # ---- storage: one littlefs for the config, the secrets and the counters ----
     def _mount(self):
+        """The filesystem for config, counters and the event log. A board whose _boot.py
+        already mounted littlefs at "/" hands it over (board.filesystem(): RootFs): a
+        second VfsLfs2 on the same flash would corrupt the first. Otherwise littlefs on
+        board.block_device() (the sim board), formatted when blank."""
+        fs = getattr(self.board, "filesystem", None)
+        if fs is not None:
+            vfs = fs()
+            if vfs is not None:
+                return vfs
         import os
         if not hasattr(os, "VfsLfs2"):   # a port built without littlefs
             print("warning: no littlefs (os.VfsLfs2): config and counters are not persisted")
             return None
-        # On a board whose _boot.py already mounts this flash at "/", the board step
-        # must hand over that VfsLfs2 instead: two littlefs instances on one device
-        # would corrupt it.
         bdev = self.board.block_device()
         try:
             vfs = os.VfsLfs2(bdev)

@@ -72,3 +72,30 @@ import json
 print("@@JSON", json.dumps(got))
 """ % (str(tmp_path), str(tmp_path)))
     assert out == [["b"], 1, True, []]
+
+
+def test_app_takes_the_boards_filesystem(mpy, tmp_path):
+    """A board with filesystem() gets its config and counters there; block_device() is
+    never mounted (it would be a second littlefs on the same flash)."""
+    out = mpy(r"""
+import json, os
+from boards.sim import scenario
+from boards.sim.board import SimBoard
+from firmware.app import App
+from firmware.rootfs import RootFs
+
+class Board(SimBoard):
+    mounted = 0
+    def filesystem(self):
+        return RootFs(%r)
+    def block_device(self):
+        Board.mounted += 1
+        return SimBoard.block_device(self)
+
+app = App(Board(scenario.parse({"frequency_hz": 50.0, "phases": {
+    "L1": {"v_rms": 230.0, "i_rms": 1.0, "phi_deg": 0.0}}})))
+app.stop()                       # a clean stop writes a counter record
+print("@@JSON", json.dumps({"mounted": Board.mounted, "root": sorted(os.listdir(%r))}))
+""" % (str(tmp_path), str(tmp_path)))
+    assert out["mounted"] == 0
+    assert "cnt" in out["root"]          # the counters' journals, on the handed-over fs
