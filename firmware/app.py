@@ -97,6 +97,10 @@ class App:
     def _open_store(self):
         import os
         from firmware.persist import CounterStore
+        from firmware.eventstore import EventStore
+        from firmware.events import EV_BOOT
+        self.events.add(self.board.clock.ticks_ms(), EV_BOOT, self.board.reset_cause())
+        self.evlog = None
         if not hasattr(os, "VfsLfs2"):   # a port built without littlefs
             print("warning: no littlefs (os.VfsLfs2): counters are not persisted")
             return None
@@ -109,6 +113,10 @@ class App:
         except OSError:            # blank (or unreadable) flash: a new filesystem
             os.VfsLfs2.mkfs(bdev)
             vfs = os.VfsLfs2(bdev)
+        # The event log shares the filesystem (firmware/eventstore.py): loaded first so
+        # the restore's events are numbered after the ones on flash.
+        self.evlog = EventStore(vfs, self.events, self.board.clock, self.board.time_utc)
+        self.evlog.load()
         store = CounterStore(vfs, self.meter.energy, self.events, self.board.clock,
                              persist_s=self.cfg["storage"]["persist_s"])
         store.restore()
@@ -116,17 +124,34 @@ class App:
 
     def _power_fail_watch(self):
         """The supply watcher (firmware/powerfail.py): the board's power-fail input, or
-        else the L1 voltage of the published snapshots (two cycles below half)."""
-        from firmware.powerfail import L1Collapse, PinLow, PowerFail
+        else the ADE7880's sag detection on L1 (IRQ1; below half the nominal voltage for
+        two half cycles), with the published snapshots' L1 voltage as a backup."""
+        from firmware import powerfail as pf
         pin = self.board.power_fail
-        src = PinLow(pin) if pin is not None else L1Collapse(self.meter)
-        return PowerFail(src, self.store.supply_failed, self.store.supply_ok,
-                         need=1 if pin is not None else 2)
+        if pin is not None:
+            src = pf.PinLow(pin)
+        elif getattr(self.chip, "irq1", None) is not None:
+            self.chip.set_sag(pf.sag_level(config_mod.rational(self.cfg, "v_per_code"),
+                                           pf.NOMINAL_MV * pf.COLLAPSE_PCT // 100),
+                              pf.SAG_HALF_CYCLES)
+            src = pf.AnyOf(pf.ChipSag(self.chip), pf.L1Collapse(self.meter))
+        else:
+            return pf.PowerFail(pf.L1Collapse(self.meter), self._supply_failed,
+                                self.store.supply_ok, need=2)
+        return pf.PowerFail(src, self._supply_failed, self.store.supply_ok, need=1)
+
+    def _supply_failed(self):
+        self.store.supply_failed()       # the counters first: they must make it
+        # Then the pending events, if the hold-up lasts (a flush rewrites the log's
+        # block: it may not finish; littlefs then keeps the log as it was).
+        if self.evlog is not None:
+            self.evlog.flush()
 
     def _start_persist(self, sup):
         self.store.arm()           # erases now, while the supply is good
         sup.spawn("persist", self.store.run)
         sup.spawn("powerfail", self.powerfail.run)
+        sup.spawn("evlog", self.evlog.run)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # password_reset / network_reset: set by the config owner (fn() -> None); the

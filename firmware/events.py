@@ -4,6 +4,7 @@
     log = EventLog(16)
     log.add(t_ms, code)            # or log.add(t_ms, code, arg): arg 0..255, e.g. a task index
     log.count(code); log.total; log.recent(); log.recent_args()
+    log.at(k)                      # event number k since boot (None once overwritten)
 
 Fixed-size ring (no growth) and per-code counters. The codes are all defined here, in
 one registry (drivers report faults in their own terms; the firmware names the event),
@@ -33,13 +34,21 @@ EV_COUNTERS_RESTORED = const(20)   # counters loaded from the newest valid recor
 EV_RECORD_CORRUPT = const(21)      # a torn or corrupt record skipped (CRC, length, range)
 EV_SUPPLY_FAIL = const(22)         # supply failing (L1 collapse or power-fail input)
 EV_PERSIST_FAILED = const(23)      # a counter record could not be written
+# 24..27: configuration over Modbus (config changes, unlock failures; the config helper).
+# The event log on flash (firmware/eventstore.py).
+EV_BOOT = const(28)                # booted; arg: the board's reset cause (machine.reset_cause())
+EV_LOG_CORRUPT = const(29)         # torn or corrupt event records skipped at boot (arg: count)
+EV_LOG_FAILED = const(30)          # events could not be written to flash (arg: errno)
+EV_LOG_LOST = const(31)            # events dropped from RAM before a flush (arg: count)
 N_CODES = const(32)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network", "overload")
 # Names by code: codes not named above (yet) stay "" up to the persistence codes.
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
-               + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed"))
+               + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed")
+               + ("",) * (EV_BOOT - EV_PERSIST_FAILED - 1)
+               + ("boot", "log_corrupt", "log_failed", "log_lost"))
 
 
 def event_name(code):
@@ -54,6 +63,7 @@ class EventLog:
         self._arg = bytearray(size)
         self._counts = array("l", [0] * ncodes)
         self.total = 0
+        self.store = None       # the log on flash (firmware/eventstore.py), when there is one
 
     def add(self, t_ms, code, arg=0):
         i = self.total % len(self._code)
@@ -63,6 +73,15 @@ class EventLog:
         if code < len(self._counts):
             self._counts[code] += 1
         self.total += 1
+
+    def at(self, k):
+        """(t_ms, code, arg) of event number k (0 = the first since boot), or None when
+        the ring has overwritten it or it has not happened (allocates a tuple)."""
+        n = len(self._code)
+        if not self.total - n <= k < self.total or k < 0:
+            return None
+        i = k % n
+        return self._t[i], self._code[i], self._arg[i]
 
     def count(self, code):
         return self._counts[code]

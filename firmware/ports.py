@@ -23,6 +23,7 @@ from firmware.modbus.pdu import Dispatcher
 from firmware.modbus.rtu import RtuSlave
 from firmware.modbus.tcp import TcpServer
 from firmware.regmaps.build import build_spaces, check_config
+from firmware.regmaps.eventlog import with_log
 from firmware.version import VERSION
 
 _SETTLE_MS = 5          # poll interval while waiting for a port to be between frames
@@ -83,6 +84,7 @@ class ModbusPorts:
         """(holding space, input space, FC 43/14 basic objects) for cfg."""
         idn = identity(cfg)
         holding, inputs = build_spaces(self.meter, idn, map_config(cfg, self.board))
+        holding = with_log(holding, self.meter.events)      # 0xC400..0xC7FF: event log
         return holding, inputs, (idn["vendor"], idn["model"], VERSION)
 
     def _tcp_server(self, cfg):

@@ -12,6 +12,13 @@ returning True (collapsed), False (present) or None (no new reading):
   fallback; the ADE7880's SAG interrupt (SAGLVL/SAGCYC, a few half cycles) or a board's
   power-fail input reacts within the hold-up budget and should be preferred.
 - PinLow: a board's power_fail input (boards/contract.py: 0 while the supply fails).
+- ChipSag: the ADE7880's own sag detection on L1 (drivers/ade7880.py set_sag): IRQ1
+  low, then one PHSTATUS read tells whether L1 is the phase below SAGLVL; if not (a
+  dead L2/L3: the chip repeats their sag every SAGCYC half cycles), the sag is
+  acknowledged so IRQ1 rises again; if so, it stays latched and the driver's flag
+  answers without SPI traffic until IRQ1 rises (health() acknowledges L1's return). Latency: SAGCYC half cycles (SAG_HALF_CYCLES, 20 ms at 50 Hz)
+  plus one poll (period_ms). The App uses it with need=1 when the board has no
+  power-fail input, with L1Collapse beside it as a backup (AnyOf).
 `need` consecutive collapsed readings call on_fail() once; as many present readings
 afterwards call on_ok() (a brown-out the board lived through).
 """
@@ -22,6 +29,72 @@ from firmware.snapshot import L1, U_MV
 
 NOMINAL_MV = const(230000)      # 230 V phase-to-neutral (IEC 60038 low-voltage nominal)
 COLLAPSE_PCT = const(50)
+SAG_HALF_CYCLES = const(2)      # SAGCYC: 20 ms at 50 Hz, half of a 40 ms hold-up budget
+# SAGLVL is compared with the absolute instantaneous voltage: 5,928,256 (0x5A7540) is a
+# full-scale peak (ADE7880 datasheet Rev. A, "Sag Level Set"); the same full-scale sine
+# reads 5,326,737 / sqrt 2 = 3,766,572 on xVRMS (anchors-public-facts.md section 3).
+_SAGLVL_FS = const(5928256)
+_VRMS_FS = const(3766572)
+
+
+def sag_level(v_per_code, mv):
+    """SAGLVL code for a phase voltage of mv millivolts rms, from the calibration's
+    V per xVRMS code as a fraction (num, den): the sine's peak against full scale."""
+    num, den = v_per_code
+    if num <= 0 or den <= 0 or mv <= 0:
+        raise ValueError("sag level: need v_per_code > 0 and mv > 0, got %r, %r"
+                         % (v_per_code, mv))
+    code = mv * den * _SAGLVL_FS // (1000 * num * _VRMS_FS)
+    return min(code, 0xFFFFFF)
+
+
+class ChipSag:
+    def __init__(self, chip):
+        self.chip = chip
+        self._read = False      # PHSTATUS read since IRQ1 went low
+
+    def __call__(self):
+        c = self.chip
+        if not c.sag_pin_low():
+            self._read = False
+            c.sag = 0
+            return False
+        if not self._read:
+            try:
+                if not c.sag_phases() & 1:
+                    # Another phase (or a chip reset): acknowledge so that IRQ1 rises
+                    # and the next sag, L1's included, pulls it low again.
+                    c.sag_ack()
+                    return False
+            except OSError:     # ChipError: not answering; L1Collapse still watches
+                return None
+            self._read = True
+        return bool(c.sag & 1)
+
+
+class AnyOf:
+    """Failed when any source's latest reading says so (a source returning None keeps
+    its previous reading); None until one of them has read."""
+
+    def __init__(self, *sources):
+        self.sources = sources
+        self.last = bytearray(len(sources))
+        self.seen = False
+
+    def __call__(self):
+        src = self.sources
+        last = self.last
+        for i in range(len(src)):
+            v = src[i]()
+            if v is not None:
+                last[i] = 1 if v else 0
+                self.seen = True
+        if not self.seen:
+            return None
+        for i in range(len(src)):
+            if last[i]:
+                return True
+        return False
 
 
 class L1Collapse:

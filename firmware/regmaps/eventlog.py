@@ -1,0 +1,140 @@
+"""The event log over Modbus: holding registers 0xC400..0xC7FF (a space, see
+firmware/modbus/space.py), read with FC 03, the select register written with FC 06/16.
+
+    from firmware.regmaps.eventlog import EventLogSpace, BASE, LAST
+    space = EventLogSpace(events.store)   # routed for BASE..LAST (firmware/ports.py)
+
+Offsets from BASE (0xC400); u32 = two registers, high word first:
+    +0   u16  events stored (flash and not yet flushed, at most the ring size)
+    +1   u32  seq of the newest event (0: none)
+    +3   u16  ring size (RING records on flash)
+    +4   u32  seq of the oldest event stored (0: none)
+    +6   u32  select (read/write): seq of the window's first record; 0 (the default):
+              the newest WINDOW events. Above the newest seq: exception 03.
+    +8   u16  records per window (WINDOW)   +9  u16 registers per record (8)
+    +10..+15  reserved, read 0
+    +16  the window: WINDOW records of 8 registers, ascending seq:
+              seq u32, uptime s u32 (ticks_ms / 1000), UTC s u32 (0: unknown),
+              code u16 (firmware/events.py), arg u16; all zero for a seq not stored.
+The select is shared by every master: a reader checks each record's seq. Other
+addresses of 0xC400..0xC7FF answer exception 02. Reads of an unchanged window come
+from a preallocated image (no allocation); a new event or a new select refills it.
+"""
+from micropython import const
+
+from firmware.eventstore import RING
+
+BASE = const(0xC400)
+LAST = const(0xC7FF)
+WINDOW = const(8)
+_REC_REGS = const(8)
+_HEAD = const(16)
+_END = const(_HEAD + WINDOW * _REC_REGS)     # 80 registers served
+
+
+class EventLogSpace:
+    def __init__(self, store):
+        self.store = store
+        self.select = 0
+        self._img = bytearray(2 * WINDOW * _REC_REGS)
+        self._first = -1        # seq of the image's first record
+        self._key = -1          # events.total when it was filled
+
+    def _window(self):
+        st = self.store
+        first = self.select
+        if not first:
+            first = max(1, st.newest() - WINDOW + 1)
+        key = st.events.total
+        if first != self._first or key != self._key:
+            for r in range(WINDOW):
+                st.record(first + r, self._img, 2 * _REC_REGS * r)
+            self._first = first
+            self._key = key
+        return self._img
+
+    def _head(self, i):
+        st = self.store
+        if i == 0:
+            return st.count()
+        if i == 1 or i == 2:
+            v = st.newest()
+        elif i == 4 or i == 5:
+            n = st.count()
+            v = st.newest() - n + 1 if n else 0
+        elif i == 6 or i == 7:
+            v = self.select
+        elif i == 3:
+            return RING
+        elif i == 8:
+            return WINDOW
+        elif i == 9:
+            return _REC_REGS
+        else:
+            return 0
+        return (v >> 16) & 0xFFFF if i & 1 else v & 0xFFFF
+
+    def read(self, addr, count, out, off):
+        a = addr - BASE
+        if a < 0 or a + count > _END:
+            return 2
+        img = self._window() if a + count > _HEAD else None
+        o = off
+        for i in range(a, a + count):
+            if i < _HEAD:
+                v = self._head(i)
+                out[o] = v >> 8
+                out[o + 1] = v & 0xFF
+            else:
+                j = 2 * (i - _HEAD)
+                out[o] = img[j]
+                out[o + 1] = img[j + 1]
+            o += 2
+        return 0
+
+    def write(self, addr, count, src, soff, ctx=None):
+        a = addr - BASE
+        if a < 6 or a + count > 8:
+            return 2                    # only the select register is writable
+        v = self.select
+        for i in range(count):
+            w = (src[soff + 2 * i] << 8) | src[soff + 2 * i + 1]
+            if a + i == 6:
+                v = (w << 16) | (v & 0xFFFF)
+            else:
+                v = (v & 0xFFFF0000) | w
+        if v > self.store.newest():
+            return 3
+        self.select = v
+        return 0
+
+
+class WithLog:
+    """space with BASE..LAST routed to the event log (until firmware/regmaps/route.py's
+    Routed takes the entry (BASE, LAST, EventLogSpace(store))). A request straddling
+    BASE or LAST answers 02."""
+
+    def __init__(self, space, log):
+        self.space = space
+        self.log = log
+
+    def read(self, addr, count, out, off):
+        end = addr + count - 1
+        if addr <= LAST and end >= BASE:
+            return self.log.read(addr, count, out, off) if addr >= BASE and end <= LAST else 2
+        return self.space.read(addr, count, out, off)
+
+    def write(self, addr, count, src, soff, ctx=None):
+        end = addr + count - 1
+        if addr <= LAST and end >= BASE:
+            return self.log.write(addr, count, src, soff, ctx) \
+                if addr >= BASE and end <= LAST else 2
+        return self.space.write(addr, count, src, soff, ctx)
+
+    def __getattr__(self, name):        # the map's other attributes (rows(), ...)
+        return getattr(self.space, name)
+
+
+def with_log(space, events):
+    """space with the event log routed in when events has a store on flash."""
+    return WithLog(space, EventLogSpace(events.store)) if events.store is not None else space
