@@ -89,6 +89,7 @@ class App:
     def stop(self):
         if self.store is not None:
             self.store.close()    # clean stop: a last record, before anything else
+            self.evlog.flush()    # then the events not yet on flash
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()

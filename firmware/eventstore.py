@@ -185,18 +185,17 @@ class EventStore:
     def record(self, seq, out, off):
         """Event seq as 8 big-endian registers at out[off:off+16]: seq u32, uptime s u32,
         UTC u32, code u16, arg u16; all zero when it is not stored (any more). From RAM
-        when still there, else from flash (opens the file: allocates)."""
+        while pending, else from flash (opens the file: allocates)."""
         for i in range(16):
             out[off + i] = 0
         if seq < 1:
             return False
         k = seq - self.base
         ev = self.events
-        if 0 <= k < ev.total:
+        if self.flushed <= k < ev.total:    # pending: from RAM
             e = ev.at(k)
             if e is None:
-                if k >= self.flushed:
-                    return False    # dropped before a flush
+                return False        # dropped before a flush
             else:
                 t, code, arg = e
                 u = 0

@@ -76,6 +76,11 @@ class SimBoard:
         self.run_dir = run_dir
         self.clock = clock or RealClock()
         self.chip = ADE7880Sim(self.clock, scenario)
+        if run_dir:
+            # RUN_DIR/sim_t0: wall time (ns since 1970) of the scenario's time zero, so a
+            # script can act at a timeline instant (tests/test_powercut_host.py).
+            with open(run_dir + "/sim_t0", "w") as f:
+                f.write("%d\n" % time.time_ns())
         self.cs = SimPin(1)
         self.spi = SimSPI(self.chip, self.cs)
         # Three bi-colour LEDs (green pin, red pin; active high), the recessed reset

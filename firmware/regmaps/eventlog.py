@@ -39,6 +39,7 @@ class EventLogSpace:
         self._img = bytearray(2 * WINDOW * _REC_REGS)
         self._first = -1        # seq of the image's first record
         self._key = -1          # events.total when it was filled
+        self._flushed = -1      # and the store's flushed count (RAM or flash source)
 
     def _window(self):
         st = self.store
@@ -46,11 +47,12 @@ class EventLogSpace:
         if not first:
             first = max(1, st.newest() - WINDOW + 1)
         key = st.events.total
-        if first != self._first or key != self._key:
+        if first != self._first or key != self._key or st.flushed != self._flushed:
             for r in range(WINDOW):
                 st.record(first + r, self._img, 2 * _REC_REGS * r)
             self._first = first
             self._key = key
+            self._flushed = st.flushed
         return self._img
 
     def _head(self, i):
@@ -72,7 +74,7 @@ class EventLogSpace:
             return _REC_REGS
         else:
             return 0
-        return (v >> 16) & 0xFFFF if i & 1 else v & 0xFFFF
+        return (v >> 16) & 0xFFFF if i == 1 or i == 4 or i == 6 else v & 0xFFFF
 
     def read(self, addr, count, out, off):
         a = addr - BASE

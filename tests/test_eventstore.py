@@ -1,0 +1,305 @@
+"""The event log on flash (firmware/eventstore.py) and over Modbus (firmware/regmaps/
+eventlog.py): ring wrap, restarts, power cuts at every block write of a flush, a
+corrupt record, and the register layout read with pymodbus from the host run.
+
+Truth: the events the test itself added (code, arg, order), the sim flash's power cuts
+(boards/sim/blockdev.py), and the Modbus spec through pymodbus (exception codes 02/03).
+"""
+import json
+import signal
+import time
+
+import pytest
+
+from conftest import ROOT, free_port
+
+LIB = r"""
+import json, os
+from boards.sim.blockdev import SimFlash
+from firmware.events import EventLog
+from firmware.eventstore import EventStore, RING
+
+class Clock:
+    t = 0
+    def ticks_ms(self):
+        return self.t
+
+def boot(flash, fresh=False):
+    if fresh:
+        os.VfsLfs2.mkfs(flash)
+    vfs = os.VfsLfs2(flash)
+    ev = EventLog(32)
+    clk = Clock()
+    st = EventStore(vfs, ev, clk, lambda: 1800000000)
+    st.load()
+    return st, ev, clk
+
+def add(ev, clk, k):
+    clk.t += 1000
+    ev.add(clk.t, 1 + k % 20, k & 255)
+
+def readback(st):
+    out = bytearray(16)
+    got = {}
+    for s in range(1, st.newest() + 1):
+        if st.record(s, out, 0):
+            w = [int.from_bytes(out[i:i + 2], "big") for i in range(0, 16, 2)]
+            got[s] = (w[0] << 16 | w[1], w[6], w[7], w[4] << 16 | w[5])
+    return got
+"""
+
+
+def test_ring_wraps_and_a_restart_keeps_the_newest(mpy):
+    r = mpy(LIB + r"""
+flash = SimFlash(64)
+st, ev, clk = boot(flash, True)
+for k in range(300):
+    add(ev, clk, k)
+    if ev.total - st.flushed >= 8:
+        st.flush()
+st.flush()
+before = (st.newest(), st.count())
+d2 = flash.reboot()
+st2, ev2, clk2 = boot(d2)                    # a restart: the RAM ring is empty
+got = readback(st2)
+for k in range(3):
+    add(ev2, clk2, 1000 + k)
+st2.flush()
+st3, _, _ = boot(d2.reboot())
+print("@@JSON", json.dumps({"before": before, "after": [st2.base, st2.stored, st2.corrupt],
+      "seqs": sorted(got), "vals": [got[s][:3] for s in sorted(got)],
+      "utc": got[300][3], "again": [st3.newest(), st3.count(), sorted(readback(st3))[-4:]],
+      "ring": RING}))
+""")
+    ring = r["ring"]
+    assert ring == 256 and r["before"] == [300, 256]
+    assert r["after"] == [301, 256, 0]              # numbering continues after 300
+    # The newest 256 (45..300) survive; 1..44 were overwritten by the wrap.
+    assert r["seqs"] == list(range(45, 301))
+    assert r["vals"] == [[k + 1, 1 + k % 20, k & 255] for k in range(44, 300)]
+    assert r["utc"] == 1800000000                   # flushed at once: age 0 s
+    assert r["again"] == [303, 256, [300, 301, 302, 303]]
+
+
+def test_cut_at_every_block_write_of_a_flush(mpy):
+    r = mpy(LIB + r"""
+flash = SimFlash(64)
+st, ev, clk = boot(flash, True)
+for k in range(20):
+    add(ev, clk, k)
+st.flush()
+base = flash.reboot()
+res = []
+for cut in range(200):          # every block write of the flush, then one that completes
+    d = base.reboot()
+    st, ev, clk = boot(d)
+    for k in range(8):
+        add(ev, clk, 100 + k)
+    d.cut_power_after(cut)
+    ok = st.flush()
+    st2, ev2, _ = boot(d.reboot())
+    got = readback(st2)
+    res.append([cut, ok, st2.newest(), st2.corrupt, ev2.count(29), sorted(got) == list(range(1, st2.newest() + 1)),
+                [list(got[s][1:3]) for s in range(1, 21)] == [[1 + k % 20, k] for k in range(20)]])
+    if ok:
+        break
+print("@@JSON", json.dumps({"writes": cut, "res": res}))
+""")
+    print("block writes of a flush of 8 events:", r["writes"])
+    assert r["writes"] >= 2 and all(not x[1] for x in r["res"][:-1]) and r["res"][-1][1] == 8
+    for cut, ok, newest, corrupt, ev_corrupt, contiguous, old_ok in r["res"]:
+        # Every record flushed before is intact; the batch is all there or not at all
+        # (littlefs commits the file at close); nothing torn is ever read as good.
+        assert old_ok and contiguous and corrupt == 0 and ev_corrupt == 0, (cut, r)
+        assert newest in (20, 28), (cut, r)
+    assert r["res"][-1][2] == 28 and r["res"][0][2] == 20, r
+
+
+def test_a_torn_record_at_the_end_is_skipped_with_an_event(mpy):
+    r = mpy(LIB + r"""
+flash = SimFlash(64)
+st, ev, clk = boot(flash, True)
+for k in range(12):
+    add(ev, clk, k)
+st.flush()
+# The newest record (seq 12, slot 11) torn: its second half never programmed.
+with st.vfs.open("/ev/log", "r+b") as f:
+    f.seek(11 * 16 + 8)
+    f.write(b"\x00\x00\x00\x00\x55\x55\x55\x55")
+d2 = flash.reboot()
+st2, ev2, clk2 = boot(d2)
+got = readback(st2)
+add(ev2, clk2, 77)
+st2.flush()
+st3, _, _ = boot(d2.reboot())
+print("@@JSON", json.dumps({"newest": st2.newest(), "corrupt": st2.corrupt,
+      "events": [[c, a] for _, c, a in ev2.recent_args()], "seqs": sorted(got),
+      "after": [st3.newest(), st3.corrupt, readback(st3)[13][1:3]]}))
+""")
+    # 1..11 kept; log_corrupt (29, one record) is the next event, numbered after the
+    # last good one (seq 12's slot is rewritten), and the next boot finds no damage.
+    assert r["corrupt"] == 1 and r["seqs"] == list(range(1, 13))
+    assert r["events"] == [[29, 1], [1 + 77 % 20, 77]] and r["newest"] == 13
+    assert r["after"] == [13, 0, [1 + 77 % 20, 77]]
+
+
+def test_events_dropped_before_a_flush_are_counted(mpy):
+    r = mpy(LIB + r"""
+flash = SimFlash(64)
+st, ev, clk = boot(flash, True)
+for k in range(40):          # the RAM ring holds 32
+    add(ev, clk, k)
+n = st.flush()
+got = readback(st)
+print("@@JSON", json.dumps({"n": n, "seqs": sorted(got), "lost": ev.count(31),
+      "last": [[c, a] for _, c, a in ev.recent_args()][-1]}))
+""")
+    assert r["n"] == 32 and r["lost"] == 1 and r["last"] == [31, 8]
+    # 1..8 never reached flash; the log_lost event itself is pending (seq 41).
+    assert r["seqs"] == list(range(9, 42))
+
+
+SPACE = LIB + r"""
+from firmware.regmaps.eventlog import EventLogSpace, WithLog
+flash = SimFlash(64)
+st, ev, clk = boot(flash, True)
+for k in range(@N@):
+    add(ev, clk, k)
+    if k % 8 == 7:
+        st.flush()
+sp = EventLogSpace(st)
+def regs(a, n):
+    out = bytearray(2 * n)
+    e = sp.read(a, n, out, 0)
+    return e or [int.from_bytes(out[i:i + 2], "big") for i in range(0, 2 * n, 2)]
+def wr(a, vals):
+    src = b"".join(v.to_bytes(2, "big") for v in vals)
+    return sp.write(a, len(vals), src, 0)
+res = {"head": regs(0xC400, 16), "win": regs(0xC410, 64)}
+res["sel"] = wr(0xC406, [0, 3])
+res["win3"] = regs(0xC410, 16)
+res["head3"] = regs(0xC406, 2)
+res["errs"] = [regs(0xC3FF, 2), regs(0xC44F, 2), regs(0xC450, 1), wr(0xC400, [1]),
+               wr(0xC406, [0, 999]), wr(0xC410, [1])]
+res["big"] = wr(0xC406, [1, 0])
+import gc
+wr(0xC406, [0, 0])
+regs(0xC400, 80)
+out = bytearray(160)
+def steady():
+    gc.collect(); gc.disable()
+    a0 = gc.mem_alloc()
+    for _ in range(20):
+        sp.read(0xC400, 80, out, 0)
+    a = gc.mem_alloc() - a0
+    gc.enable()
+    return a
+res["alloc"] = steady()
+print("@@JSON", json.dumps(res))
+"""
+
+
+def test_registers_header_window_select(mpy):
+    # littlefs: the unix port (the WebAssembly port has no VfsLfs2)
+    r = mpy(SPACE.replace("@N@", "21"))
+    h = r["head"]
+    assert h[0] == 21 and (h[1] << 16 | h[2]) == 21 and h[3] == 256
+    assert (h[4] << 16 | h[5]) == 1 and (h[6] << 16 | h[7]) == 0 and h[8:10] == [8, 8]
+    assert h[10:] == [0] * 6
+    # Default window: the newest 8 (14..21), ascending; seq, uptime s, UTC, code, arg.
+    w = r["win"]
+    for i in range(8):
+        k = 13 + i
+        rec = w[8 * i:8 * i + 8]
+        assert (rec[0] << 16 | rec[1]) == k + 1
+        assert (rec[2] << 16 | rec[3]) == k + 1          # clk.t = 1000 (k + 1) ms
+        # UTC = the clock's UTC minus the event's age when it was flushed (seq 9..16 at
+        # the flush after seq 16, i.e. at 16 s), or, still in RAM, when it is read (21 s).
+        s = k + 1
+        at = 8000 * ((s + 7) // 8) if s <= 16 else 21000
+        assert (rec[4] << 16 | rec[5]) == 1800000000 - (at - 1000 * s) // 1000
+        assert rec[6:8] == [1 + k % 20, k]
+    assert r["sel"] == 0 and r["head3"] == [0, 3]
+    assert [r["win3"][0] << 16 | r["win3"][1], r["win3"][8] << 16 | r["win3"][9]] == [3, 4]
+    # Outside the log, straddling, read-only registers, a select beyond the newest.
+    assert r["errs"] == [2, 2, 2, 2, 3, 2] and r["big"] == 3
+    assert r["alloc"] == 0
+
+
+def test_unflushed_events_are_served_from_ram(mpy):
+    r = mpy(SPACE.replace("@N@", "5"))          # never flushed (fewer than 8)
+    assert r["head"][0] == 5 and r["win"][8 * 4:8 * 4 + 2] == [0, 5]
+    assert r["win"][8 * 5:8 * 8] == [0] * 24               # no seq 6..8 yet
+
+
+# ---- over Modbus TCP against the host run, across a restart ----
+def _start(run_dir, scn, port):
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, str(ROOT / "tools" / "host_run.py"), "--scenario",
+                          str(scn), "--tcp-port", str(port), "--run-dir", str(run_dir)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         cwd=str(ROOT))
+    for line in p.stdout:
+        if line.startswith("READY"):
+            return p
+    raise AssertionError("no READY")
+
+
+def _log(port):
+    from pymodbus.client import ModbusTcpClient
+    c = ModbusTcpClient("127.0.0.1", port=port)
+    assert c.connect()
+    try:
+        h = c.read_holding_registers(0xC400, count=16, device_id=1).registers
+        newest = h[1] << 16 | h[2]
+        recs = {}
+        first = max(1, newest - (h[0] - 1))
+        for s in range(first, newest + 1, 8):
+            assert not c.write_registers(0xC406, [s >> 16, s & 0xFFFF], device_id=1).isError()
+            w = c.read_holding_registers(0xC410, count=64, device_id=1).registers
+            for i in range(8):
+                rec = w[8 * i:8 * i + 8]
+                seq = rec[0] << 16 | rec[1]
+                if seq:
+                    recs[seq] = (rec[6], rec[7], rec[4] << 16 | rec[5])
+        bad = c.read_holding_registers(0xC450, count=1, device_id=1)
+        ro = c.write_register(0xC400, 5, device_id=1)
+        return h, recs, bad.exception_code, ro.exception_code
+    finally:
+        c.close()
+
+
+def test_log_over_modbus_survives_a_restart(tmp_path):
+    scn = tmp_path / "s.json"
+    scn.write_text(json.dumps({"frequency_hz": 50.0, "phases": {
+        "L1": {"v_rms": 230.0, "i_rms": 10.0}, "L2": {"v_rms": 230.0, "i_rms": 5.0},
+        "L3": {"v_rms": 230.0, "i_rms": 5.0}}}))
+    run_dir = tmp_path / "run"
+    port = free_port()
+    t0 = time.time()
+    p = _start(run_dir, scn, port)
+    try:
+        h1, recs1, bad, ro = _log(port)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=30)
+    assert bad == 2 and ro == 2
+    assert h1[3] == 256 and h1[8:10] == [8, 8]
+    codes1 = [recs1[s][0] for s in sorted(recs1)]
+    assert codes1[:2] == [28, 1]                         # boot (reset cause 1), chip init
+    assert recs1[min(recs1)][1] == 1
+    assert all(t0 - 5 <= recs1[s][2] <= time.time() + 5 for s in recs1)
+    port = free_port()
+    p = _start(run_dir, scn, port)
+    try:
+        h2, recs2, _, _ = _log(port)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=30)
+    # The first run's events are still there, same seq, same content; the second boot
+    # is numbered after them and finds the counters restored (20).
+    for s, v in recs1.items():
+        assert recs2[s] == v
+    new = [recs2[s][0] for s in sorted(recs2) if s > max(recs1)]
+    assert new[0] == 28 and 20 in new
