@@ -353,7 +353,8 @@ class ADE7880:
         gains: 3 rows of (igain, vgain, pgain) register values (signed 24-bit); phcal: 3
         PHCAL values (10-bit). Both come from the calibration config.
         native=False uses the plain checker even where viper exists (tests).
-        irq1: the IRQ1 input (level read by sag_pin_low(); no handler)."""
+        irq1: the IRQ1 input (no handler: a power-fail watcher reads its level; low
+        while a masked STATUS1 event, SAG, or a chip reset is pending)."""
         self._spi = spi
         self._cs = cs
         self.native = bool(native and _check_native is not None)
@@ -456,11 +457,6 @@ class ADE7880:
             raise ValueError("sag half cycles must be 1..255, got %r" % (half_cycles,))
         self.sag_level = level
         self.sag_cycles = half_cycles
-
-    def sag_pin_low(self):
-        """IRQ1 is low: a masked STATUS1 event (SAG) or a chip reset is pending."""
-        p = self.irq1
-        return p is not None and p.value() == 0
 
     def sag_phases(self):
         """Verified read of PHSTATUS: the phases below SAGLVL for SAGCYC half cycles

@@ -135,7 +135,7 @@ class App:
             self.chip.set_sag(pf.sag_level(config_mod.rational(self.cfg, "v_per_code"),
                                            pf.NOMINAL_MV * pf.COLLAPSE_PCT // 100),
                               pf.SAG_HALF_CYCLES)
-            src = pf.AnyOf(pf.ChipSag(self.chip), pf.L1Collapse(self.meter))
+            src = pf.ChipSag(self.chip, pf.L1Collapse(self.meter))
         else:
             return pf.PowerFail(pf.L1Collapse(self.meter), self._supply_failed,
                                 self.store.supply_ok, need=2)

@@ -10,11 +10,11 @@ fixed-size CRC'd records in one littlefs file, so it survives restarts.
 
 Events are added to the RAM ring as before (EventLog.add: no flash, no allocation); event
 number k since boot gets seq = base + k, base being the newest seq on flash at boot + 1.
-The task writes what is pending every FLUSH_S seconds, or sooner once FLUSH_N are
+The task writes what is pending every 10 s (_FLUSH_S), or sooner once 8 (_FLUSH_N) are
 pending; the RAM ring (32) bounds what a storm between two flushes may drop (event
 log_lost). UTC is taken at the flush: board.time_utc() minus the event's age.
 
-File ROOT/log: RING slots of REC bytes; seq s lives in slot (s - 1) % RING, little-endian:
+File /ev/log: RING slots of 16 bytes; seq s lives in slot (s - 1) % RING, little-endian:
     0 u32 seq (1.., 0 = never written)   4 u32 uptime ms (ticks_ms)   8 u32 UTC s or 0
     12 u8 code   13 u8 arg   14 u16 low half of the CRC-32 (IEEE, as zlib) of bytes 0..13
 A flush rewrites the slots it fills in one open/close: littlefs commits a file
@@ -26,13 +26,13 @@ import asyncio
 import struct
 from micropython import const
 
-from firmware.events import EV_LOG_CORRUPT, EV_LOG_FAILED, EV_LOG_LOST
+from firmware import events as _ev
 from firmware.persist import crc32_halves
 
 RING = const(256)
-REC = const(16)
-FLUSH_S = const(10)
-FLUSH_N = const(8)
+_REC = const(16)
+_FLUSH_S = const(10)
+_FLUSH_N = const(8)
 
 
 def encode(buf, off, seq, t_ms, utc, code, arg):
@@ -46,33 +46,27 @@ def check(buf, off):
     crc = struct.unpack_from("<H", buf, off + 14)[0]
     if crc32_halves(memoryview(buf)[off:], 14)[1] == crc and seq:
         return seq
-    for i in range(REC):
+    for i in range(_REC):
         if buf[off + i]:
             return -1
     return 0
 
 
 class EventStore:
-    def __init__(self, vfs, events, clock, time_utc=None, root="/ev"):
+    def __init__(self, vfs, events, clock, time_utc=None):
         self.vfs = vfs
         self.events = events
         self.clock = clock
         self.time_utc = time_utc
-        self.path = root + "/log"
         self.base = 1           # seq of event number 0 since boot
         self.flushed = 0        # events (since boot) written or given up
         self.stored = 0         # valid records on flash
-        self.oldest = 0         # oldest seq on flash (0: none)
-        self.corrupt = 0
-        self._buf = bytearray(REC)
+        self._buf = bytearray(_REC)
         try:
-            vfs.mkdir(root)
+            vfs.mkdir("/ev")
         except OSError:
             pass                # already there
         events.store = self
-
-    def _event(self, code, arg):
-        self.events.add(self.clock.ticks_ms(), code, min(arg, 255))
 
     def newest(self):
         """Seq of the newest event (flash or RAM), 0 when none."""
@@ -85,16 +79,16 @@ class EventStore:
     # ---- boot ----
     def load(self):
         """Scan the file: the newest valid seq continues the numbering."""
-        newest = oldest = n = bad = 0
+        newest = n = bad = 0
         b = self._buf
         try:
-            f = self.vfs.open(self.path, "rb")
+            f = self.vfs.open("/ev/log", "rb")
         except OSError:
             f = None            # no log yet
         if f is not None:
             with f:
                 for slot in range(RING):
-                    if f.readinto(b) != REC:
+                    if f.readinto(b) != _REC:
                         break
                     s = check(b, 0)
                     if s < 0 or (s and (s - 1) % RING != slot):
@@ -102,19 +96,13 @@ class EventStore:
                     elif s:
                         n += 1
                         newest = max(newest, s)
-                        oldest = s if not oldest else min(oldest, s)
         self.base = newest + 1
         self.stored = n
-        self.oldest = oldest
-        self.corrupt = bad
         if bad:
-            self._event(EV_LOG_CORRUPT, bad)
+            self.events.add(self.clock.ticks_ms(), _ev.EV_LOG_CORRUPT, min(bad, 255))
         return newest
 
     # ---- writing ----
-    def pending(self):
-        return self.events.total - self.flushed
-
     def flush(self):
         """Write every pending event still in the RAM ring (one open/close); returns
         how many. OSError from the flash: event log_failed, the events stay pending."""
@@ -130,12 +118,13 @@ class EventStore:
         now = self.clock.ticks_ms()
         utc = self.time_utc() if self.time_utc is not None else None
         b = self._buf
-        path = self.path
         try:
             try:
-                f = self.vfs.open(path, "r+b")
-            except OSError:
-                f = self._create()
+                f = self.vfs.open("/ev/log", "r+b")
+            except OSError:     # no log yet: RING empty slots
+                f = self.vfs.open("/ev/log", "wb")
+                for _ in range(RING):
+                    f.write(bytes(_REC))
             with f:
                 n = 0
                 while k < total:
@@ -145,37 +134,28 @@ class EventStore:
                     if utc:
                         u = utc - ((now - t) & 0x3FFFFFFF) // 1000
                     encode(b, 0, seq, t, u, code, arg)
-                    f.seek(((seq - 1) % RING) * REC)
+                    f.seek(((seq - 1) % RING) * _REC)
                     f.write(b)
                     k += 1
                     n += 1
         except OSError as e:
-            self._event(EV_LOG_FAILED, e.args[0] if e.args else 0)
+            self.events.add(now, _ev.EV_LOG_FAILED, e.args[0] if e.args else 0)
             return 0
         self.flushed = k
         self.stored = min(RING, self.stored + n)
-        newest = self.base + k - 1
-        self.oldest = max(1, newest - self.stored + 1)
         if lost:
-            self._event(EV_LOG_LOST, lost)
+            self.events.add(now, _ev.EV_LOG_LOST, min(lost, 255))
         return n
 
-    def _create(self):
-        f = self.vfs.open(self.path, "wb")
-        z = bytes(REC)
-        for _ in range(RING):
-            f.write(z)
-        return f
-
     async def run(self):
-        """Flush every FLUSH_S seconds, or as soon as FLUSH_N are pending (run it under
+        """Flush every 10 s, or as soon as 8 are pending (run it under
         the supervisor; flash writes happen here, never in the metering cycle)."""
         waited = 0
         while True:
             await asyncio.sleep_ms(1000)
             waited += 1
-            p = self.pending()
-            if p >= FLUSH_N or (p and waited >= FLUSH_S):
+            p = self.events.total - self.flushed
+            if p >= _FLUSH_N or (p and waited >= _FLUSH_S):
                 self.flush()
                 waited = 0
             elif not p:
@@ -206,13 +186,11 @@ class EventStore:
                 return True
         elif k >= ev.total:
             return False
-        if seq < self.oldest:
-            return False
         b = self._buf
         try:
-            with self.vfs.open(self.path, "rb") as f:
-                f.seek(((seq - 1) % RING) * REC)
-                if f.readinto(b) != REC:
+            with self.vfs.open("/ev/log", "rb") as f:
+                f.seek(((seq - 1) % RING) * _REC)
+                if f.readinto(b) != _REC:
                     return False
         except OSError:
             return False

@@ -18,7 +18,7 @@ returning True (collapsed), False (present) or None (no new reading):
   acknowledged so IRQ1 rises again; if so, it stays latched and the driver's flag
   answers without SPI traffic until IRQ1 rises (health() acknowledges L1's return). Latency: SAGCYC half cycles (SAG_HALF_CYCLES, 20 ms at 50 Hz)
   plus one poll (period_ms). The App uses it with need=1 when the board has no
-  power-fail input, with L1Collapse beside it as a backup (AnyOf).
+  power-fail input, with L1Collapse as its backup (ChipSag(chip, backup)).
 `need` consecutive collapsed readings call on_fail() once; as many present readings
 afterwards call on_ok() (a brown-out the board lived through).
 """
@@ -49,52 +49,36 @@ def sag_level(v_per_code, mv):
 
 
 class ChipSag:
-    def __init__(self, chip):
+    """The chip's L1 sag, or else the backup source's latest reading (a backup
+    returning None keeps its previous one)."""
+
+    def __init__(self, chip, backup=None):
         self.chip = chip
+        self.backup = backup
         self._read = False      # PHSTATUS read since IRQ1 went low
+        self._late = False      # the backup's latest reading
 
     def __call__(self):
+        b = self.backup
+        if b is not None:
+            v = b()
+            if v is not None:
+                self._late = bool(v)
         c = self.chip
-        if not c.sag_pin_low():
+        if c.irq1.value():      # IRQ1 high: no sag pending
             self._read = False
             c.sag = 0
-            return False
-        if not self._read:
+        elif not self._read:
             try:
-                if not c.sag_phases() & 1:
+                if c.sag_phases() & 1:
+                    self._read = True
+                else:
                     # Another phase (or a chip reset): acknowledge so that IRQ1 rises
                     # and the next sag, L1's included, pulls it low again.
                     c.sag_ack()
-                    return False
-            except OSError:     # ChipError: not answering; L1Collapse still watches
-                return None
-            self._read = True
-        return bool(c.sag & 1)
-
-
-class AnyOf:
-    """Failed when any source's latest reading says so (a source returning None keeps
-    its previous reading); None until one of them has read."""
-
-    def __init__(self, *sources):
-        self.sources = sources
-        self.last = bytearray(len(sources))
-        self.seen = False
-
-    def __call__(self):
-        src = self.sources
-        last = self.last
-        for i in range(len(src)):
-            v = src[i]()
-            if v is not None:
-                last[i] = 1 if v else 0
-                self.seen = True
-        if not self.seen:
-            return None
-        for i in range(len(src)):
-            if last[i]:
-                return True
-        return False
+            except OSError:     # ChipError: not answering; the backup still watches
+                pass
+        return self._read or self._late
 
 
 class L1Collapse:

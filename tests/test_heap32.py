@@ -38,18 +38,58 @@ LATER = ("persistence", "records", "reserve")
 BUDGET = 64 * KB
 
 
+# The event log's part (firmware/eventstore.py, firmware/regmaps/eventlog.py): their
+# module objects (residue with them less without them), and the objects a board keeps,
+# an EventStore and its Modbus space, built on wasm32 (which has no littlefs: the store's
+# constructor only makes its directory, so a stand-in with mkdir() serves).
+EVLOG_MODULES = ("firmware.eventstore", "firmware.regmaps.eventlog")
+EVLOG_OBJECTS = r"""
+import gc, json
+from firmware.events import EventLog
+from firmware.eventstore import EventStore
+from firmware.regmaps.eventlog import EventLogSpace
+class V:
+    def mkdir(self, p):
+        pass
+class C:
+    def ticks_ms(self):
+        return 0
+EV = EventLog(32)
+K = [None, None, V(), C()]
+gc.collect()
+#@@CHUNK
+A0 = gc.mem_alloc()
+#@@CHUNK
+K[0] = EventStore(K[2], EV, K[3], None)
+K[1] = EventLogSpace(K[0], None)
+gc.collect()
+#@@CHUNK
+print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0}))
+"""
+
+
+def evlog_figures():
+    res = lambda mods: heap32.run_wasm(heap32.RESIDUE % (mods,))["bytes"]
+    base = ("firmware.persist",)
+    return (res(base + EVLOG_MODULES) - res(base),
+            heap32.run_wasm(EVLOG_OBJECTS)["bytes"])
+
+
 @pytest.fixture(scope="module")
 def heap():
     raw = heap32.run_wasm(heap32.probe_text(100, CLIENTS))
     fig = heap32.figures(raw)
     fig["frozen_residue"] = heap32.frozen_residue()
+    fig["evlog_modules"], fig["evlog_objects"] = evlog_figures()
     fig["tcp_conn_32"] = (heap32.tcp_conn_unix(CLIENTS) + 1) // 2
     return fig
 
 
 def measured(heap):
     p = heap["parts"]
-    return {"module_objects": heap["frozen_residue"], "meter": p["meter"], "maps": p["maps"],
+    return {"module_objects": heap["frozen_residue"] - heap["evlog_modules"],
+            "evlog": heap["evlog_modules"] + heap["evlog_objects"],
+            "meter": p["meter"], "maps": p["maps"],
             "rtu_a": p["rtu_a"], "rtu_b": p["rtu_b"], "tcp": p["tcp"],
             "tcp_clients": CLIENTS * heap["tcp_conn_32"],
             "growth": heap["warmup_residue"] + max(0, heap["cycles"]["live_peak"])}

@@ -156,7 +156,7 @@ def test_app_sees_the_l1_cut_within_the_hold_up_budget(mpy):
     # Cut mid-window (windows end every 200 ms): the snapshots' L1 voltage (the
     # backup) cannot tell before the window ends at 2200 ms.
     r = mpy(APP % (json.dumps(scn(cut=2.05)), 2500))
-    assert r["src"] == "AnyOf" and r["need"] == 1
+    assert r["src"] == "ChipSag" and r["need"] == 1
     # Cut at 2050 ms; SAG at 2070 ms; the next 10 ms poll writes the counters.
     assert 2070 <= r["fail_at"] <= 2080, r
     assert r["writes"] == 1 and "supply_fail" in r["events"]

@@ -1,19 +1,20 @@
 """The event log over Modbus: holding registers 0xC400..0xC7FF (a space, see
 firmware/modbus/space.py), read with FC 03, the select register written with FC 06/16.
 
-    from firmware.regmaps.eventlog import EventLogSpace, BASE, LAST
-    space = EventLogSpace(events.store)   # routed for BASE..LAST (firmware/ports.py)
+    from firmware.regmaps.eventlog import EventLogSpace, with_log
+    space = EventLogSpace(events.store)   # for 0xC400..0xC7FF in a router, or
+    holding = with_log(holding, events)   # the map with the log routed in (ports.py)
 
-Offsets from BASE (0xC400); u32 = two registers, high word first:
+Offsets from 0xC400; u32 = two registers, high word first:
     +0   u16  events stored (flash and not yet flushed, at most the ring size)
     +1   u32  seq of the newest event (0: none)
     +3   u16  ring size (RING records on flash)
     +4   u32  seq of the oldest event stored (0: none)
     +6   u32  select (read/write): seq of the window's first record; 0 (the default):
-              the newest WINDOW events. Above the newest seq: exception 03.
-    +8   u16  records per window (WINDOW)   +9  u16 registers per record (8)
+              the newest 8 events. Above the newest seq: exception 03.
+    +8   u16  records per window (8)   +9  u16 registers per record (8)
     +10..+15  reserved, read 0
-    +16  the window: WINDOW records of 8 registers, ascending seq:
+    +16  the window: 8 records of 8 registers, ascending seq:
               seq u32, uptime s u32 (ticks_ms / 1000), UTC s u32 (0: unknown),
               code u16 (firmware/events.py), arg u16; all zero for a seq not stored.
 The select is shared by every master: a reader checks each record's seq. Other
@@ -24,36 +25,24 @@ from micropython import const
 
 from firmware.eventstore import RING
 
-BASE = const(0xC400)
-LAST = const(0xC7FF)
-WINDOW = const(8)
+_BASE = const(0xC400)
+_LAST = const(0xC7FF)
+_WINDOW = const(8)
 _REC_REGS = const(8)
 _HEAD = const(16)
-_END = const(_HEAD + WINDOW * _REC_REGS)     # 80 registers served
+_END = const(_HEAD + _WINDOW * _REC_REGS)     # 80 registers served
 
 
 class EventLogSpace:
-    def __init__(self, store):
+    def __init__(self, store, other=None):
         self.store = store
+        self.other = other      # the map for every other address (until firmware/regmaps/
+                                # route.py's Routed takes the entry (0xC400, 0xC7FF, this))
         self.select = 0
-        self._img = bytearray(2 * WINDOW * _REC_REGS)
+        self._img = bytearray(2 * _WINDOW * _REC_REGS)
         self._first = -1        # seq of the image's first record
         self._key = -1          # events.total when it was filled
         self._flushed = -1      # and the store's flushed count (RAM or flash source)
-
-    def _window(self):
-        st = self.store
-        first = self.select
-        if not first:
-            first = max(1, st.newest() - WINDOW + 1)
-        key = st.events.total
-        if first != self._first or key != self._key or st.flushed != self._flushed:
-            for r in range(WINDOW):
-                st.record(first + r, self._img, 2 * _REC_REGS * r)
-            self._first = first
-            self._key = key
-            self._flushed = st.flushed
-        return self._img
 
     def _head(self, i):
         st = self.store
@@ -69,18 +58,38 @@ class EventLogSpace:
         elif i == 3:
             return RING
         elif i == 8:
-            return WINDOW
+            return _WINDOW
         elif i == 9:
             return _REC_REGS
         else:
             return 0
         return (v >> 16) & 0xFFFF if i == 1 or i == 4 or i == 6 else v & 0xFFFF
 
+    def _route(self, addr, count):
+        """0: ours; 1: the other map's; 2: outside both or straddling (exception 02)."""
+        end = addr + count - 1
+        if addr <= _LAST and end >= _BASE:
+            return 0 if addr >= _BASE and end <= _LAST else 2
+        return 1 if self.other is not None else 2
+
     def read(self, addr, count, out, off):
-        a = addr - BASE
-        if a < 0 or a + count > _END:
+        r = self._route(addr, count)
+        if r:
+            return self.other.read(addr, count, out, off) if r == 1 else 2
+        a = addr - _BASE
+        if a + count > _END:
             return 2
-        img = self._window() if a + count > _HEAD else None
+        img = self._img
+        if a + count > _HEAD:           # the window: refilled when it changed
+            st = self.store
+            first = self.select or max(1, st.newest() - _WINDOW + 1)
+            if first != self._first or st.events.total != self._key \
+                    or st.flushed != self._flushed:
+                for r in range(_WINDOW):
+                    st.record(first + r, img, 2 * _REC_REGS * r)
+                self._first = first
+                self._key = st.events.total
+                self._flushed = st.flushed
         o = off
         for i in range(a, a + count):
             if i < _HEAD:
@@ -95,7 +104,10 @@ class EventLogSpace:
         return 0
 
     def write(self, addr, count, src, soff, ctx=None):
-        a = addr - BASE
+        r = self._route(addr, count)
+        if r:
+            return self.other.write(addr, count, src, soff, ctx) if r == 1 else 2
+        a = addr - _BASE
         if a < 6 or a + count > 8:
             return 2                    # only the select register is writable
         v = self.select
@@ -111,32 +123,6 @@ class EventLogSpace:
         return 0
 
 
-class WithLog:
-    """space with BASE..LAST routed to the event log (until firmware/regmaps/route.py's
-    Routed takes the entry (BASE, LAST, EventLogSpace(store))). A request straddling
-    BASE or LAST answers 02."""
-
-    def __init__(self, space, log):
-        self.space = space
-        self.log = log
-
-    def read(self, addr, count, out, off):
-        end = addr + count - 1
-        if addr <= LAST and end >= BASE:
-            return self.log.read(addr, count, out, off) if addr >= BASE and end <= LAST else 2
-        return self.space.read(addr, count, out, off)
-
-    def write(self, addr, count, src, soff, ctx=None):
-        end = addr + count - 1
-        if addr <= LAST and end >= BASE:
-            return self.log.write(addr, count, src, soff, ctx) \
-                if addr >= BASE and end <= LAST else 2
-        return self.space.write(addr, count, src, soff, ctx)
-
-    def __getattr__(self, name):        # the map's other attributes (rows(), ...)
-        return getattr(self.space, name)
-
-
 def with_log(space, events):
     """space with the event log routed in when events has a store on flash."""
-    return WithLog(space, EventLogSpace(events.store)) if events.store is not None else space
+    return EventLogSpace(events.store, space) if events.store is not None else space
