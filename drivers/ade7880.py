@@ -381,7 +381,8 @@ class ADE7880:
         self.irq1 = irq1
         self.sag_level = 0        # SAGLVL code; 0: sag detection off
         self.sag_cycles = 0
-        self.sag = 0              # VSPHASE bits at the last PHSTATUS read (bit 0: L1)
+        self.sag = 0              # VSPHASE bits at the last PHSTATUS read (bit 0: L1), | 8
+                                  # once sag_l1() read them while IRQ1 is low
         self.spi_errors = 0
         # Without an IRQ0 line the engine polls STATUS0 for LENERGY instead.
         self.has_irq = irq0 is not None
@@ -458,17 +459,23 @@ class ADE7880:
         self.sag_level = level
         self.sag_cycles = half_cycles
 
-    def sag_phases(self):
-        """Verified read of PHSTATUS: the phases below SAGLVL for SAGCYC half cycles
-        (bit 0 L1 .. bit 2 L3), also kept in self.sag. Allocates nothing."""
-        d = self._read_bytes(_PHSTATUS)
-        self.sag = (d[0] >> (_VSPHASE_SHIFT - 8)) & 7
-        return self.sag
-
-    def sag_ack(self):
-        """Acknowledge STATUS1.SAG (clears VSPHASE too; IRQ1 rises unless a reset is
-        pending)."""
-        self.write(_STATUS1, _STATUS1_SAG)
+    def sag_l1(self):
+        """The power-fail watcher's reading (firmware/powerfail.py, every 10 ms): True
+        while L1 is below SAGLVL. IRQ1 high: no sag pending, no SPI traffic. IRQ1 low:
+        once per low spell, a verified PHSTATUS read (VSPHASE in self.sag, bit 3 = read
+        in this spell); if L1 is not among the phases (a dead L2/L3, or a chip reset),
+        STATUS1.SAG is acknowledged so IRQ1 rises and L1's own sag can pull it low.
+        Raises ChipError if the chip does not answer. Allocates nothing."""
+        p = self.irq1
+        if p is None or p.value():
+            self.sag = 0
+            return False
+        if not self.sag & 8:
+            d = self._read_bytes(_PHSTATUS)
+            self.sag = ((d[0] >> (_VSPHASE_SHIFT - 8)) & 7) | 8
+            if not self.sag & 1:
+                self.write(_STATUS1, _STATUS1_SAG)
+        return bool(self.sag & 1)
 
     # ---- interrupt: only set flags; the engine acts on them in its task ----
     def _on_irq0(self, pin):
@@ -654,8 +661,11 @@ class ADE7880:
             return FAULT_RESET
         if d[0] & (_STATUS1_CRC >> 24):
             return FAULT_CHECKSUM
-        if d[1] & (_STATUS1_SAG >> 16) and not self.sag_phases() & 1:
-            self.sag_ack()                      # L1 fine: acknowledge (IRQ1 high)
+        if d[1] & (_STATUS1_SAG >> 16):        # a sag flip: which phases are below?
+            d = self._read_bytes(_PHSTATUS)
+            self.sag = ((d[0] >> (_VSPHASE_SHIFT - 8)) & 7) | (self.sag & 8)
+            if not self.sag & 1:                # L1 fine: acknowledge (IRQ1 rises)
+                self.write(_STATUS1, _STATUS1_SAG)
         self._csum_age += 1
         if self._csum_age >= _CSUM_EVERY:
             self._csum_age = 0

@@ -125,21 +125,26 @@ class App:
 
     def _power_fail_watch(self):
         """The supply watcher (firmware/powerfail.py): the board's power-fail input, or
-        else the ADE7880's sag detection on L1 (IRQ1; below half the nominal voltage for
-        two half cycles), with the published snapshots' L1 voltage as a backup."""
+        else the ADE7880's sag detection on L1 (IRQ1), with the published snapshots' L1
+        voltage as a backup."""
         from firmware import powerfail as pf
         pin = self.board.power_fail
         if pin is not None:
-            src = pf.PinLow(pin)
-        elif getattr(self.chip, "irq1", None) is not None:
-            self.chip.set_sag(pf.sag_level(config_mod.rational(self.cfg, "v_per_code"),
-                                           pf.NOMINAL_MV * pf.COLLAPSE_PCT // 100),
-                              pf.SAG_HALF_CYCLES)
-            src = pf.ChipSag(self.chip, pf.L1Collapse(self.meter))
-        else:
-            return pf.PowerFail(pf.L1Collapse(self.meter), self._supply_failed,
-                                self.store.supply_ok, need=2)
-        return pf.PowerFail(src, self._supply_failed, self.store.supply_ok, need=1)
+            return pf.PowerFail(pf.PinLow(pin), self._supply_failed, self.store.supply_ok,
+                                need=1)
+        backup = pf.L1Collapse(self.meter)
+        if getattr(self.chip, "irq1", None) is None:
+            return pf.PowerFail(backup, self._supply_failed, self.store.supply_ok, need=2)
+        # SAGLVL for half of 230 V: it compares the absolute instantaneous voltage, a
+        # full-scale peak being 5,928,256 (ADE7880 datasheet Rev. A, "Sag Level Set"),
+        # and the same full-scale sine reads 3,766,572 on xVRMS (anchors-public-facts.md
+        # section 3), so code = V rms / (V per xVRMS code) x 5928256 / 3766572. SAGCYC
+        # 2 half cycles: 20 ms at 50 Hz, half of the 40 ms hold-up budget (README).
+        num, den = config_mod.rational(self.cfg, "v_per_code")
+        mv = pf.NOMINAL_MV * pf.COLLAPSE_PCT // 100
+        self.chip.set_sag(min(0xFFFFFF, mv * den * 5928256 // (1000 * num * 3766572)), 2)
+        return pf.PowerFail(self.chip.sag_l1, self._supply_failed, self.store.supply_ok,
+                            need=1, backup=backup)
 
     def _supply_failed(self):
         self.store.supply_failed()       # the counters first: they must make it

@@ -12,13 +12,15 @@ returning True (collapsed), False (present) or None (no new reading):
   fallback; the ADE7880's SAG interrupt (SAGLVL/SAGCYC, a few half cycles) or a board's
   power-fail input reacts within the hold-up budget and should be preferred.
 - PinLow: a board's power_fail input (boards/contract.py: 0 while the supply fails).
-- ChipSag: the ADE7880's own sag detection on L1 (drivers/ade7880.py set_sag): IRQ1
+- the chip's own sag detection on L1 (drivers/ade7880.py: set_sag, sag_l1): IRQ1
   low, then one PHSTATUS read tells whether L1 is the phase below SAGLVL; if not (a
-  dead L2/L3: the chip repeats their sag every SAGCYC half cycles), the sag is
-  acknowledged so IRQ1 rises again; if so, it stays latched and the driver's flag
-  answers without SPI traffic until IRQ1 rises (health() acknowledges L1's return). Latency: SAGCYC half cycles (SAG_HALF_CYCLES, 20 ms at 50 Hz)
-  plus one poll (period_ms). The App uses it with need=1 when the board has no
-  power-fail input, with L1Collapse as its backup (ChipSag(chip, backup)).
+  dead L2/L3: the chip repeats their sag every SAGCYC half cycles) the sag is
+  acknowledged so IRQ1 rises again; if so it stays latched and the driver's flag
+  answers without SPI traffic until IRQ1 rises (health() acknowledges L1's return).
+  Latency: SAGCYC half cycles (20 ms at 50 Hz) plus one poll (period_ms). The App uses
+  `chip.sag_l1` with need=1 when the board has no power-fail input, and L1Collapse as
+  the `backup` source (collapsed when either says so; a backup returning None keeps
+  its previous reading).
 `need` consecutive collapsed readings call on_fail() once; as many present readings
 afterwards call on_ok() (a brown-out the board lived through).
 """
@@ -29,56 +31,6 @@ from firmware.snapshot import L1, U_MV
 
 NOMINAL_MV = const(230000)      # 230 V phase-to-neutral (IEC 60038 low-voltage nominal)
 COLLAPSE_PCT = const(50)
-SAG_HALF_CYCLES = const(2)      # SAGCYC: 20 ms at 50 Hz, half of a 40 ms hold-up budget
-# SAGLVL is compared with the absolute instantaneous voltage: 5,928,256 (0x5A7540) is a
-# full-scale peak (ADE7880 datasheet Rev. A, "Sag Level Set"); the same full-scale sine
-# reads 5,326,737 / sqrt 2 = 3,766,572 on xVRMS (anchors-public-facts.md section 3).
-_SAGLVL_FS = const(5928256)
-_VRMS_FS = const(3766572)
-
-
-def sag_level(v_per_code, mv):
-    """SAGLVL code for a phase voltage of mv millivolts rms, from the calibration's
-    V per xVRMS code as a fraction (num, den): the sine's peak against full scale."""
-    num, den = v_per_code
-    if num <= 0 or den <= 0 or mv <= 0:
-        raise ValueError("sag level: need v_per_code > 0 and mv > 0, got %r, %r"
-                         % (v_per_code, mv))
-    code = mv * den * _SAGLVL_FS // (1000 * num * _VRMS_FS)
-    return min(code, 0xFFFFFF)
-
-
-class ChipSag:
-    """The chip's L1 sag, or else the backup source's latest reading (a backup
-    returning None keeps its previous one)."""
-
-    def __init__(self, chip, backup=None):
-        self.chip = chip
-        self.backup = backup
-        self._read = False      # PHSTATUS read since IRQ1 went low
-        self._late = False      # the backup's latest reading
-
-    def __call__(self):
-        b = self.backup
-        if b is not None:
-            v = b()
-            if v is not None:
-                self._late = bool(v)
-        c = self.chip
-        if c.irq1.value():      # IRQ1 high: no sag pending
-            self._read = False
-            c.sag = 0
-        elif not self._read:
-            try:
-                if c.sag_phases() & 1:
-                    self._read = True
-                else:
-                    # Another phase (or a chip reset): acknowledge so that IRQ1 rises
-                    # and the next sag, L1's included, pulls it low again.
-                    c.sag_ack()
-            except OSError:     # ChipError: not answering; the backup still watches
-                pass
-        return self._read or self._late
 
 
 class L1Collapse:
@@ -107,7 +59,7 @@ class PinLow:
 
 
 class PowerFail:
-    def __init__(self, collapsed, on_fail, on_ok=None, need=2, period_ms=10):
+    def __init__(self, collapsed, on_fail, on_ok=None, need=2, period_ms=10, backup=None):
         if need < 1 or period_ms < 1:
             raise ValueError("power fail: need >= 1 and period_ms >= 1, got %r, %r"
                              % (need, period_ms))
@@ -118,10 +70,18 @@ class PowerFail:
         self.period_ms = period_ms
         self.failed = False
         self._run = 0           # consecutive readings contradicting the current state
+        self.backup = backup    # a second source: collapsed when either says so
+        self._late = False      # the backup's latest reading (None keeps it)
 
     def check(self):
         """Take one reading; returns whether the supply is (now) considered failed."""
         c = self.collapsed()
+        b = self.backup
+        if b is not None:
+            v = b()
+            if v is not None:
+                self._late = bool(v)
+            c = c or self._late
         if c is None:
             return self.failed
         if bool(c) == self.failed:
