@@ -314,3 +314,78 @@ def test_log_over_modbus_survives_a_restart(tmp_path):
         assert recs2[s] == v
     new = [recs2[s][0] for s in sorted(recs2) if s > max(recs1)]
     assert new[0] == 28 and 20 in new
+
+
+def test_chip_faults_reach_the_log_over_modbus_and_the_status_led(mpy):
+    """Driver faults on the simulated chip, through the engine, into the event log on
+    flash and out through the holding map the Modbus ports serve (firmware/ports.py
+    routes 0xC400..0xC7FF to the log); the status LED shows the fault; a new App on
+    what the flash kept still serves them."""
+    r = mpy(r"""
+import json
+from boards.sim import scenario
+from boards.sim.board import SimBoard
+from boards.sim.blockdev import SimFlash
+from boards.sim.clock import VirtualClock
+from firmware.app import App
+from firmware.ports import ModbusPorts
+from firmware.leds import BOOT_DONE
+from tools.mpy.cycle_harness import Harness
+SCN = scenario.parse({"frequency_hz": 50.0, "phases": {
+    "L1": {"v_rms": 230.0, "i_rms": 5.0}, "L2": {"v_rms": 230.0, "i_rms": 5.0},
+    "L3": {"v_rms": 230.0, "i_rms": 5.0}}})
+class Run(Harness):
+    def __init__(self, flash):
+        self.clock = VirtualClock()
+        self.board = SimBoard(SCN, clock=self.clock)
+        self.board.flash = flash
+        self.app = App(self.board)
+        self.meter = self.app.meter
+        self.chip = self.app.chip
+        self.sim = self.board.chip
+        self.meter.start()
+def log(h):
+    holding = ModbusPorts(h.meter, h.app.cfg, h.board).holding
+    out = bytearray(160)
+    assert holding.read(0xC400, 16, out, 0) == 0
+    newest = out[2] << 24 | out[3] << 16 | out[4] << 8 | out[5]
+    n = out[0] << 8 | out[1]
+    recs = []
+    for s in range(newest - n + 1, newest + 1, 8):
+        sel = bytes((s >> 24, s >> 16 & 255, s >> 8 & 255, s & 255))
+        assert holding.write(0xC406, 2, sel, 0) == 0
+        assert holding.read(0xC410, 64, out, 0) == 0
+        for i in range(8):
+            o = 16 * i
+            seq = out[o] << 24 | out[o + 1] << 16 | out[o + 2] << 8 | out[o + 3]
+            if seq:
+                recs.append((seq, out[o + 13], out[o + 15]))
+    return recs
+flash = SimFlash(64)
+h = Run(flash)
+ind = h.app.indicators
+ind.bind(meter=h.meter, events=h.app.events)
+h.run_windows(3)
+ind.boot(BOOT_DONE, h.clock.ticks_ms())
+h.sim.inject_checksum_upset()
+h.advance_ms(600)
+h.sim.inject_reset()
+h.advance_ms(600)
+ind.tick(h.clock.ticks_ms())
+led = ind.states()["status"]
+live = log(h)                  # pending events come from RAM
+h.app.evlog.flush()
+h2 = Run(flash.reboot())
+print("@@JSON", json.dumps({"led": led, "live": live, "kept": log(h2)}))
+""", timeout=300)
+    codes = [c for _, c, _ in r["live"]]
+    assert r["led"] == "fault"
+    assert codes[0] == 28 and r["live"][0][2] == 1          # boot, reset cause 1
+    # checksum_changed, then init; chip_reset, then init (firmware/events.py codes).
+    i = codes.index(3)
+    assert codes[i + 1] == 1 and codes.index(2, i) < len(codes) - 1
+    assert codes[codes.index(2, i) + 1] == 1
+    # After a restart the same records, same seq, then the new boot.
+    kept = [tuple(x) for x in r["kept"]]
+    assert kept[:len(r["live"])] == [tuple(x) for x in r["live"]]
+    assert [c for _, c, _ in kept[len(r["live"]):]][0] == 28
