@@ -156,8 +156,9 @@ class EventStore:
             waited += 1
             p = self.events.total - self.flushed
             if p >= _FLUSH_N or (p and waited >= _FLUSH_S):
-                self.flush()
-                waited = 0
+                # A refused flush (event log_failed) is retried a minute later, not
+                # every second with one more event each time.
+                waited = 0 if self.flush() or self.flushed == self.events.total else -50
             elif not p:
                 waited = 0
 

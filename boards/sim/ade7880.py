@@ -201,6 +201,7 @@ class ADE7880Sim:
         self._fpos = 0
         self._reg = None
         self._running = False
+        self._sref = [0, 0, 0]
         now = clock.now_us()
         self._now = now
         self._t_acc = now
@@ -458,7 +459,8 @@ class ADE7880Sim:
             s = self._sag_next()
 
     def _sag_restart(self):
-        self._sref = [self._now] * 3
+        for ph in range(3):            # per phase: sag half cycles are counted from here
+            self._sref[ph] = self._now
 
     def set_scenario(self, scn):
         self.advance()
@@ -533,7 +535,7 @@ class ADE7880Sim:
         self._csum = None
         self._csum_seen = None
         self._vs = 0                   # PHSTATUS VSPHASE[2:0]
-        self._sref = [self._now] * 3   # per phase: sag half cycles are counted from here
+        self._sag_restart()
         self._set_thresholds()
         self._irqs()
 
