@@ -155,10 +155,10 @@ class EventStore:
             await asyncio.sleep_ms(1000)
             waited += 1
             p = self.events.total - self.flushed
-            if p >= _FLUSH_N or (p and waited >= _FLUSH_S):
+            if waited > 0 and (p >= _FLUSH_N or (p and waited >= _FLUSH_S)):
                 # A refused flush (event log_failed) is retried a minute later, not
                 # every second with one more event each time.
-                waited = 0 if self.flush() or self.flushed == self.events.total else -50
+                waited = 0 if self.flush() or self.flushed == self.events.total else -59
             elif not p:
                 waited = 0
 

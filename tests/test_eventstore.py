@@ -389,3 +389,49 @@ print("@@JSON", json.dumps({"led": led, "live": live, "kept": log(h2)}))
     kept = [tuple(x) for x in r["kept"]]
     assert kept[:len(r["live"])] == [tuple(x) for x in r["live"]]
     assert [c for _, c, _ in kept[len(r["live"]):]][0] == 28
+
+
+def test_flush_task_batches_and_backs_off(mpy):
+    """The evlog task on a fake clock (its sleeps counted, not slept): a few events wait
+    for the 10 s period, 8 pending go at the next second, a refused flush (dead flash)
+    is retried a minute later rather than every second."""
+    r = mpy(LIB + r"""
+import asyncio
+from firmware import eventstore
+class FakeTime:
+    s = 0
+    async def sleep_ms(self, ms):
+        self.s += ms // 1000
+        await asyncio.sleep(0)
+ft = eventstore.asyncio = FakeTime()
+flash = SimFlash(64)
+st, ev, clk = boot(flash, True)
+changes = []
+async def main():
+    task = asyncio.create_task(st.run())
+    for k in range(3):
+        add(ev, clk, k)
+    step = {12: 8, 40: 8}
+    last = (0, 0)
+    while ft.s < 170:
+        n = step.pop(ft.s, 0)
+        if n and ft.s == 40:
+            flash.cut_power_after(0)
+        for k in range(n):
+            add(ev, clk, 100 + k)
+        now = (st.flushed, ev.count(30))
+        if now != last:
+            changes.append([ft.s, now[0], now[1]])
+            last = now
+        await asyncio.sleep(0)
+    task.cancel()
+asyncio.run(main())
+print("@@JSON", json.dumps(changes))
+""")
+    # (Seen up to one second late: the task may sleep again before this loop looks.)
+    # 3 events flushed at 10 s; 8 more at 12 s flushed at 13 s; at 40 s the flash dies:
+    # the flush at 41 s is refused (log_failed), the next tries come a minute apart.
+    assert [x[1:] for x in r] == [[3, 0], [11, 0], [11, 1], [11, 2], [11, 3]], r
+    t = [x[0] for x in r]
+    assert 10 <= t[0] <= 11 and 13 <= t[1] <= 14 and 41 <= t[2] <= 42, r
+    assert t[3] - t[2] == 60 and t[4] - t[3] == 60, r
