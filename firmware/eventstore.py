@@ -72,10 +72,6 @@ class EventStore:
         """Seq of the newest event (flash or RAM), 0 when none."""
         return self.base + self.events.total - 1 if self.events.total or self.base > 1 else 0
 
-    def count(self):
-        """Events readable: valid records on flash plus those still pending, at most RING."""
-        return min(RING, self.stored + self.events.total - self.flushed)
-
     # ---- boot ----
     def load(self):
         """Scan the file: the newest valid seq continues the numbering."""

@@ -58,17 +58,18 @@ for k in range(300):
     if ev.total - st.flushed >= 8:
         st.flush()
 st.flush()
-before = (st.newest(), st.count())
+before = (st.newest(), min(RING, st.stored + ev.total - st.flushed))
 d2 = flash.reboot()
 st2, ev2, clk2 = boot(d2)                    # a restart: the RAM ring is empty
 got = readback(st2)
 for k in range(3):
     add(ev2, clk2, 1000 + k)
 st2.flush()
-st3, _, _ = boot(d2.reboot())
+st3, ev3, _ = boot(d2.reboot())
 print("@@JSON", json.dumps({"before": before, "after": [st2.base, st2.stored, ev2.count(29)],
       "seqs": sorted(got), "vals": [got[s][:3] for s in sorted(got)],
-      "utc": got[300][3], "again": [st3.newest(), st3.count(), sorted(readback(st3))[-4:]],
+      "utc": got[300][3], "again": [st3.newest(), min(RING, st3.stored + ev3.total - st3.flushed),
+      sorted(readback(st3))[-4:]],
       "ring": RING}))
 """)
     ring = r["ring"]

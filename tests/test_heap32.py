@@ -20,26 +20,27 @@ import heap32  # noqa: E402
 KB = 1024
 CLIENTS = 8
 SHARES = {                          # bytes of live heap on a 32-bit build
-    "module_objects": 25392,        # globals dicts, function/class objects (frozen: RAM)
+    "module_objects": 25408,        # globals dicts, function/class objects (frozen: RAM)
     "meter": 13088,                 # App, config, events, ADE7880 driver (its prebuilt
                                     # window program: about 5 KB), Meter, snapshots,
                                     # LED indicators and button
-    "maps": 6224,                   # the two register spaces and their images
+    "maps": 6240,                   # the two register spaces and their images
     "rtu_a": 1664,                  # RtuSlave + RS485 (a board's UART ring buffer: 256 B)
-    "rtu_b": 1424,
-    "tcp": 7504,                    # TcpServer with 8 slots (buffers preallocated)
+    "rtu_b": 1440,
+    "tcp": 7520,                    # TcpServer with 8 slots (buffers preallocated)
     "tcp_clients": 4480,            # 8 connected clients beyond their slots (estimate)
     "growth": 784,                  # first use + live growth over 100 cycles with reads
-    "evlog": 1264,                  # event log on flash + its Modbus space: modules 800 B,
+    "evlog": 1200,                  # event log on flash + its Modbus space: modules 736 B,
                                     # EventStore + EventLogSpace 448 B (its 128 B window)
     "persistence": 1408,            # counter store (tests/test_persist.py: 1,344 B)
     "records": 2304,                # later: load curve / logs live in flash rings
     "reserve": 0,
 }
-# 2026-11-29 (event log): evlog's 1,264 B and the SAG watcher's 224 B of module objects
+# 2026-11-29 (event log): evlog's share and the SAG watcher's 224 B of module objects
 # (drivers/ade7880.py, firmware/powerfail.py, firmware/events.py) came from the measured
-# slack of maps, rtu_b, tcp and tcp_clients; every measured part now keeps 16 B of slack
-# (rtu_a 32 B): the budget is full.
+# slack of maps, rtu_b, tcp and tcp_clients: the budget is full. Parts move by 16-32 B
+# (growth by up to 150 B) when any module's code changes (heap layout, qstr pools), so
+# the 16-48 B left per part is thin: the next addition needs a rebalance.
 LATER = ("persistence", "records", "reserve")
 BUDGET = 64 * KB
 
@@ -110,8 +111,10 @@ def test_probe_measured_what_it_claims(heap):
     assert c["n"] == 100 and c["read_errors"] == 0, c["read_error_samples"]
     assert c["requests_per_cycle"] >= 12          # every block of every map, two dispatchers
     assert heap["published"]["after_cycles"] >= heap["published"]["with_sim"] + 100
-    # Dropping the only reference to a simulator frees all of it: the drop method works.
-    assert heap["sim"]["board_freed_check"] == 0
+    # Dropping the only reference to a simulator frees all of it (5 KB): the drop method
+    # works. One small block may stay: this port's collector scans the C stack
+    # conservatively, so a stale word can keep 16 B alive depending on the heap layout.
+    assert heap["sim"]["board_freed_check"] <= 16
     assert heap["sim"]["at_drop"] >= heap["sim"]["board_fresh"] > 0
     # firmware/ports.py's own constructor costs the sum of the parts built one by one,
     # plus its small bookkeeping (port dict, task list, config references).

@@ -44,27 +44,6 @@ class EventLogSpace:
         self._key = -1          # events.total when it was filled
         self._flushed = -1      # and the store's flushed count (RAM or flash source)
 
-    def _head(self, i):
-        st = self.store
-        if i == 0:
-            return st.count()
-        if i == 1 or i == 2:
-            v = st.newest()
-        elif i == 4 or i == 5:
-            n = st.count()
-            v = st.newest() - n + 1 if n else 0
-        elif i == 6 or i == 7:
-            v = self.select
-        elif i == 3:
-            return RING
-        elif i == 8:
-            return _WINDOW
-        elif i == 9:
-            return _REC_REGS
-        else:
-            return 0
-        return (v >> 16) & 0xFFFF if i == 1 or i == 4 or i == 6 else v & 0xFFFF
-
     def _route(self, addr, count):
         """0: ours; 1: the other map's; 2: outside both or straddling (exception 02)."""
         end = addr + count - 1
@@ -90,16 +69,35 @@ class EventLogSpace:
                 self._first = first
                 self._key = st.events.total
                 self._flushed = st.flushed
+        st = self.store
+        ev = st.events
+        n = min(RING, st.stored + ev.total - st.flushed)     # events stored
+        newest = st.newest()
         o = off
         for i in range(a, a + count):
-            if i < _HEAD:
-                v = self._head(i)
-                out[o] = v >> 8
-                out[o + 1] = v & 0xFF
-            else:
+            if i >= _HEAD:
                 j = 2 * (i - _HEAD)
                 out[o] = img[j]
                 out[o + 1] = img[j + 1]
+                o += 2
+                continue
+            v = 0                       # reserved registers read 0
+            if i == 0:
+                v = n
+            elif i <= 2:
+                v = newest
+            elif i == 3:
+                v = RING
+            elif i <= 5:
+                v = newest - n + 1 if n else 0
+            elif i <= 7:
+                v = self.select
+            elif i <= 9:
+                v = _WINDOW if i == 8 else _REC_REGS
+            if i == 1 or i == 4 or i == 6:
+                v >>= 16                # u32: high word first
+            out[o] = (v >> 8) & 0xFF
+            out[o + 1] = v & 0xFF
             o += 2
         return 0
 
