@@ -42,6 +42,9 @@ methods
                   (RTC not set); SNTP and Modbus set it on boards (later step)
   network()       bring up Ethernet and return an object with isconnected(), or None
                   where the host's own stack is used (sim)
+  reset_cause()    why the device (re)started: machine.reset_cause() on a board (port
+                  constants: 1 power on on rp2 and esp32, 3 watchdog, ...); the sim
+                  board reports RESET_CAUSE (1, power on). Logged with the boot event.
   reset()         restart the device: machine.reset() on a board; the sim board counts
                   and prints the request (and ends the run if told to); called by the
                   reset button's restart action (firmware/button.py)
@@ -57,7 +60,7 @@ tests/test_contract.py).
 ATTRIBUTES = ("name", "clock", "CALIBRATION", "DIRECT_MAX_A", "leds", "button",
               "power_fail")
 METHODS = ("ade7880", "rs485", "block_device", "watchdog", "time_utc", "network", "tasks",
-           "reset")
+           "reset", "reset_cause")
 LEDS = ("status", "network", "bus")
 CLOCK = ("ticks_ms", "ticks_us", "now_us")
 

@@ -30,6 +30,16 @@ one checker (viper where the port has a native emitter, else plain Python giving
 values) verifies all reads and stores them as signed 32-bit words, allocating nothing.
 How each read is verified, and why that is as strong as before: see _WINDOW below.
 
+Supply failure (SAG): set_sag(level, half_cycles) programs the chip's sag detection at
+the next begin(): SAGLVL 0xE509 (24-bit, compared with the absolute instantaneous
+voltage: 5,928,256 = 0x5A7540 is full scale, 0 or 1 never triggers), SAGCYC 0xE704
+(8-bit, half line cycles below it, 0 invalid), MASK1 bit 16 so that STATUS1.SAG pulls
+IRQ1 low; PHSTATUS VSPHASE[2:0] (bits 14:12) tell which phases are below (ADE7880
+datasheet Rev. A, "Phase Voltage Sag Detection" and Tables 33, 37, 40). A SAG on phase
+A (L1, the meter's supply) is left latched, so IRQ1 stays low while L1 is down and a
+power-fail watcher can read the pin; health() acknowledges it once PHSTATUS shows L1
+back (and at once for L2/L3, which do not feed the meter).
+
 Interrupt: IRQ0 (LENERGY) sets `irq_pending` and, where asyncio.ThreadSafeFlag exists
 (boards, unix port), sets `irq_flag`, a ThreadSafeFlag the engine may await instead of
 polling (`await chip.irq_flag.wait()`); irq_flag is None without an IRQ0 line or
@@ -49,10 +59,12 @@ _DSP_RAM_FIRST = const(0x4380)
 _VLEVEL = const(0x439F)
 _STATUS0 = const(0xE502)
 _STATUS1 = const(0xE503)
+_SAGLVL = const(0xE509)       # 24-bit ZP in a 32-bit word (datasheet Rev. A Table 33)
 _MASK0 = const(0xE50A)
 _MASK1 = const(0xE50B)
 _CHECKSUM = const(0xE51F)
 _LAST_RWDATA32 = const(0xE5FF)
+_PHSTATUS = const(0xE600)     # 16-bit; VSPHASE[2:0] = bits 14:12 (datasheet Table 40)
 _LINECYC = const(0xE60C)
 _COMPMODE = const(0xE60E)
 _GAIN = const(0xE60F)
@@ -61,6 +73,7 @@ _PHSIGN = const(0xE617)
 _RUN = const(0xE228)
 _ACCMODE = const(0xE701)
 _LCYCMODE = const(0xE702)
+_SAGCYC = const(0xE704)       # 8-bit: half line cycles below SAGLVL (no-OS ade7880.h)
 _VERSION = const(0xE707)
 _DSPWP_SET = const(0xE7E3)
 _LAST_RWDATA8 = const(0xE7FD)
@@ -79,6 +92,8 @@ _CFMODE_RESET = const(0x0EA0)
 _STATUS0_LENERGY = const(1 << 5)
 _STATUS1_RSTDONE = const(1 << 15)
 _STATUS1_CRC = const(1 << 25)
+_STATUS1_SAG = const(1 << 16)        # also MASK1 bit 16 (anchors section 3: SAG b16)
+_VSPHASE_SHIFT = const(12)
 _CONFIG2_I2C_LOCK = const(1 << 1)
 _LCYC_LWATT_LVAR_LVA = const(0x07)   # RSTREAD (b6) off: not applicable in line-cycle mode
 _COMPMODE_DEFAULT = const(0x01FF)
@@ -331,13 +346,15 @@ class ADE7880:
     CYCLE_PERIOD = _CSUM_EVERY   # health()'s SPI traffic repeats every this many calls
 
     def __init__(self, spi, cs, irq0=None, line_cycles=20, zx_phases=3, sixty_hz=False,
-                 gains=None, phcal=None, native=True, irq_flag=None):
+                 gains=None, phcal=None, native=True, irq_flag=None, irq1=None):
         """spi: machine.SPI-like (write_readinto); cs: Pin-like, active low.
         line_cycles: half line cycles of the mains per window (LINECYC / zx_phases).
         zx_phases: 1 (phase A only, 1P2W wiring) or 3 (A, B and C zero crossings).
         gains: 3 rows of (igain, vgain, pgain) register values (signed 24-bit); phcal: 3
         PHCAL values (10-bit). Both come from the calibration config.
-        native=False uses the plain checker even where viper exists (tests)."""
+        native=False uses the plain checker even where viper exists (tests).
+        irq1: the IRQ1 input (no handler: a power-fail watcher reads its level; low
+        while a masked STATUS1 event, SAG, or a chip reset is pending)."""
         self._spi = spi
         self._cs = cs
         self.native = bool(native and _check_native is not None)
@@ -361,6 +378,11 @@ class ADE7880:
         self.reset_seen = False
         self.version = 0
         self.event_code = 0       # last event, for the engine (0 = none since taken)
+        self.irq1 = irq1
+        self.sag_level = 0        # SAGLVL code; 0: sag detection off
+        self.sag_cycles = 0
+        self.sag = 0              # VSPHASE bits at the last PHSTATUS read (bit 0: L1), | 8
+                                  # once sag_l1() read them while IRQ1 is low
         self.spi_errors = 0
         # Without an IRQ0 line the engine polls STATUS0 for LENERGY instead.
         self.has_irq = irq0 is not None
@@ -426,6 +448,34 @@ class ADE7880:
         self.sixty_hz = bool(sixty_hz)
         self.gains = tuple(tuple(r) for r in gains)
         self.phcal = tuple(phcal)
+
+    def set_sag(self, level, half_cycles):
+        """Sag detection for the next begin(): SAGLVL code (0: off) and SAGCYC half
+        cycles. ValueError (nothing changed) names a bad value."""
+        if not isinstance(level, int) or not 0 <= level <= 0xFFFFFF:
+            raise ValueError("sag level must be a 24-bit code 0..16777215, got %r" % (level,))
+        if not isinstance(half_cycles, int) or not 1 <= half_cycles <= 255:
+            raise ValueError("sag half cycles must be 1..255, got %r" % (half_cycles,))
+        self.sag_level = level
+        self.sag_cycles = half_cycles
+
+    def sag_l1(self):
+        """The power-fail watcher's reading (firmware/powerfail.py, every 10 ms): True
+        while L1 is below SAGLVL. IRQ1 high: no sag pending, no SPI traffic. IRQ1 low:
+        once per low spell, a verified PHSTATUS read (VSPHASE in self.sag, bit 3 = read
+        in this spell); if L1 is not among the phases (a dead L2/L3, or a chip reset),
+        STATUS1.SAG is acknowledged so IRQ1 rises and L1's own sag can pull it low.
+        Raises ChipError if the chip does not answer. Allocates nothing."""
+        p = self.irq1
+        if p is None or p.value():
+            self.sag = 0
+            return False
+        if not self.sag & 8:
+            d = self._read_bytes(_PHSTATUS)
+            self.sag = ((d[0] >> (_VSPHASE_SHIFT - 8)) & 7) | 8
+            if not self.sag & 1:
+                self.write(_STATUS1, _STATUS1_SAG)
+        return bool(self.sag & 1)
 
     # ---- interrupt: only set flags; the engine acts on them in its task ----
     def _on_irq0(self, pin):
@@ -578,10 +628,16 @@ class ADE7880:
         # window's half cycles times the number of phases selected.
         self._ensure(_LINECYC, self.line_cycles * self.zx_phases)
         self.write(_MASK0, _STATUS0_LENERGY)
-        self.write(_MASK1, 0)
+        # Sag: SAGLVL before SAGCYC (writing SAGCYC restarts the chip's half-cycle count,
+        # datasheet), only when they differ so a re-init keeps a detection in progress.
+        self._ensure(_SAGLVL, self.sag_level)
+        if self.sag_level:
+            self._ensure(_SAGCYC, self.sag_cycles)
+        self.write(_MASK1, _STATUS1_SAG if self.sag_level else 0)
         # Clear stale flags (write 1 to clear) except LENERGY: a window latched before
-        # this re-init is still to be read.
-        self.write(_STATUS1, 0xFFFFFFFF)
+        # this re-init is still to be read; and except SAG: a supply failure in progress
+        # stays latched (IRQ1 low) for the power-fail watcher.
+        self.write(_STATUS1, 0xFFFEFFFF)        # all but b16 (SAG)
         self.write(_DSPWP_SEL, _DSPWP_KEY)
         self.write(_DSPWP_SET, _DSPWP_PROTECT)
         self.write(_RUN, 1)
@@ -605,6 +661,11 @@ class ADE7880:
             return FAULT_RESET
         if d[0] & (_STATUS1_CRC >> 24):
             return FAULT_CHECKSUM
+        if d[1] & (_STATUS1_SAG >> 16):        # a sag flip: which phases are below?
+            d = self._read_bytes(_PHSTATUS)
+            self.sag = ((d[0] >> (_VSPHASE_SHIFT - 8)) & 7) | (self.sag & 8)
+            if not self.sag & 1:                # L1 fine: acknowledge (IRQ1 rises)
+                self.write(_STATUS1, _STATUS1_SAG)
         self._csum_age += 1
         if self._csum_age >= _CSUM_EVERY:
             self._csum_age = 0

@@ -43,6 +43,7 @@ class App:
         self.board = board
         self.events = EventLog(32)
         vfs = self._mount()
+        self.evlog = self._open_evlog(vfs)
         kw = {}
         if unlock_ms:
             kw["unlock_ms"] = unlock_ms
@@ -103,6 +104,7 @@ class App:
     def stop(self):
         if self.store is not None:
             self.store.close()    # clean stop: a last record, before anything else
+            self.evlog.flush()    # then the events not yet on flash
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()
@@ -130,6 +132,19 @@ class App:
             vfs = os.VfsLfs2(bdev)
         return vfs
 
+    def _open_evlog(self, vfs):
+        """The boot event (with the board's reset cause), then the event log on flash
+        (firmware/eventstore.py), loaded before anything else logs at boot so the new
+        events are numbered after the ones on flash."""
+        from firmware.events import EV_BOOT
+        self.events.add(self.board.clock.ticks_ms(), EV_BOOT, self.board.reset_cause())
+        if vfs is None:
+            return None
+        from firmware.eventstore import EventStore
+        evlog = EventStore(vfs, self.events, self.board.clock, self.board.time_utc)
+        evlog.load()
+        return evlog
+
     # ---- counters across power cuts ----
     def _open_store(self, vfs):
         from firmware.persist import CounterStore
@@ -142,17 +157,39 @@ class App:
 
     def _power_fail_watch(self):
         """The supply watcher (firmware/powerfail.py): the board's power-fail input, or
-        else the L1 voltage of the published snapshots (two cycles below half)."""
-        from firmware.powerfail import L1Collapse, PinLow, PowerFail
+        else the ADE7880's sag detection on L1 (IRQ1), with the published snapshots' L1
+        voltage as a backup."""
+        from firmware import powerfail as pf
         pin = self.board.power_fail
-        src = PinLow(pin) if pin is not None else L1Collapse(self.meter)
-        return PowerFail(src, self.store.supply_failed, self.store.supply_ok,
-                         need=1 if pin is not None else 2)
+        if pin is not None:
+            return pf.PowerFail(pf.PinLow(pin), self._supply_failed, self.store.supply_ok,
+                                need=1)
+        backup = pf.L1Collapse(self.meter)
+        if getattr(self.chip, "irq1", None) is None:
+            return pf.PowerFail(backup, self._supply_failed, self.store.supply_ok, need=2)
+        # SAGLVL for half of 230 V: it compares the absolute instantaneous voltage, a
+        # full-scale peak being 5,928,256 (ADE7880 datasheet Rev. A, "Sag Level Set"),
+        # and the same full-scale sine reads 3,766,572 on xVRMS (anchors-public-facts.md
+        # section 3), so code = V rms / (V per xVRMS code) x 5928256 / 3766572. SAGCYC
+        # 2 half cycles: 20 ms at 50 Hz, half of the 40 ms hold-up budget (README).
+        num, den = config_mod.rational(self.cfg, "v_per_code")
+        mv = pf.NOMINAL_MV * pf.COLLAPSE_PCT // 100
+        self.chip.set_sag(min(0xFFFFFF, mv * den * 5928256 // (1000 * num * 3766572)), 2)
+        return pf.PowerFail(self.chip.sag_l1, self._supply_failed, self.store.supply_ok,
+                            need=1, backup=backup)
+
+    def _supply_failed(self):
+        self.store.supply_failed()       # the counters first: they must make it
+        # Then the pending events, if the hold-up lasts (a flush rewrites the log's
+        # block: it may not finish; littlefs then keeps the log as it was).
+        if self.evlog is not None:
+            self.evlog.flush()
 
     def _start_persist(self, sup):
         self.store.arm()           # erases now, while the supply is good
         sup.spawn("persist", self.store.run)
         sup.spawn("powerfail", self.powerfail.run)
+        sup.spawn("evlog", self.evlog.run)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # The button's sequences are logged and confirmed by two blinks, then handed to the

@@ -4,6 +4,7 @@
     log = EventLog(16)
     log.add(t_ms, code)            # or log.add(t_ms, code, arg): arg 0..255, e.g. a task index
     log.count(code); log.total; log.recent(); log.recent_args()
+    log.at(k)                      # event number k since boot (None once overwritten)
 
 Fixed-size ring (no growth) and per-code counters. The codes are all defined here, in
 one registry (drivers report faults in their own terms; the firmware names the event),
@@ -39,6 +40,11 @@ EV_LOCKED_OUT = const(25)          # 5 wrong passwords: unlock refused; arg: min
 EV_CONFIG_CHANGED = const(26)      # a config change persisted and applied; arg: port
 EV_DEVICE_RESET = const(27)        # a reset command; arg: 1 restart, 2 network,
                                    # 3 password, 4 factory
+# The event log on flash (firmware/eventstore.py).
+EV_BOOT = const(28)                # booted; arg: the board's reset cause (machine.reset_cause())
+EV_LOG_CORRUPT = const(29)         # torn or corrupt event records skipped at boot (arg: count)
+EV_LOG_FAILED = const(30)          # events could not be written to flash (arg: errno)
+EV_LOG_LOST = const(31)            # events dropped from RAM before a flush (arg: count)
 N_CODES = const(32)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
@@ -46,7 +52,8 @@ EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_m
 # Names by code: codes not named above (yet) stay "" up to the persistence codes.
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
-                  "unlock_failed", "locked_out", "config_changed", "device_reset"))
+                  "unlock_failed", "locked_out", "config_changed", "device_reset",
+                  "boot", "log_corrupt", "log_failed", "log_lost"))
 
 
 def event_name(code):
@@ -61,6 +68,7 @@ class EventLog:
         self._arg = bytearray(size)
         self._counts = array("l", [0] * ncodes)
         self.total = 0
+        self.store = None       # the log on flash (firmware/eventstore.py), when there is one
 
     def add(self, t_ms, code, arg=0):
         i = self.total % len(self._code)
@@ -70,6 +78,15 @@ class EventLog:
         if code < len(self._counts):
             self._counts[code] += 1
         self.total += 1
+
+    def at(self, k):
+        """(t_ms, code, arg) of event number k (0 = the first since boot), or None when
+        the ring has overwritten it or it has not happened (allocates a tuple)."""
+        n = len(self._code)
+        if not self.total - n <= k < self.total or k < 0:
+            return None
+        i = k % n
+        return self._t[i], self._code[i], self._arg[i]
 
     def count(self, code):
         return self._counts[code]

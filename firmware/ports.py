@@ -25,6 +25,7 @@ from firmware.modbus.rtu import RtuSlave
 from firmware.modbus.tcp import TcpServer
 from firmware.regmaps.build import build_spaces, check_config
 from firmware.regmaps.device import Routed
+from firmware.regmaps.eventlog import EventLogSpace
 from firmware.version import VERSION
 
 _SETTLE_MS = 5          # poll interval while waiting for a port to be between frames
@@ -59,6 +60,7 @@ class ModbusPorts:
         mb = cfg["modbus"]
         self.meter = meter
         self.device = device
+        self.evspace = None
         self.board = board
         self.cfg = cfg
         holding, inputs, dev_id = self._maps(cfg)
@@ -86,9 +88,13 @@ class ModbusPorts:
         """(holding space, input space, FC 43/14 basic objects) for cfg."""
         idn = identity(cfg)
         meas, inputs = build_spaces(self.meter, idn, map_config(cfg, self.board))
+        store = self.meter.events.store      # the event log on flash, when there is one
+        if store is not None and self.evspace is None:
+            self.evspace = EventLogSpace(store)  # one select register across config changes
         # The holding-register address ranges, in one place (inclusive).
-        ranges = ((0x0000, 0xBFFF, meas),         # KSEM, PnP, SunSpec: never writable
-                  (0xC000, 0xC3FF, self.device))  # config (firmware/regmaps/device.py)
+        ranges = ((0x0000, 0xBFFF, meas),          # KSEM, PnP, SunSpec: never writable
+                  (0xC000, 0xC3FF, self.device),   # config (firmware/regmaps/device.py)
+                  (0xC400, 0xC7FF, self.evspace))  # event log (firmware/regmaps/eventlog.py)
         holding = Routed(r for r in ranges if r[2] is not None)
         return holding, inputs, (idn["vendor"], idn["model"], VERSION)
 

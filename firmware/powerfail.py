@@ -12,6 +12,15 @@ returning True (collapsed), False (present) or None (no new reading):
   fallback; the ADE7880's SAG interrupt (SAGLVL/SAGCYC, a few half cycles) or a board's
   power-fail input reacts within the hold-up budget and should be preferred.
 - PinLow: a board's power_fail input (boards/contract.py: 0 while the supply fails).
+- the chip's own sag detection on L1 (drivers/ade7880.py: set_sag, sag_l1): IRQ1
+  low, then one PHSTATUS read tells whether L1 is the phase below SAGLVL; if not (a
+  dead L2/L3: the chip repeats their sag every SAGCYC half cycles) the sag is
+  acknowledged so IRQ1 rises again; if so it stays latched and the driver's flag
+  answers without SPI traffic until IRQ1 rises (health() acknowledges L1's return).
+  Latency: SAGCYC half cycles (20 ms at 50 Hz) plus one poll (period_ms). The App uses
+  `chip.sag_l1` with need=1 when the board has no power-fail input, and L1Collapse as
+  the `backup` source (collapsed when either says so; a backup returning None keeps
+  its previous reading).
 `need` consecutive collapsed readings call on_fail() once; as many present readings
 afterwards call on_ok() (a brown-out the board lived through).
 """
@@ -50,7 +59,7 @@ class PinLow:
 
 
 class PowerFail:
-    def __init__(self, collapsed, on_fail, on_ok=None, need=2, period_ms=10):
+    def __init__(self, collapsed, on_fail, on_ok=None, need=2, period_ms=10, backup=None):
         if need < 1 or period_ms < 1:
             raise ValueError("power fail: need >= 1 and period_ms >= 1, got %r, %r"
                              % (need, period_ms))
@@ -61,10 +70,18 @@ class PowerFail:
         self.period_ms = period_ms
         self.failed = False
         self._run = 0           # consecutive readings contradicting the current state
+        self.backup = backup    # a second source: collapsed when either says so
+        self._late = False      # the backup's latest reading (None keeps it)
 
     def check(self):
         """Take one reading; returns whether the supply is (now) considered failed."""
         c = self.collapsed()
+        b = self.backup
+        if b is not None:
+            v = b()
+            if v is not None:
+                self._late = bool(v)
+            c = c or self._late
         if c is None:
             return self.failed
         if bool(c) == self.failed:

@@ -35,11 +35,14 @@ _MASK0 = const(0xE50A)
 _MASK1 = const(0xE50B)
 _CHECKSUM = const(0xE51F)
 _LAST_RW32 = const(0xE5FF)
+_SAGLVL = const(0xE509)
+_PHSTATUS = const(0xE600)
 _LINECYC = const(0xE60C)
 _CONFIG = const(0xE618)
 _PHSIGN = const(0xE617)
 _ACCMODE = const(0xE701)
 _LCYCMODE = const(0xE702)
+_SAGCYC = const(0xE704)
 _VERSION = const(0xE707)
 _DSPWP_SET = const(0xE7E3)
 _LAST_RW8 = const(0xE7FD)
@@ -53,6 +56,10 @@ _CONFIG2 = const(0xEC01)
 _LENERGY = const(0x20)  # STATUS0 b5
 _RSTDONE = const(0x8000)  # STATUS1 b15
 _CRC = const(0x2000000)  # STATUS1 b25
+_SAG = const(0x10000)  # STATUS1 b16
+# Sag detection compares |instantaneous voltage| after the HPF with SAGLVL; a full-scale
+# input peaks at 5,928,256 (0x5A7540: "SAGLVL at full scale", datasheet Rev. A p.34).
+_SAG_FS = 5928256
 _CHECKSUM_DEFAULT = const(0xAFFA63B9)
 VERSION = 0x01  # the real die's value is not in the public material read; see docs
 
@@ -194,6 +201,7 @@ class ADE7880Sim:
         self._fpos = 0
         self._reg = None
         self._running = False
+        self._sref = [0, 0, 0]
         now = clock.now_us()
         self._now = now
         self._t_acc = now
@@ -383,10 +391,76 @@ class ADE7880Sim:
         while w is not None and w[0] <= self._now:
             self._window_end(w[0], w[1], w[2])
             w = self._win
+        self._sag_until(self._now)
         self._fire()
 
     def next_event_us(self):
+        """The next window end (IRQ0), or None."""
         return self._win[0] if self._win is not None else None
+
+    def next_sag_us(self):
+        """The next VSPHASE flip (STATUS1.SAG, IRQ1 when enabled), or None."""
+        s = self._sag_next()
+        return s[0] if s is not None else None
+
+    # ---- voltage sag (datasheet Rev. A "Phase Voltage Sag Detection", Table 40) ------
+    # VSPHASE[ph] flips when the phase has been on the other side of SAGLVL for SAGCYC
+    # half line cycles; each flip sets STATUS1.SAG (IRQ1 low when MASK1 b16). Writing
+    # STATUS1.SAG clears SAG and every VSPHASE bit, so a voltage still below sets them
+    # again SAGCYC half cycles later. Simplifications (docs/ade7880-sim.md): the level is
+    # judged per scenario segment from the sine's peak (the phase's rms), half cycles are
+    # timed at the segment's frequency from the start of the run (a dead phase still
+    # counts: the chip's counter "is always active"), digital gains are not applied.
+    def _below(self, i, ph):
+        lvl = self._reg[_SAGLVL]
+        un = self.frontend.v_norm(self.scenario.segments[i][2][ph][0])
+        return lvl > 1 and min(un, 1.0) * _SAG_FS < lvl
+
+    def _sag_due(self, ph):
+        """Time (us) of phase ph's next VSPHASE flip, or None."""
+        n = self._reg[_SAGCYC]
+        if not self._running or not n or self._reg[_SAGLVL] <= 1:
+            return None
+        tb, segs = self._tb, self.scenario.segments
+        cur = self._vs >> ph & 1
+        start = None
+        ref = self._sref[ph]
+        i = tb.seg(ref)
+        while True:
+            end = tb.start[i + 1] if i + 1 < len(tb.start) else None
+            if self._below(i, ph) != cur:
+                if start is None:
+                    start = max(ref, tb.start[i])
+                due = start + int(math.ceil(n * 500000.0 / segs[i][1]))
+                if end is None or due < end:
+                    return due
+            else:
+                start = None
+            if end is None:
+                return None
+            i += 1
+
+    def _sag_next(self):
+        best = None
+        for ph in range(3):
+            t = self._sag_due(ph)
+            if t is not None and (best is None or t < best[0]):
+                best = (t, ph)
+        return best
+
+    def _sag_until(self, t):
+        s = self._sag_next()
+        while s is not None and s[0] <= t:
+            due, ph = s
+            self._vs ^= 1 << ph
+            self._sref[ph] = due
+            self._st1 |= _SAG
+            self._irqs()
+            s = self._sag_next()
+
+    def _sag_restart(self):
+        for ph in range(3):            # per phase: sag half cycles are counted from here
+            self._sref[ph] = self._now
 
     def set_scenario(self, scn):
         self.advance()
@@ -460,6 +534,8 @@ class ADE7880Sim:
         self._last = [0, 0, 0, 0, 0]  # op, add, rw8, rw16, rw32
         self._csum = None
         self._csum_seen = None
+        self._vs = 0                   # PHSTATUS VSPHASE[2:0]
+        self._sag_restart()
         self._set_thresholds()
         self._irqs()
 
@@ -505,6 +581,8 @@ class ADE7880Sim:
             self.locked = True
         elif a == _MASK0 or a == _MASK1:
             self._irqs()
+        elif a == _SAGCYC or a == _SAGLVL:  # restarts the half-cycle count (datasheet)
+            self._sag_restart()
         if a not in _NOT_CFG:
             self._cfg_changed()
 
@@ -526,7 +604,11 @@ class ADE7880Sim:
             self._hold0 = False
             self._irqs()
         elif a == _STATUS1:
+            self._sag_until(self._now)
             self._st1 &= ~v
+            if v & _SAG:  # clears every VSPHASE bit too; counting restarts
+                self._vs = 0
+                self._sag_restart()
             self._irqs()
         elif a == _DSPWP_SET:
             if self._reg[_DSPWP_SEL] == 0xAD:  # the key must be written first
@@ -537,8 +619,10 @@ class ADE7880Sim:
 
     def _set_run(self, on):
         self._settle(self._now)
+        self._sag_until(self._now)
         if on and not self._running:
             self._running = True
+            self._sag_restart()
             self._csum_seen = self.checksum()  # the reference the CRC flag compares to
             self._restart_windows()
         elif not on and self._running:
@@ -572,6 +656,8 @@ class ADE7880Sim:
             return self._st0, None
         if a == _STATUS1:
             return self._st1, None
+        if a == _PHSTATUS:
+            return self._vs << 12, None
         if a == _CHECKSUM:
             return self.checksum(), None
         if a == _VERSION:

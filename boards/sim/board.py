@@ -20,6 +20,7 @@ from drivers.led import BiLED
 
 
 RESET_EXIT = 3      # exit status of a host run that restarts itself (reset())
+PWRON_RESET = 1     # machine.PWRON_RESET on rp2 and esp32
 
 
 class SimWatchdog:
@@ -45,6 +46,7 @@ class SimWatchdog:
 
 class SimBoard:
     name = "sim"
+    RESET_CAUSE = PWRON_RESET
     # The KSEM measures directly up to 63 A per line (manual 5.15.4); above, external CTs.
     DIRECT_MAX_A = 63
     # Calibration of this board's analog front end, derived by hand (not imported from
@@ -74,6 +76,11 @@ class SimBoard:
         self.run_dir = run_dir
         self.clock = clock or RealClock()
         self.chip = ADE7880Sim(self.clock, scenario)
+        if run_dir:
+            # RUN_DIR/sim_t0: wall time (ns since 1970) of the scenario's time zero, so a
+            # script can act at a timeline instant (tests/test_powercut_host.py).
+            with open(run_dir + "/sim_t0", "w") as f:
+                f.write("%d\n" % time.time_ns())
         self.cs = SimPin(1)
         self.spi = SimSPI(self.chip, self.cs)
         # Three bi-colour LEDs (green pin, red pin; active high), the recessed reset
@@ -107,6 +114,7 @@ class SimBoard:
         # waiting on one stopped the TCP listener from accepting after a few
         # connections (tests/test_e2e_modbus.py, 50 idle sockets).
         return ADE7880(self.spi, self.cs, irq0=self.chip.irq0, irq_flag=asyncio.Event(),
+                       irq1=self.chip.irq1,
                        **kw)
 
     def rs485(self, name, baud, parity, stop):
@@ -140,6 +148,11 @@ class SimBoard:
     def network(self):
         return None       # the host's own network stack
 
+    def reset_cause(self):
+        """machine.reset_cause() of the sim board: a host run always starts as from
+        power on (a restart after reset() included: the process is new)."""
+        return self.RESET_CAUSE
+
     def reset(self):
         """What machine.reset() is on a board: the host process cannot reboot itself,
         so the request is counted and printed; with exit_on_reset the run ends with
@@ -156,14 +169,14 @@ class SimBoard:
         self.chip.set_scenario(scenario)
 
     async def tick(self):
-        # The simulated chip is evaluated lazily: wake it at its next window end so
-        # IRQ0 falls on time, as the real chip's would, at most 20 ms apart.
+        # The simulated chip is evaluated lazily: wake it at its next window end or sag
+        # so IRQ0 and IRQ1 fall on time, as the real chip's would, at most 20 ms apart.
         chip = self.chip
         clock = self.clock
         while True:
             chip.advance()
-            nxt = chip.next_event_us()
             delay = 20
-            if nxt is not None:
-                delay = min(20, max(1, (nxt - clock.now_us()) // 1000 + 1))
+            for nxt in (chip.next_event_us(), chip.next_sag_us()):   # IRQ0, IRQ1
+                if nxt is not None:
+                    delay = min(delay, max(1, (nxt - clock.now_us()) // 1000 + 1))
             await asyncio.sleep_ms(delay)

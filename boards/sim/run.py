@@ -171,6 +171,7 @@ class Run:
             # The loop is gone (the interrupt may have hit any task): only the last
             # counter record is written; the process ends next.
             self.app.store.close()
+            self.app.evlog.flush()     # and the events not yet on flash
         print("STOPPED")
 
 
