@@ -37,7 +37,7 @@ SHARES = {                          # bytes of live heap on a 32-bit build
                                     # cfgstore + regmaps/device (their module objects)
                                     # and the settings owner (stage, password state)
     "records": 2304,                # later: load curve / logs live in flash rings
-    "reserve": -1216 - 1200,        # SETTLED AT THE MERGE OF THE HEAP SAVINGS
+    "reserve": -2048,               # SETTLED AT THE MERGE OF THE HEAP SAVINGS
 }
 # 2026-11-29 (event log): evlog's share and the SAG watcher's 224 B of module objects
 # (drivers/ade7880.py, firmware/powerfail.py, firmware/events.py) came from the measured
