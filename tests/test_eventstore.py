@@ -184,9 +184,10 @@ res["head3"] = regs(0xC406, 2)
 res["errs"] = [regs(0xC3FF, 2), regs(0xC44F, 2), regs(0xC450, 1), wr(0xC400, [1]),
                wr(0xC406, [0, 999]), wr(0xC410, [1])]
 res["big"] = wr(0xC406, [1, 0])
-# Routed beside another map (firmware/ports.py): its addresses go there.
-other = ArraySpace(0xC3F0, 0x20, init=lambda a: a - 0xC3F0)
-rt = EventLogSpace(st, other)
+# Routed beside another map, as firmware/ports.py does: its addresses go there.
+from firmware.regmaps.device import Routed
+other = ArraySpace(0xC3F0, 0x10, init=lambda a: a - 0xC3F0)
+rt = Routed(((0xC3F0, 0xC3FF, other), (0xC400, 0xC7FF, sp)))
 o = bytearray(8)
 res["route"] = [rt.read(0xC3FE, 2, o, 0), list(o[:4]), rt.read(0xC3FF, 2, o, 0),
                 rt.read(0xC400, 1, o, 0), list(o[:2]), rt.write(0xC3F0, 1, b"\x00\x07", 0),

@@ -43,7 +43,7 @@ class EventLogSpace:
 
     def read(self, addr, count, out, off):
         a = addr - _BASE
-        if a + count > _END:
+        if a < 0 or a + count > _END:
             return 2
         img = self._img
         if a + count > _HEAD:           # the window: refilled when it changed
