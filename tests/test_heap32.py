@@ -132,3 +132,23 @@ def test_a_connection_costs_half_on_32_bit(mpy, mpy32):
     u, w = mpy(CONN_OBJECTS), mpy32(CONN_OBJECTS)
     assert all(x > 0 for x in w)
     assert [2 * x for x in w] == u
+
+
+def test_register_maps_mirror_the_names_they_stand_for():
+    # The register maps define the snapshot indices and table codes they use as their
+    # own private consts, so their row tables are literal constants (flash when frozen):
+    # each must equal the name it mirrors; power divisors are written -mW (table.div_of).
+    import export_maps
+    snp, T = export_maps.snp, export_maps.T
+    from firmware.regmaps import ksem, sdm630, sunspec
+    for mod in (ksem, sdm630, sunspec):
+        n = 0
+        for name, v in vars(mod).items():
+            src = name[1:]
+            if name[:1] == "_" and src.isupper() and (hasattr(T, src) or hasattr(snp, src)):
+                want = getattr(T, src) if hasattr(T, src) else getattr(snp, src)
+                assert v == want, "%s.%s = %r, %s is %r" % (mod.__name__, name, v, src, want)
+                n += 1
+        assert n >= 20, mod.__name__
+    assert T.div_of(ksem._P) == T.p_div(100)          # 0.1 W
+    assert T.div_of(sdm630._W) == T.p_div(1000)       # 1 W

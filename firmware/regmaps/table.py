@@ -63,6 +63,13 @@ def p_div(target_mw):
     return target_mw // P_UNIT_MW
 
 
+def div_of(d):
+    """A table's divisor: d, or for d = -m the power divisor p_div(m). The maps write
+    power divisors as -m so their tables stay literal constants (flash when frozen)
+    while the snapshot's power unit is still learned here, at build time."""
+    return p_div(-d) if d < 0 else d
+
+
 # Types (register counts in SIZES).
 U16 = const(0)
 I16 = const(1)
@@ -101,13 +108,21 @@ _DIV_MAX = const(0x3FFFFFFF)   # kernels keep r << 1 below 2**31
 _EVT_MISSING_SENSOR = const(1 << 7)  # model 203 Evt bit 7 M_EVENT_Missing_Sensor
 
 # Not-implemented words per type (pysunspec2 sunspec2/mb.py; anchors section 5).
-_NI_WORDS = ((0xFFFF,), (0x8000,), (0xFFFF, 0xFFFF), (0x8000, 0), (0xFFFF,) * 4, (0, 0),
-             (0x7FC0, 0), (0x8000,), (0xFFFF, 0xFFFF), (0,) * 8, (0,) * 16)
+# Literal tables (no dicts, no * at import): a frozen build keeps them in flash.
+_NI_WORDS = ((0xFFFF,), (0x8000,), (0xFFFF, 0xFFFF), (0x8000, 0),
+             (0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF), (0, 0), (0x7FC0, 0), (0x8000,),
+             (0xFFFF, 0xFFFF), (0, 0, 0, 0, 0, 0, 0, 0),
+             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 _STATIC = (NA, NI, CONST, TEXT)
 # Kernel op codes (enc.py): type in the high nibble, source in the low one.
-_T_OP = {U16: 0, I16: 1, SSF: 1, U32: 2, BF32: 2, I32: 3, U64: 4, ACC32: 5, F32: 6}
-_S_OP = {INST: 0, IMP: 1, EXP: 2, QUAD: 3, ANGLE: 4, EVT: 5, ENERGY: 6, ESUM: 6, PQANGLE: 7}
-_CONST_FMT = {U16: ">H", I16: ">h", SSF: ">h", U32: ">I", BF32: ">I", I32: ">i"}
+# Indexed by type code, -1 for the strings: U16 0, I16 1, U32 2, I32 3, U64 4, ACC32 5,
+# F32 6, SSF 1, BF32 2.
+_T_OP = (0, 1, 2, 3, 4, 5, 6, 1, 2, -1, -1)
+# Indexed by source kind (the static kinds NA..TEXT never compile): INST 0, IMP 1,
+# EXP 2, QUAD 3, ENERGY 6, ESUM 6, ANGLE 4, EVT 5, PQANGLE 7.
+_S_OP = (-1, -1, -1, -1, 0, 1, 2, 3, 6, 6, 4, 5, 7)
+# struct format of a constant row, by type (None: not a constant's type).
+_CONST_FMT = (">H", ">h", ">I", ">i", None, None, None, ">h", ">I", None, None)
 
 
 def _put_static(typ, kind, a, buf, pos, name):
@@ -120,7 +135,7 @@ def _put_static(typ, kind, a, buf, pos, name):
             pos += 2
     elif kind == TEXT:
         buf[pos:pos + len(a)] = a
-    elif typ in _CONST_FMT:
+    elif _CONST_FMT[typ]:
         struct.pack_into(_CONST_FMT[typ], buf, pos, a)
     else:
         raise ValueError("constant %s: type %s" % (name, TYPE_NAMES[typ]))
@@ -130,7 +145,7 @@ def _compile(t, k, a, b, div, name):
     """(op, ra, rb, divisor) of a live row for the kernel, or ValueError."""
     energy = k == ENERGY or k == ESUM
     wide = t == U64 or t == ACC32   # counters only; float32 takes either source
-    if t not in _T_OP or (t != F32 and wide != energy):
+    if _T_OP[t] < 0 or (t != F32 and wide != energy):
         raise ValueError("%s: %s from this source is not supported" % (name, TYPE_NAMES[t]))
     if not 1 <= div <= _DIV_MAX:
         raise ValueError("%s: divisor %r" % (name, div))
@@ -329,11 +344,12 @@ def expand(blocks, template):
 
     blocks: ((base address, snapshot block base, suffix), ...); template rows are
     (offset, type, kind, a, b, divisor, name) with a (and b for IMP/EXP) relative to
-    the block; QUAD/ENERGY/ESUM take the block base in a and keep b as given."""
+    the block; QUAD/ENERGY/ESUM take the block base in a and keep b as given. A
+    negative divisor -m is a power divisor, p_div(m) (see div_of)."""
     out = []
     for base, blk, suffix in blocks:
         for off, typ, kind, a, b, div, name in template:
             bb = b + blk if kind == IMP or kind == EXP else b
             aa = blk if kind == QUAD or kind == ENERGY or kind == ESUM else a + blk
-            out.append((base + off, typ, kind, aa, bb, div, name + " " + suffix))
+            out.append((base + off, typ, kind, aa, bb, div_of(div), name + " " + suffix))
     return out
