@@ -187,7 +187,8 @@ class Space:
             base += hi - lo + 1
         self._groups = tuple(gl)
         self.image = bytearray(2 * base)
-        self._mid = bytearray(base)     # 1: register continues a multi-register value
+        # Per register: 0 free, 1 first of a value, 2 continues a multi-register value.
+        # Kept (as _mid) only where a read may not split a value.
         used = bytearray(base)
         gpos, ends = [], []
         op, pos = bytearray(), array("H")
@@ -202,8 +203,7 @@ class Space:
             for j in range(n):
                 if used[g + j]:
                     raise ValueError("register %d (%s) overlaps another row" % (addr, r[6]))
-                used[g + j] = 1
-                self._mid[g + j] = 1 if j else 0
+                used[g + j] = 2 if j else 1
             if k == TEXT and len(a) != 2 * n:
                 raise ValueError("text at %d must be %d bytes" % (addr, 2 * n))
             if k in _STATIC:
@@ -221,6 +221,7 @@ class Space:
             rb.append(b)
             rdiv.append(div)
         self.op, self.pos, self.ra, self.rb, self.rdiv = op, pos, ra, rb, rdiv
+        self._mid = None if split_ok else used
         # Page p covers image registers p*32 .. p*32+31; its live rows are
         # first[p] .. first[p+1]-1 (a row crossing a page edge belongs to both, so
         # first[p] is the first row that ends inside or after page p).
@@ -276,7 +277,7 @@ class Space:
             return -2
         if not self._split_ok:
             mid = self._mid
-            if mid[g] or (g + count < len(mid) and mid[g + count]):
+            if mid[g] == 2 or (g + count < len(mid) and mid[g + count] == 2):
                 return -2   # starts or ends inside a value
         return g
 
