@@ -20,7 +20,8 @@ row covers reads 0 (the KSEM answers its whole register groups, anchors section 
 Anything outside every group gives exception 2 (Modbus Application Protocol 6.3).
 
 Constant rows are encoded once into an image of the groups. Live rows are compiled at
-construction into parallel arrays (op = type and source, byte offset, operands, divisor)
+construction into parallel arrays (op = type and source, byte offset, operands, divisor
+index)
 and encoded into the same image lazily, one 32-register page at a time, by one kernel
 call per page (firmware/regmaps/enc.py, viper where the port has it): the first read
 of a page after a new snapshot encodes the rows overlapping it, later reads of that
@@ -171,8 +172,9 @@ class Space:
 
     Rows whose value never changes (constants, strings, not-implemented, not-measured)
     are encoded once into an image of every group at construction; live rows are
-    compiled into parallel arrays (op, pos, ra, rb, rdiv, and per page first, last,
-    stamp, gen: read by the enc kernels) and encoded into the image page by page when a read finds the page older than
+    compiled into parallel arrays (op, pos, ra, rb, rdi: index into the few distinct
+    divisors divs; per page first, last, stamp, gen: read by the enc kernels) and
+    encoded into the image page by page when a read finds the page older than
     `meter.front`. keep_rows keeps the row tuples for rows() (export tool, tests)."""
 
     def __init__(self, meter, rows, groups, split_ok=True, max_count=0, keep_rows=False):
@@ -192,7 +194,8 @@ class Space:
         used = bytearray(base)
         gpos, ends = [], []
         op, pos = bytearray(), array("H")
-        ra, rb, rdiv = array("H"), array("H"), array("I")
+        ra, rb, rdi = array("H"), array("H"), bytearray()
+        divs = array("I")   # the distinct divisors (a few); each row keeps an index
         self._evt_lo = self._evt_hi = -1   # image registers of the Evt row(s)
         for r in rows:
             addr, t, k, a, b, div = r[0], r[1], r[2], r[3], r[4], r[5]
@@ -219,8 +222,17 @@ class Space:
             pos.append(2 * g)
             ra.append(a)
             rb.append(b)
-            rdiv.append(div)
-        self.op, self.pos, self.ra, self.rb, self.rdiv = op, pos, ra, rb, rdiv
+            for j in range(len(divs)):
+                if divs[j] == div:
+                    break
+            else:
+                if len(divs) == 255:
+                    raise ValueError("%s: more than 255 distinct divisors" % r[6])
+                j = len(divs)
+                divs.append(div)
+            rdi.append(j)
+        self.op, self.pos, self.ra, self.rb, self.rdi = op, pos, ra, rb, rdi
+        self.divs = array("I", divs)   # exact size (append leaves room for more)
         self._mid = None if split_ok else used
         # Page p covers image registers p*32 .. p*32+31; its live rows are
         # first[p] .. first[p+1]-1 (a row crossing a page edge belongs to both, so
