@@ -89,8 +89,10 @@ _P_ORANGE_BLINK = const(8)
 _P_CONFIRM = const(9)
 _P_COLOUR = bytes((LED_OFF, LED_GREEN, LED_RED, LED_ORANGE, LED_GREEN, LED_GREEN,
                    LED_GREEN, LED_RED, LED_ORANGE, LED_ORANGE))
-_P_PERIOD = array("H", (0, 0, 0, 0, 1000, 500, 250, 500, 500, 0))
-_P_ON = array("H", (0, 0, 0, 0, 500, 250, 125, 250, 250, 0))
+# Literal tuples of constants: a frozen build keeps them in flash (an array would be
+# built in RAM at import).
+_P_PERIOD = (0, 0, 0, 0, 1000, 500, 250, 500, 500, 0)
+_P_ON = (0, 0, 0, 0, 500, 250, 125, 250, 250, 0)
 PATTERN_NAMES = ("off", "green", "red", "orange", "green-slow", "green-blink",
                  "green-fast", "red-blink", "orange-blink", "orange-2blink")
 
@@ -105,14 +107,14 @@ _S_STARTING = const(6)
 _S_READY = const(7)
 STATUS_NAMES = ("confirm", "update", "error", "fault", "boot_hung", "booting",
                 "starting", "ready")
-_STATUS_P = bytes((_P_CONFIRM, _P_GREEN_FAST, _P_RED, _P_RED_BLINK, _P_ORANGE, _P_ORANGE,
+_STATUS_P = const((_P_CONFIRM, _P_GREEN_FAST, _P_RED, _P_RED_BLINK, _P_ORANGE, _P_ORANGE,
                    _P_GREEN_SLOW, _P_GREEN))
 
 _N_NO_LINK = const(0)
 _N_ACTIVE = const(1)
 _N_SETUP = const(2)
 NETWORK_NAMES = ("no_link", "active", "setup")
-_NETWORK_P = bytes((_P_OFF, _P_GREEN_BLINK, _P_GREEN))
+_NETWORK_P = const((_P_OFF, _P_GREEN_BLINK, _P_GREEN))
 
 _B_OVERLOAD = const(0)
 _B_SCANNING = const(1)
@@ -120,7 +122,7 @@ _B_NO_ANSWER = const(2)
 _B_TRAFFIC = const(3)
 _B_IDLE = const(4)
 BUS_NAMES = ("overload", "scanning", "no_answer", "traffic", "idle")
-_BUS_P = bytes((_P_RED, _P_GREEN_SLOW, _P_ORANGE_BLINK, _P_GREEN_FAST, _P_OFF))
+_BUS_P = const((_P_RED, _P_GREEN_SLOW, _P_ORANGE_BLINK, _P_GREEN_FAST, _P_OFF))
 
 LED_NAMES = ("status", "network", "bus")
 _STATE_NAMES = (STATUS_NAMES, NETWORK_NAMES, BUS_NAMES)

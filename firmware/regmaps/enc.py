@@ -5,7 +5,7 @@
     enc.copy(dst, doff, src, soff, n)      # dst[doff:doff+n] = src[soff:soff+n], no slice
 
 Rows are compiled by table.py into parallel arrays on the space: op (type << 4 | source),
-pos (byte offset in image), ra, rb (source operands), rdiv (divisor); page p holds
+pos (byte offset in image), ra, rb (source operands), rdi (divisor: divs[rdi]); page p holds
 rows first[p] .. last[p]-1 and is current while stamp[p] == gen. Every value is
 computed with small ints only (below 2**29 except the int32 sources themselves), so the
 same code gives the same bytes on a 32-bit and a 64-bit MicroPython, as viper or as plain
@@ -72,7 +72,8 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
     pos = ptr16(sp.pos)
     ra = ptr16(sp.ra)
     rb = ptr16(sp.rb)
-    rd = ptr32(sp.rdiv)
+    rd = ptr32(sp.divs)
+    rdi = ptr8(sp.rdi)
     inst = snap.inst
     ehi = snap.e_hi
     elo = snap.e_lo
@@ -95,7 +96,7 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
             s = op & 15
             a = ra[i]
             b = rb[i]
-            d = rd[i]
+            d = rd[rdi[i]]
             p = pos[i]
             i += 1
             neg = 0

@@ -57,7 +57,8 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
     pos = ptr16(sp.pos)
     ra = ptr16(sp.ra)
     rb = ptr16(sp.rb)
-    rd = ptr32(sp.rdiv)
+    rd = ptr32(sp.divs)
+    rdi = ptr8(sp.rdi)
     inst = snap.inst
     ehi = snap.e_hi
     elo = snap.e_lo
@@ -80,7 +81,7 @@ def refresh(sp, snap, p0: int, p1: int, evt: int):
             s = op & 15
             a = ra[i]
             b = rb[i]
-            d = rd[i]
+            d = rd[rdi[i]]
             p = pos[i]
             i += 1
             neg = 0

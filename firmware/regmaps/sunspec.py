@@ -32,12 +32,46 @@ than wrapping. Config "sunspec_sf" ({"W_SF": 0, ...}) overrides single factors (
 resolution, at the price of saturating inside the rating). Energy SFs keep ten years
 at rated power inside one acc32 turn.
 """
-from firmware.snapshot import (L1, L2, L3, TOTAL, U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4,
-                               F_MHZ, E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1,
-                               E_REACTIVE_Q2, E_REACTIVE_Q3, E_REACTIVE_Q4,
-                               E_APPARENT_IMPORT, E_APPARENT_EXPORT)
-from firmware.regmaps.table import (U16, I16, U32, ACC32, SSF, BF32, STR8, STR16, SIZES, NI,
-                                    CONST, TEXT, INST, ENERGY, EVT, text, p_div)
+from micropython import const
+from firmware.regmaps.table import SIZES, text, p_div
+
+# Snapshot indices (firmware/snapshot.py) and table codes (firmware/regmaps/table.py)
+# as this module's own consts: the tables below are then literal constants, kept in
+# flash by a frozen build (imported names would build them in RAM at import).
+# tests/test_heap32.py checks each against the name it mirrors.
+_L1 = const(0)
+_L2 = const(9)
+_L3 = const(18)
+_TOTAL = const(27)
+_U_MV = const(0)
+_I_MA = const(1)
+_P_MW = const(2)
+_Q_MVAR = const(3)
+_S_MVA = const(4)
+_PF_E4 = const(5)
+_F_MHZ = const(7)
+_E_ACTIVE_IMPORT = const(0)
+_E_ACTIVE_EXPORT = const(1)
+_E_REACTIVE_Q1 = const(2)
+_E_REACTIVE_Q2 = const(3)
+_E_REACTIVE_Q3 = const(4)
+_E_REACTIVE_Q4 = const(5)
+_E_APPARENT_IMPORT = const(6)
+_E_APPARENT_EXPORT = const(7)
+_U16 = const(0)
+_I16 = const(1)
+_U32 = const(2)
+_ACC32 = const(5)
+_SSF = const(7)
+_BF32 = const(8)
+_STR8 = const(9)
+_STR16 = const(10)
+_NI = const(1)
+_CONST = const(2)
+_TEXT = const(3)
+_INST = const(4)
+_ENERGY = const(8)
+_EVT = const(11)
 
 BASE = 40000            # SUNS_BASE_ADDR_DEFAULT (pysunspec2)
 MODEL1_ADDR = 40002
@@ -48,74 +82,71 @@ SUNS = 0x53756E53       # "SunS"
 
 # Model 1 (common): (name, type, kind, ident key or value).
 _M1 = (
-    ("Mn", STR16, TEXT, "vendor"),
-    ("Md", STR16, TEXT, "model"),
-    ("Opt", STR8, TEXT, "options"),
-    ("Vr", STR8, TEXT, "fw_version"),
-    ("SN", STR16, TEXT, "serial"),
-    ("DA", U16, CONST, "sunspec_da"),   # from config; writes come with config (Step 3)
-    ("Pad", U16, CONST, 0),
+    ("Mn", _STR16, _TEXT, "vendor"),
+    ("Md", _STR16, _TEXT, "model"),
+    ("Opt", _STR8, _TEXT, "options"),
+    ("Vr", _STR8, _TEXT, "fw_version"),
+    ("SN", _STR16, _TEXT, "serial"),
+    ("DA", _U16, _CONST, "sunspec_da"),   # from config; writes come with config (Step 3)
+    ("Pad", _U16, _CONST, 0),
 )
 
-_PH = ((L1, "A"), (L2, "B"), (L3, "C"))
+_PH = ((_L1, "A"), (_L2, "B"), (_L3, "C"))
 
 # Model 203 (wye meter): (name, type, kind, a, b, scale factor point).
 _M203 = (
-    ("A", I16, INST, TOTAL + I_MA, 0, "A_SF"),   # sum of phase currents
-    ("AphA", I16, INST, L1 + I_MA, 0, "A_SF"),
-    ("AphB", I16, INST, L2 + I_MA, 0, "A_SF"),
-    ("AphC", I16, INST, L3 + I_MA, 0, "A_SF"),
-    ("A_SF", SSF, CONST, 0, 0, None),
-    ("PhV", I16, INST, TOTAL + U_MV, 0, "V_SF"),  # mean of the live phases (above 50 V)
-    ("PhVphA", I16, INST, L1 + U_MV, 0, "V_SF"),
-    ("PhVphB", I16, INST, L2 + U_MV, 0, "V_SF"),
-    ("PhVphC", I16, INST, L3 + U_MV, 0, "V_SF"),
-    ("PPV", I16, NI, 0, 0, None),
-    ("PhVphAB", I16, NI, 0, 0, None),
-    ("PhVphBC", I16, NI, 0, 0, None),
-    ("PhVphCA", I16, NI, 0, 0, None),
-    ("V_SF", SSF, CONST, 0, 0, None),
-    ("Hz", I16, INST, TOTAL + F_MHZ, 0, "Hz_SF"),
-    ("Hz_SF", SSF, CONST, 0, 0, None),
-    ("W", I16, INST, TOTAL + P_MW, 0, "W_SF"),
-    ("WphA", I16, INST, L1 + P_MW, 0, "W_SF"),
-    ("WphB", I16, INST, L2 + P_MW, 0, "W_SF"),
-    ("WphC", I16, INST, L3 + P_MW, 0, "W_SF"),
-    ("W_SF", SSF, CONST, 0, 0, None),
-    ("VA", I16, INST, TOTAL + S_MVA, 0, "VA_SF"),
-    ("VAphA", I16, INST, L1 + S_MVA, 0, "VA_SF"),
-    ("VAphB", I16, INST, L2 + S_MVA, 0, "VA_SF"),
-    ("VAphC", I16, INST, L3 + S_MVA, 0, "VA_SF"),
-    ("VA_SF", SSF, CONST, 0, 0, None),
-    ("VAR", I16, INST, TOTAL + Q_MVAR, 0, "VAR_SF"),
-    ("VARphA", I16, INST, L1 + Q_MVAR, 0, "VAR_SF"),
-    ("VARphB", I16, INST, L2 + Q_MVAR, 0, "VAR_SF"),
-    ("VARphC", I16, INST, L3 + Q_MVAR, 0, "VAR_SF"),
-    ("VAR_SF", SSF, CONST, 0, 0, None),
-    ("PF", I16, INST, TOTAL + PF_E4, 0, "PF_SF"),
-    ("PFphA", I16, INST, L1 + PF_E4, 0, "PF_SF"),
-    ("PFphB", I16, INST, L2 + PF_E4, 0, "PF_SF"),
-    ("PFphC", I16, INST, L3 + PF_E4, 0, "PF_SF"),
-    ("PF_SF", SSF, CONST, 0, 0, None),
+    ("A", _I16, _INST, _TOTAL + _I_MA, 0, "A_SF"),   # sum of phase currents
+    ("AphA", _I16, _INST, _L1 + _I_MA, 0, "A_SF"),
+    ("AphB", _I16, _INST, _L2 + _I_MA, 0, "A_SF"),
+    ("AphC", _I16, _INST, _L3 + _I_MA, 0, "A_SF"),
+    ("A_SF", _SSF, _CONST, 0, 0, None),
+    ("PhV", _I16, _INST, _TOTAL + _U_MV, 0, "V_SF"),  # mean of the live phases (above 50 V)
+    ("PhVphA", _I16, _INST, _L1 + _U_MV, 0, "V_SF"),
+    ("PhVphB", _I16, _INST, _L2 + _U_MV, 0, "V_SF"),
+    ("PhVphC", _I16, _INST, _L3 + _U_MV, 0, "V_SF"),
+    ("PPV", _I16, _NI, 0, 0, None),
+    ("PhVphAB", _I16, _NI, 0, 0, None),
+    ("PhVphBC", _I16, _NI, 0, 0, None),
+    ("PhVphCA", _I16, _NI, 0, 0, None),
+    ("V_SF", _SSF, _CONST, 0, 0, None),
+    ("Hz", _I16, _INST, _TOTAL + _F_MHZ, 0, "Hz_SF"),
+    ("Hz_SF", _SSF, _CONST, 0, 0, None),
+    ("W", _I16, _INST, _TOTAL + _P_MW, 0, "W_SF"),
+    ("WphA", _I16, _INST, _L1 + _P_MW, 0, "W_SF"),
+    ("WphB", _I16, _INST, _L2 + _P_MW, 0, "W_SF"),
+    ("WphC", _I16, _INST, _L3 + _P_MW, 0, "W_SF"),
+    ("W_SF", _SSF, _CONST, 0, 0, None),
+    ("VA", _I16, _INST, _TOTAL + _S_MVA, 0, "VA_SF"),
+    ("VAphA", _I16, _INST, _L1 + _S_MVA, 0, "VA_SF"),
+    ("VAphB", _I16, _INST, _L2 + _S_MVA, 0, "VA_SF"),
+    ("VAphC", _I16, _INST, _L3 + _S_MVA, 0, "VA_SF"),
+    ("VA_SF", _SSF, _CONST, 0, 0, None),
+    ("VAR", _I16, _INST, _TOTAL + _Q_MVAR, 0, "VAR_SF"),
+    ("VARphA", _I16, _INST, _L1 + _Q_MVAR, 0, "VAR_SF"),
+    ("VARphB", _I16, _INST, _L2 + _Q_MVAR, 0, "VAR_SF"),
+    ("VARphC", _I16, _INST, _L3 + _Q_MVAR, 0, "VAR_SF"),
+    ("VAR_SF", _SSF, _CONST, 0, 0, None),
+    ("PF", _I16, _INST, _TOTAL + _PF_E4, 0, "PF_SF"),
+    ("PFphA", _I16, _INST, _L1 + _PF_E4, 0, "PF_SF"),
+    ("PFphB", _I16, _INST, _L2 + _PF_E4, 0, "PF_SF"),
+    ("PFphC", _I16, _INST, _L3 + _PF_E4, 0, "PF_SF"),
+    ("PF_SF", _SSF, _CONST, 0, 0, None),
 )
 # Energy groups of model 203: (point name, energy kind, scale factor point); each is
 # the total then phases A, B, C ("TotWhExp", "TotWhExpPhA", ...).
 _M203_E = (
-    (("TotWhExp", E_ACTIVE_EXPORT), ("TotWhImp", E_ACTIVE_IMPORT), "TotWh_SF"),
-    (("TotVAhExp", E_APPARENT_EXPORT), ("TotVAhImp", E_APPARENT_IMPORT), "TotVAh_SF"),
-    (("TotVArhImpQ1", E_REACTIVE_Q1), ("TotVArhImpQ2", E_REACTIVE_Q2),
-     ("TotVArhExpQ3", E_REACTIVE_Q3), ("TotVArhExpQ4", E_REACTIVE_Q4), "TotVArh_SF"),
+    (("TotWhExp", _E_ACTIVE_EXPORT), ("TotWhImp", _E_ACTIVE_IMPORT), "TotWh_SF"),
+    (("TotVAhExp", _E_APPARENT_EXPORT), ("TotVAhImp", _E_APPARENT_IMPORT), "TotVAh_SF"),
+    (("TotVArhImpQ1", _E_REACTIVE_Q1), ("TotVArhImpQ2", _E_REACTIVE_Q2),
+     ("TotVArhExpQ3", _E_REACTIVE_Q3), ("TotVArhExpQ4", _E_REACTIVE_Q4), "TotVArh_SF"),
 )
 
 # Fixed scale factors; the others come from the rating (scale_factors).
 _FIXED_SF = (("V_SF", -1), ("Hz_SF", -2), ("PF_SF", -2))
-# Decimal exponent of the snapshot unit per base unit: mA, mV, mHz, mW, mWh -> 3;
-# PF_E4 in percent (1e-4 = 0.01 %) -> 2.
-_SNAP_EXP = {"PF_SF": 2}
-_U_MAX_V = 253          # 230 V + 10 % (EN 50160 supply voltage band)
-_I16_MAX = 32767
+_U_MAX_V = const(253)   # 230 V + 10 % (EN 50160 supply voltage band)
+_I16_MAX = const(32767)
 _ACC32_TURN = 1 << 32
-_TEN_YEARS_H = 87600
+_TEN_YEARS_H = const(87600)
 
 
 def _fit_int16(max_base):
@@ -165,7 +196,9 @@ _POWER_SF = ("W_SF", "VA_SF", "VAR_SF")   # snapshot power unit (table.P_UNIT_MW
 
 
 def _div(sf_name, sf):
-    e = _SNAP_EXP.get(sf_name, 3) + sf[sf_name]
+    # Decimal exponent of the snapshot unit per base unit: mA, mV, mHz, mW, mWh -> 3;
+    # PF_E4 in percent (1e-4 = 0.01 %) -> 2.
+    e = (2 if sf_name == "PF_SF" else 3) + sf[sf_name]
     if e < 0:
         raise ValueError("%s=%d is finer than the snapshot resolution" % (sf_name, sf[sf_name]))
     return p_div(10 ** e) if sf_name in _POWER_SF else 10 ** e
@@ -179,12 +212,12 @@ def _meter_model(sf, phases):
     one = phases == 1
     for name, typ, kind, a, b, sfn in _M203:
         if one and (name.endswith("phB") or name.endswith("phC")):
-            kind = NI
+            kind = _NI
         if one and name.startswith("PhVph") and len(name) == 7:
             name = "PPV" + name[3:]       # PhVphAB -> PPVphAB (model 201 names)
-        if typ == SSF:
-            pts.append((name, typ, CONST, sf[name], 0, 1))
-        elif sfn is None or kind == NI:
+        if typ == _SSF:
+            pts.append((name, typ, _CONST, sf[name], 0, 1))
+        elif sfn is None or kind == _NI:
             pts.append((name, typ, kind, a, b, 1))
         else:
             pts.append((name, typ, kind, a, b, _div(sfn, sf)))
@@ -192,14 +225,14 @@ def _meter_model(sf, phases):
         sfn = group[-1]
         d = _div(sfn, sf)
         for name, kind in group[:-1]:
-            pts.append((name, ACC32, ENERGY, TOTAL, kind, d))
+            pts.append((name, _ACC32, _ENERGY, _TOTAL, kind, d))
             for blk, ph in _PH:
                 if one and ph != "A":
-                    pts.append((name + "Ph" + ph, ACC32, NI, 0, 0, 1))
+                    pts.append((name + "Ph" + ph, _ACC32, _NI, 0, 0, 1))
                 else:
-                    pts.append((name + "Ph" + ph, ACC32, ENERGY, blk, kind, d))
-        pts.append((sfn, SSF, CONST, sf[sfn], 0, 1))
-    pts.append(("Evt", BF32, EVT, 0, 0, 1))
+                    pts.append((name + "Ph" + ph, _ACC32, _ENERGY, blk, kind, d))
+        pts.append((sfn, _SSF, _CONST, sf[sfn], 0, 1))
+    pts.append(("Evt", _BF32, _EVT, 0, 0, 1))
     return pts
 
 
@@ -208,8 +241,8 @@ def _lay(addr, model_id, pts, out):
     n = 0
     for p in pts:
         n += SIZES[p[1]]
-    out.append((addr, U16, CONST, model_id, 0, 1, "ID"))
-    out.append((addr + 1, U16, CONST, n, 0, 1, "L"))
+    out.append((addr, _U16, _CONST, model_id, 0, 1, "ID"))
+    out.append((addr + 1, _U16, _CONST, n, 0, 1, "L"))
     a = addr + 2
     for name, typ, kind, x, y, div in pts:
         out.append((a, typ, kind, x, y, div, name))
@@ -220,13 +253,13 @@ def _lay(addr, model_id, pts, out):
 def rows(ident, config):
     m1 = []
     for name, typ, kind, key in _M1:
-        if kind == TEXT:
-            m1.append((name, typ, TEXT, text(ident.get(key, ""), typ), 0, 1))
+        if kind == _TEXT:
+            m1.append((name, typ, _TEXT, text(ident.get(key, ""), typ), 0, 1))
         elif isinstance(key, str):
-            m1.append((name, typ, CONST, int(config.get(key, 1)), 0, 1))
+            m1.append((name, typ, _CONST, int(config.get(key, 1)), 0, 1))
         else:
-            m1.append((name, typ, CONST, key, 0, 1))
-    out = [(BASE, U32, CONST, SUNS, 0, 1, "SunS")]
+            m1.append((name, typ, _CONST, key, 0, 1))
+    out = [(BASE, _U32, _CONST, SUNS, 0, 1, "SunS")]
     a = _lay(MODEL1_ADDR, 1, m1, out)
     if a != MODEL203_ADDR:
         raise ValueError("model 1 ends at %d" % a)
@@ -235,6 +268,6 @@ def rows(ident, config):
     a = _lay(MODEL203_ADDR, mid, _meter_model(scale_factors(config), phases), out)
     if a != END_ADDR:
         raise ValueError("model %d ends at %d" % (mid, a))
-    out.append((END_ADDR, U16, CONST, 0xFFFF, 0, 1, "ID"))
-    out.append((END_ADDR + 1, U16, CONST, 0, 0, 1, "L"))
+    out.append((END_ADDR, _U16, _CONST, 0xFFFF, 0, 1, "ID"))
+    out.append((END_ADDR + 1, _U16, _CONST, 0, 0, 1, "L"))
     return out

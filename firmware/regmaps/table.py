@@ -20,7 +20,8 @@ row covers reads 0 (the KSEM answers its whole register groups, anchors section 
 Anything outside every group gives exception 2 (Modbus Application Protocol 6.3).
 
 Constant rows are encoded once into an image of the groups. Live rows are compiled at
-construction into parallel arrays (op = type and source, byte offset, operands, divisor)
+construction into parallel arrays (op = type and source, byte offset, operands, divisor
+index)
 and encoded into the same image lazily, one 32-register page at a time, by one kernel
 call per page (firmware/regmaps/enc.py, viper where the port has it): the first read
 of a page after a new snapshot encodes the rows overlapping it, later reads of that
@@ -63,6 +64,13 @@ def p_div(target_mw):
     return target_mw // P_UNIT_MW
 
 
+def div_of(d):
+    """A table's divisor: d, or for d = -m the power divisor p_div(m). The maps write
+    power divisors as -m so their tables stay literal constants (flash when frozen)
+    while the snapshot's power unit is still learned here, at build time."""
+    return p_div(-d) if d < 0 else d
+
+
 # Types (register counts in SIZES).
 U16 = const(0)
 I16 = const(1)
@@ -101,13 +109,21 @@ _DIV_MAX = const(0x3FFFFFFF)   # kernels keep r << 1 below 2**31
 _EVT_MISSING_SENSOR = const(1 << 7)  # model 203 Evt bit 7 M_EVENT_Missing_Sensor
 
 # Not-implemented words per type (pysunspec2 sunspec2/mb.py; anchors section 5).
-_NI_WORDS = ((0xFFFF,), (0x8000,), (0xFFFF, 0xFFFF), (0x8000, 0), (0xFFFF,) * 4, (0, 0),
-             (0x7FC0, 0), (0x8000,), (0xFFFF, 0xFFFF), (0,) * 8, (0,) * 16)
+# Literal tables (no dicts, no * at import): a frozen build keeps them in flash.
+_NI_WORDS = ((0xFFFF,), (0x8000,), (0xFFFF, 0xFFFF), (0x8000, 0),
+             (0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF), (0, 0), (0x7FC0, 0), (0x8000,),
+             (0xFFFF, 0xFFFF), (0, 0, 0, 0, 0, 0, 0, 0),
+             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 _STATIC = (NA, NI, CONST, TEXT)
 # Kernel op codes (enc.py): type in the high nibble, source in the low one.
-_T_OP = {U16: 0, I16: 1, SSF: 1, U32: 2, BF32: 2, I32: 3, U64: 4, ACC32: 5, F32: 6}
-_S_OP = {INST: 0, IMP: 1, EXP: 2, QUAD: 3, ANGLE: 4, EVT: 5, ENERGY: 6, ESUM: 6, PQANGLE: 7}
-_CONST_FMT = {U16: ">H", I16: ">h", SSF: ">h", U32: ">I", BF32: ">I", I32: ">i"}
+# Indexed by type code, -1 for the strings: U16 0, I16 1, U32 2, I32 3, U64 4, ACC32 5,
+# F32 6, SSF 1, BF32 2.
+_T_OP = (0, 1, 2, 3, 4, 5, 6, 1, 2, -1, -1)
+# Indexed by source kind (the static kinds NA..TEXT never compile): INST 0, IMP 1,
+# EXP 2, QUAD 3, ENERGY 6, ESUM 6, ANGLE 4, EVT 5, PQANGLE 7.
+_S_OP = (-1, -1, -1, -1, 0, 1, 2, 3, 6, 6, 4, 5, 7)
+# struct format of a constant row, by type (None: not a constant's type).
+_CONST_FMT = (">H", ">h", ">I", ">i", None, None, None, ">h", ">I", None, None)
 
 
 def _put_static(typ, kind, a, buf, pos, name):
@@ -120,7 +136,7 @@ def _put_static(typ, kind, a, buf, pos, name):
             pos += 2
     elif kind == TEXT:
         buf[pos:pos + len(a)] = a
-    elif typ in _CONST_FMT:
+    elif _CONST_FMT[typ]:
         struct.pack_into(_CONST_FMT[typ], buf, pos, a)
     else:
         raise ValueError("constant %s: type %s" % (name, TYPE_NAMES[typ]))
@@ -130,7 +146,7 @@ def _compile(t, k, a, b, div, name):
     """(op, ra, rb, divisor) of a live row for the kernel, or ValueError."""
     energy = k == ENERGY or k == ESUM
     wide = t == U64 or t == ACC32   # counters only; float32 takes either source
-    if t not in _T_OP or (t != F32 and wide != energy):
+    if _T_OP[t] < 0 or (t != F32 and wide != energy):
         raise ValueError("%s: %s from this source is not supported" % (name, TYPE_NAMES[t]))
     if not 1 <= div <= _DIV_MAX:
         raise ValueError("%s: divisor %r" % (name, div))
@@ -156,8 +172,9 @@ class Space:
 
     Rows whose value never changes (constants, strings, not-implemented, not-measured)
     are encoded once into an image of every group at construction; live rows are
-    compiled into parallel arrays (op, pos, ra, rb, rdiv, and per page first, last,
-    stamp, gen: read by the enc kernels) and encoded into the image page by page when a read finds the page older than
+    compiled into parallel arrays (op, pos, ra, rb, rdi: index into the few distinct
+    divisors divs; per page first, last, stamp, gen: read by the enc kernels) and
+    encoded into the image page by page when a read finds the page older than
     `meter.front`. keep_rows keeps the row tuples for rows() (export tool, tests)."""
 
     def __init__(self, meter, rows, groups, split_ok=True, max_count=0, keep_rows=False):
@@ -172,11 +189,13 @@ class Space:
             base += hi - lo + 1
         self._groups = tuple(gl)
         self.image = bytearray(2 * base)
-        self._mid = bytearray(base)     # 1: register continues a multi-register value
+        # Per register: 0 free, 1 first of a value, 2 continues a multi-register value.
+        # Kept (as _mid) only where a read may not split a value.
         used = bytearray(base)
         gpos, ends = [], []
         op, pos = bytearray(), array("H")
-        ra, rb, rdiv = array("H"), array("H"), array("I")
+        ra, rb, rdi = array("H"), array("H"), bytearray()
+        divs = array("I")   # the distinct divisors (a few); each row keeps an index
         self._evt_lo = self._evt_hi = -1   # image registers of the Evt row(s)
         for r in rows:
             addr, t, k, a, b, div = r[0], r[1], r[2], r[3], r[4], r[5]
@@ -187,8 +206,7 @@ class Space:
             for j in range(n):
                 if used[g + j]:
                     raise ValueError("register %d (%s) overlaps another row" % (addr, r[6]))
-                used[g + j] = 1
-                self._mid[g + j] = 1 if j else 0
+                used[g + j] = 2 if j else 1
             if k == TEXT and len(a) != 2 * n:
                 raise ValueError("text at %d must be %d bytes" % (addr, 2 * n))
             if k in _STATIC:
@@ -204,8 +222,18 @@ class Space:
             pos.append(2 * g)
             ra.append(a)
             rb.append(b)
-            rdiv.append(div)
-        self.op, self.pos, self.ra, self.rb, self.rdiv = op, pos, ra, rb, rdiv
+            for j in range(len(divs)):
+                if divs[j] == div:
+                    break
+            else:
+                if len(divs) == 255:
+                    raise ValueError("%s: more than 255 distinct divisors" % r[6])
+                j = len(divs)
+                divs.append(div)
+            rdi.append(j)
+        self.op, self.pos, self.ra, self.rb, self.rdi = op, pos, ra, rb, rdi
+        self.divs = array("I", divs)   # exact size (append leaves room for more)
+        self._mid = None if split_ok else used
         # Page p covers image registers p*32 .. p*32+31; its live rows are
         # first[p] .. first[p+1]-1 (a row crossing a page edge belongs to both, so
         # first[p] is the first row that ends inside or after page p).
@@ -261,7 +289,7 @@ class Space:
             return -2
         if not self._split_ok:
             mid = self._mid
-            if mid[g] or (g + count < len(mid) and mid[g + count]):
+            if mid[g] == 2 or (g + count < len(mid) and mid[g + count] == 2):
                 return -2   # starts or ends inside a value
         return g
 
@@ -329,11 +357,12 @@ def expand(blocks, template):
 
     blocks: ((base address, snapshot block base, suffix), ...); template rows are
     (offset, type, kind, a, b, divisor, name) with a (and b for IMP/EXP) relative to
-    the block; QUAD/ENERGY/ESUM take the block base in a and keep b as given."""
+    the block; QUAD/ENERGY/ESUM take the block base in a and keep b as given. A
+    negative divisor -m is a power divisor, p_div(m) (see div_of)."""
     out = []
     for base, blk, suffix in blocks:
         for off, typ, kind, a, b, div, name in template:
             bb = b + blk if kind == IMP or kind == EXP else b
             aa = blk if kind == QUAD or kind == ENERGY or kind == ESUM else a + blk
-            out.append((base + off, typ, kind, aa, bb, div, name + " " + suffix))
+            out.append((base + off, typ, kind, aa, bb, div_of(div), name + " " + suffix))
     return out
