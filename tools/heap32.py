@@ -478,6 +478,7 @@ gc.collect()
 import json
 A1 = gc.mem_alloc()
 #@@CHUNK
+_i = 0
 for _i in OWN:
     NS[_i] = None
 del _i
