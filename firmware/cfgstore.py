@@ -420,6 +420,7 @@ class Settings(DeviceSpace):
                 e.restore(i, 0)
             if app.store is not None:
                 app.store.persist()      # a newer record of zeros wins at the next boot
-            clear = getattr(app.events, "clear", None)
-            if clear is not None:
-                clear()
+            if app.events.store is not None:   # the event log on flash
+                app.events.store.clear()
+            # The new log opens with the reset that cleared the old one.
+            app.events.add(app.board.clock.ticks_ms(), EV_DEVICE_RESET, code)

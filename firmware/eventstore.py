@@ -98,6 +98,17 @@ class EventStore:
             self.events.add(self.clock.ticks_ms(), _ev.EV_LOG_CORRUPT, min(bad, 255))
         return newest
 
+    def clear(self):
+        """Factory reset: the log on flash and every event so far are gone; numbering
+        starts again at 1 with the next event."""
+        try:
+            self.vfs.remove("/ev/log")
+        except OSError:
+            pass                # no log yet
+        self.base = 1 - self.events.total
+        self.flushed = self.events.total
+        self.stored = 0
+
     # ---- writing ----
     def flush(self):
         """Write every pending event still in the RAM ring (one open/close); returns

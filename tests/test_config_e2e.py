@@ -203,6 +203,17 @@ def test_lockout_grows_and_password_change_and_resets(run_dir):
         assert (e1[0], e1[1]) <= (e0[0], e0[1]) and e1 < e0
         assert unlock(d, "RoofTopMeter") == 3
         assert unlock(d, h.password) == 0
+        # ... and the event log was cleared: it opens with the factory reset (code 27,
+        # argument 4) as its event 1, then what happened since (the wrong password above:
+        # unlock_failed, 24). Header: stored count, newest seq; select 1; window at 0xC410.
+        assert code(d.write_registers(0xC406, [0, 1], device_id=1)) == 0
+        head = read(d, 0xC400, 3)
+        assert head[0] == (head[1] << 16 | head[2]) < 8, head
+        recs = read(d, 0xC410, 8 * head[0])
+        seqs = [recs[k] << 16 | recs[k + 1] for k in range(0, len(recs), 8)]
+        codes = [recs[k + 6] for k in range(0, len(recs), 8)]
+        assert seqs == list(range(1, head[0] + 1)), recs
+        assert recs[6:8] == [27, 4] and 24 in codes, codes
         # Network reset: DHCP on (after switching it off).
         assert code(d.write_register(0xC0D0, 0, device_id=1)) == 0
         settle(d)
