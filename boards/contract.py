@@ -40,8 +40,10 @@ methods
                   board. Created only once the firmware is up: it cannot be stopped.
   time_utc()      calendar time source: UTC seconds since 1970 or None when unknown
                   (RTC not set); SNTP and Modbus set it on boards (later step)
-  network()       bring up Ethernet and return an object with isconnected(), or None
-                  where the host's own stack is used (sim)
+  network(cfg)    bring up Ethernet with cfg["network"] (DHCP or static, hostname from
+                  the serial: firmware/config.py hostname) and return an object with
+                  isconnected() (the network LED follows it), or None where the host's
+                  own stack is used (sim)
   reset_cause()    why the device (re)started: machine.reset_cause() on a board (port
                   constants: 1 power on on rp2 and esp32, 3 watchdog, ...); the sim
                   board reports RESET_CAUSE (1, power on). Logged with the boot event.
