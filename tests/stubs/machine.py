@@ -57,6 +57,10 @@ class Pin:
             self._v = v
             if self._watch is not None:
                 self._watch(v)
+            # an input driven from outside (tests): its interrupt handler runs
+            if self.handler is not None and self.trigger & (
+                    self.IRQ_RISING if v else self.IRQ_FALLING):
+                self.handler(self)
 
     def __call__(self, v=None):
         return self.value(v)
