@@ -276,3 +276,95 @@ def test_app_boots_on_the_board(name, tmp_path):
     assert r["wdt_feeds"] > 0 and r["ethernet_first"], r
     assert r["link"] == [False, True]     # the network LED follows the NIC's link
     assert (tmp_path / "cnt").exists() or any(tmp_path.iterdir())   # stores on the fs
+
+
+# ---- frozen build: the manifests name every module the firmware imports on the board --
+import ast  # noqa: E402
+
+# Modules the ports provide (built in, or frozen by the port's own manifest: asyncio).
+PORT_MODULES = {"asyncio", "machine", "network", "micropython", "time", "array", "os", "gc",
+                "sys", "struct", "json", "uctypes", "rp2", "esp32", "errno", "select",
+                "socket", "binascii", "hashlib", "random", "io", "collections", "math",
+                "deflate", "re", "framebuf", "ntptime", "vfs"}
+OWN = ("firmware", "drivers", "boards", "tools", "tests")
+
+
+def _module_file(name):
+    p = ROOT.joinpath(*name.split(".")).with_suffix(".py")
+    return p if p.exists() else None
+
+
+def imports_of(name):
+    """Names a module imports anywhere in it (top level, in functions, in try), by
+    reading its source; `from pkg import mod` counts as pkg.mod when that is a file."""
+    tree = ast.parse(_module_file(name).read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            for a in node.names:
+                if _module_file(node.module + "." + a.name):
+                    out.add(node.module + "." + a.name)
+    return out
+
+
+def needed_modules(roots):
+    seen, todo, foreign = set(), list(roots), set()
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        if m.split(".")[0] not in OWN:
+            foreign.add(m.split(".")[0])
+            continue
+        if _module_file(m) is None:
+            continue             # a package (namespace) name: its modules come by name
+        seen.add(m)
+        todo.extend(imports_of(m))
+    return seen, foreign
+
+
+def manifest_modules(path):
+    """Module names a manifest freezes, by running it with package()/module()/include()
+    as MicroPython's manifest functions define them (paths relative to the file)."""
+    here = path.parent
+    mods, includes = set(), []
+
+    def package(pkg, files=None, base_path=".", opt=None):
+        base = (here / base_path).resolve()
+        if files is None:
+            files = [str(p.relative_to(base / pkg)) for p in (base / pkg).rglob("*.py")]
+        for f in files:
+            assert (base / pkg / f).exists(), "%s: no %s/%s" % (path, pkg, f)
+            mods.add((pkg + "/" + f)[:-3].replace("/", "."))
+
+    def module(f, base_path=".", opt=None):
+        mods.add(f[:-3])
+
+    def include(p, **kw):
+        includes.append(p)
+
+    exec(compile(path.read_text(), str(path), "exec"),
+         {"package": package, "module": module, "include": include,
+          "require": lambda *a, **k: None, "options": None, "metadata": lambda **k: None,
+          "freeze": lambda *a, **k: None})
+    return mods, includes
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_manifest_freezes_what_the_board_imports(name):
+    mods, includes = manifest_modules(ROOT / "boards" / name / "manifest.py")
+    assert includes == ["$(PORT_DIR)/boards/manifest.py"]
+    need, foreign = needed_modules(["firmware.app", "boards.%s.board" % name])
+    assert "drivers.ade7880" in need and "firmware.ports" in need   # the scan reaches
+    assert not need - mods, sorted(need - mods)
+    assert foreign <= PORT_MODULES, foreign - PORT_MODULES
+    host_only = [m for m in mods if m.startswith(("boards.sim", "tools", "tests"))]
+    assert host_only == []
+    other = "esp32_lan8720" if name == "rp2040_w5500" else "rp2040_w5500"
+    assert not [m for m in mods if m.startswith("boards." + other)]
+    # the scanner itself: the sim board needs the simulator, which no manifest has
+    sim_need, _ = needed_modules(["boards.sim.board"])
+    assert "boards.sim.ade7880" in sim_need and "boards.sim.ade7880" not in mods
