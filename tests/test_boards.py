@@ -368,3 +368,20 @@ def test_manifest_freezes_what_the_board_imports(name):
     # the scanner itself: the sim board needs the simulator, which no manifest has
     sim_need, _ = needed_modules(["boards.sim.board"])
     assert "boards.sim.ade7880" in sim_need and "boards.sim.ade7880" not in mods
+
+
+# ---- memory on the target (issue 11, item 5) ----
+def test_board_objects_fit_the_sim_boards_share():
+    """On the 32-bit runtime, each real board's own objects (Board() and network(), the
+    port's Pin/SPI/UART/NIC being static) take no more than the sim board's shell that
+    the "meter" share holds today; the App boots on it and measures."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    import heap32
+    f = heap32.board_figures()
+    assert f["sim_shell"] > 0
+    for name in heap32.BOARD_PARTS:
+        b = f[name]
+        assert 0 < b["board"] <= f["sim_shell"], (name, b, f["sim_shell"])
+        assert b["published"] == 3, b       # three windows through the board's SPI
+        assert b["module_objects_frozen"] > 0
