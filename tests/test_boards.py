@@ -10,6 +10,7 @@ datasheet: "Strapping Pins", "EMAC"; Olimex ESP32-POE schematic for MDC/MDIO/pow
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -385,3 +386,9 @@ def test_board_objects_fit_the_sim_boards_share():
         assert 0 < b["board"] <= f["sim_shell"], (name, b, f["sim_shell"])
         assert b["published"] == 3, b       # three windows through the board's SPI
         assert b["module_objects_frozen"] > 0
+
+
+def test_readme_pin_tables_come_from_the_board_modules():
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "export_pins.py"), "--check"],
+                       capture_output=True, text=True, cwd=str(ROOT))
+    assert p.returncode == 0, p.stdout + p.stderr
