@@ -57,17 +57,16 @@ class Net:
         return self.nic.isconnected()
 
 
-def configure_ip(nic, net, hostname):
-    """DHCP or the static address of config "network" (firmware/config.py), with the
-    hostname (network.hostname(), MicroPython >= 1.20). ipconfig() (>= 1.23) where the
+def configure_ip(nic, net):
+    """DHCP or the static address of config "network" (firmware/config.py): ipconfig()
+    (MicroPython >= 1.23: addr4 as (address, netmask), the DNS server global) where the
     port has it, else the older ifconfig()."""
     import network
-    network.hostname(hostname)
     if hasattr(nic, "ipconfig"):
         if net["dhcp"]:
             nic.ipconfig(dhcp4=True)
         else:
-            nic.ipconfig(addr4="%s/%s" % (net["ip"], net["netmask"]), gw4=net["gateway"])
+            nic.ipconfig(addr4=(net["ip"], net["netmask"]), gw4=net["gateway"])
             network.ipconfig(dns=net["dns"])
     elif net["dhcp"]:
         nic.ifconfig("dhcp")
@@ -123,11 +122,15 @@ class RealBoard:
 
     def network(self, cfg=None):
         """Bring Ethernet up with the config's "network" section (DHCP by default) and
-        the hostname from the serial; Net (isconnected()) for the network LED."""
+        the hostname from the serial, set first so DHCP announces it
+        (network.hostname(), MicroPython >= 1.20); Net (isconnected()) for the network
+        LED."""
+        import network
         from firmware import config as config_mod
         if cfg is None:
             cfg = config_mod.DEFAULTS
+        network.hostname(config_mod.hostname(cfg))
         nic = self.nic = self._nic()
         nic.active(True)
-        configure_ip(nic, cfg["network"], config_mod.hostname(cfg))
+        configure_ip(nic, cfg["network"])
         return Net(nic)

@@ -392,3 +392,32 @@ def test_readme_pin_tables_come_from_the_board_modules():
     p = subprocess.run([sys.executable, str(ROOT / "tools" / "export_pins.py"), "--check"],
                        capture_output=True, text=True, cwd=str(ROOT))
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_static_address_and_hostname_from_config(name):
+    code = r'''
+import json, machine, network
+from firmware import config
+from boards.%s.board import Board
+b = Board()
+cfg = config.validate({"network": {"dhcp": False, "ip": "10.0.0.7", "netmask": "255.255.0.0",
+                                   "gateway": "10.0.0.1", "dns": "10.0.0.2",
+                                   "hostname": "meter-7"}}, b.CALIBRATION)
+del machine.CALLS[:]
+net = b.network(cfg)
+b.nic.link = True
+print("@@JSON", json.dumps({"calls": [[c[0], [str(a) for a in c[1]],
+                                       {k: str(v) for k, v in c[2].items()}]
+                                      for c in machine.CALLS],
+                            "up": net.isconnected(), "dns": network.DNS[0]}))
+''' % name
+    r = run_stubbed(code)
+    names = [c[0] for c in r["calls"]]
+    nic = "WIZNET5K" if name == "rp2040_w5500" else "LAN"
+    # the hostname is set before the interface comes up, so DHCP would announce it
+    assert names.index("hostname") < names.index(nic + ".active")
+    assert r["calls"][names.index("hostname")][1] == ["meter-7"]
+    ip = r["calls"][names.index(nic + ".ipconfig")][2]
+    assert ip == {"addr4": "('10.0.0.7', '255.255.0.0')", "gw4": "10.0.0.1"}
+    assert r["dns"] == "10.0.0.2" and r["up"] is True

@@ -40,7 +40,14 @@ class _Nic:
         if kw.get("dhcp4"):
             self.ip = "dhcp"
         elif "addr4" in kw:
-            self.ip = kw["addr4"]
+            # addr4: (address, netmask) or "address/prefix length" (MicroPython docs)
+            a = kw["addr4"]
+            ok = (isinstance(a, tuple) and len(a) == 2) or (
+                isinstance(a, str) and (a.count("/") == 0 or a.split("/")[1].isdigit()))
+            if not ok:
+                raise ValueError("ipconfig addr4: (address, netmask) or 'a.b.c.d/len', "
+                                 "got %r" % (a,))
+            self.ip = a
 
     def ifconfig(self, cfg=None):
         CALLS.append((type(self).__name__ + ".ifconfig", (cfg,), {}))
