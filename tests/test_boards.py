@@ -25,7 +25,8 @@ RP2040_SPI = {
 }
 RP2040_UART = {0: {"tx": {0, 12, 16, 28}, "rx": {1, 13, 17, 29}},
                1: {"tx": {4, 8, 20, 24}, "rx": {5, 9, 21, 25}}}
-RP2040_GPIO = set(range(30)) - {23, 24, 25, 29}   # the Pico module's own (SMPS, VBUS, LED, VSYS)
+# GP23-25 and GP29 are the Pico module's own (SMPS mode, VBUS sense, LED, VSYS/3)
+RP2040_GPIO = set(range(30)) - {23, 24, 25, 29}
 ESP32_GPIO = set(range(40)) - {6, 7, 8, 9, 10, 11, 20, 24, 28, 29, 30, 31}
 ESP32_INPUT_ONLY = {34, 35, 36, 37, 38, 39}
 ESP32_RMII = {0, 19, 21, 22, 25, 26, 27}
