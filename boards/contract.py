@@ -4,7 +4,8 @@
     missing = check(board)        # [] when the board provides everything below
 
 A board module (boards/<name>/board.py) is the only place that knows pins, buses and
-parts. It exposes one object (SimBoard for the host, later Pico/ESP32 boards) with:
+parts. It exposes one object (SimBoard for the host; Board in boards/rp2040_w5500
+and boards/esp32_lan8720, on boards/realboard.py) with:
 
 attributes
   name            str, the board's name ("sim", "rp2040-w5500", ...)
