@@ -4,7 +4,8 @@
     missing = check(board)        # [] when the board provides everything below
 
 A board module (boards/<name>/board.py) is the only place that knows pins, buses and
-parts. It exposes one object (SimBoard for the host, later Pico/ESP32 boards) with:
+parts. It exposes one object (SimBoard for the host; Board in boards/rp2040_w5500
+and boards/esp32_lan8720, on boards/realboard.py) with:
 
 attributes
   name            str, the board's name ("sim", "rp2040-w5500", ...)
@@ -40,8 +41,10 @@ methods
                   board. Created only once the firmware is up: it cannot be stopped.
   time_utc()      calendar time source: UTC seconds since 1970 or None when unknown
                   (RTC not set); SNTP and Modbus set it on boards (later step)
-  network()       bring up Ethernet and return an object with isconnected(), or None
-                  where the host's own stack is used (sim)
+  network(cfg)    bring up Ethernet with cfg["network"] (DHCP or static, hostname from
+                  the serial: firmware/config.py hostname) and return an object with
+                  isconnected() (the network LED follows it), or None where the host's
+                  own stack is used (sim)
   reset_cause()    why the device (re)started: machine.reset_cause() on a board (port
                   constants: 1 power on on rp2 and esp32, 3 watchdog, ...); the sim
                   board reports RESET_CAUSE (1, power on). Logged with the boot event.

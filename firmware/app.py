@@ -62,6 +62,7 @@ class App:
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
         sup = self.supervisor
+        self._start_network(sup)
         self.meter.start()
         self.indicators.boot(BOOT_METERING, self.board.clock.ticks_ms())
         sup.spawn("metering", self.meter.run)
@@ -215,6 +216,22 @@ class App:
         sup.spawn("leds", lambda: self.indicators.run(clock))
         sup.spawn("button", lambda: self.button.run(self.board.button, clock,
                                                     self.button_action))
+
+    def _start_network(self, sup):
+        """Ethernet up before anything listens (board.network(cfg): DHCP or the static
+        address, hostname from the serial); the network LED follows the link. None on
+        the sim board (the host's own stack)."""
+        net = self.board.network(self.cfg)
+        if net is None:
+            return
+        ind = self.indicators
+
+        async def link():
+            import asyncio
+            while True:
+                ind.link = net.isconnected()
+                await asyncio.sleep_ms(500)
+        sup.spawn("link", link)
 
     def button_action(self, code):
         now = self.board.clock.ticks_ms()

@@ -88,6 +88,9 @@ def modules(*tops):
     out = []
     for top in tops:
         for p in sorted((ROOT / top).rglob("*.py")):
+            if p.name == "manifest.py":
+                continue      # a board's frozen-build manifest: read by MicroPython's
+                              # build (include/package), not imported
             rel = p.relative_to(ROOT).with_suffix("")
             out.append(".".join(rel.parts).replace(".__init__", ""))
     return out

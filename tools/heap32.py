@@ -584,6 +584,205 @@ def tcp_conn_unix(n):
             p.kill()
 
 
+# ---- real boards (issue 11, item 5): the board module and the App's boot on it ----
+# MicroPython's rp2 and esp32 ports return machine.Pin/SPI/UART and the network
+# interface from static tables (no heap), so the stand-ins here hand out objects made
+# before the first mark: a board's figure is what its own Python objects keep.
+BOARD_STANDINS = {
+    "machine": r"""
+class Pin:
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    PULL_UP = 1
+    PULL_DOWN = 2
+    IRQ_RISING = 4
+    IRQ_FALLING = 8
+    def __new__(cls, n, *a, **k):
+        return _PINS[n]
+    def __init__(self, *a, **k):
+        pass
+    def value(self, v=None):
+        if v is None:
+            return _LEVEL[self.id]
+        v = 1 if v else 0
+        if _LEVEL[self.id] != v:
+            _LEVEL[self.id] = v
+            w = _WATCH[self.id]
+            if w is not None:
+                w(v)
+            h = _IRQ[self.id]
+            if h is not None and not v:
+                h(self)          # driven from outside (the simulator): falling edge
+    def __call__(self, v=None):
+        return self.value(v)
+    def irq(self, handler=None, trigger=0, **k):
+        _IRQ[self.id] = handler
+def _pin(n):
+    p = object.__new__(Pin)
+    p.id = n
+    return p
+_PINS = [_pin(n) for n in range(40)]
+_LEVEL = bytearray(b"\x01" * 40)
+_WATCH = [None] * 40
+_IRQ = [None] * 40
+class SPI:
+    def __new__(cls, n, *a, **k):
+        return _SPIS[n]
+    def __init__(self, *a, **k):
+        pass
+    def write_readinto(self, tx, rx):
+        _TARGET[self.id].write_readinto(tx, rx)
+def _spi(n):
+    s = object.__new__(SPI)
+    s.id = n
+    return s
+_SPIS = [_spi(n) for n in range(3)]
+_TARGET = [None] * 3
+class WDT:
+    def __init__(self, timeout=5000):
+        pass
+    def feed(self):
+        pass
+class RTC:
+    def datetime(self):
+        return (2021, 1, 1, 4, 0, 0, 0, 0)
+def reset_cause():
+    return 1
+def unique_id():
+    return b"\xe6\x61\x40\x12\x34\x56\x78\x9a"
+""",
+    "network": r"""
+PHY_LAN8720 = 0
+class _Nic:
+    def active(self, on=None):
+        return True
+    def ipconfig(self, **kw):
+        pass
+    def isconnected(self):
+        return True
+_NIC = _Nic()
+def WIZNET5K(spi, cs, rst):
+    return _NIC
+def LAN(**kw):
+    return _NIC
+def hostname(h=None):
+    pass
+def ipconfig(**kw):
+    pass
+""",
+    "rp2": "class Flash:\n    pass\n",
+    "esp32": "class Partition:\n    pass\n",
+}
+
+BOARD_PROBE = r"""
+import gc, sys, json
+for _n in ("machine", "network", "rp2", "esp32"):
+    sys.modules[_n] = __import__("standin_" + _n)
+del _n
+import machine
+for _m in %(mods)r + ("boards.sim.board", "boards.%(name)s.board"):
+    __import__(_m)
+from boards.sim.ade7880 import ADE7880Sim
+from boards.sim.bus import SimSPI
+from boards.sim.clock import VirtualClock
+from boards.sim import scenario
+class _K:
+    pass
+K = _K()
+K.b = K.app = K.sim = K.vc = K.chip = K.cs = None
+M = [0, 0, 0, 0]
+K.vc = VirtualClock()
+if %(real)r:
+    K.chip = ADE7880Sim(K.vc, scenario.parse(%(scn)r))
+    from boards.sim.bus import SimPin
+    K.cs = SimPin(1)            # the simulator's view of the board's CS line
+    machine._TARGET[%(spi)d] = SimSPI(K.chip, K.cs)
+    machine._WATCH[%(cs)d] = K.cs._set
+    for _src, _dst in ((K.chip.irq0, %(irq0)r), (K.chip.irq1, %(irq1)r)):
+        if _dst is not None:
+            _src._watch = machine.Pin(_dst).value
+import os
+os.mkdir("/tmp/fs")
+gc.collect()
+#@@CHUNK
+M[0] = gc.mem_alloc()
+#@@CHUNK
+def _board():
+    if %(real)r:
+        from boards.%(name)s.board import Board
+        K.b = Board()
+        K.b.clock = K.vc
+        K.b.fs_root = "/tmp/fs"
+        K.b.network()
+    else:
+        from boards.sim.board import SimBoard
+        K.sim = SimBoard(scenario.parse(%(scn)r), clock=K.vc)
+        K.sim.chip = K.sim.spi = K.sim.cs = None     # the simulator is not the board's
+_board()
+gc.collect()
+#@@CHUNK
+M[1] = gc.mem_alloc()
+#@@CHUNK
+def _boot():
+    if not %(real)r:
+        return
+    from firmware.app import App
+    K.app = App(K.b)
+    K.app.meter.start()
+    for _ in range(3):
+        K.chip.advance()
+        nxt = K.chip.next_event_us()
+        K.vc.advance_us(max(0, nxt - K.vc.now_us()))
+        K.chip.advance()
+        K.app.meter.poll()
+_boot()
+gc.collect()
+#@@CHUNK
+M[2] = gc.mem_alloc()
+print("@@JSON", json.dumps({"board": M[1] - M[0], "boot": M[2] - M[1],
+      "published": K.app.meter.front.seq if K.app else 0}))
+"""
+BOARD_PARTS = {"rp2040_w5500": {"spi": 1, "cs": 13, "irq0": 14, "irq1": 15},
+               "esp32_lan8720": {"spi": 1, "cs": 5, "irq0": None, "irq1": 36}}
+
+
+def _standin_dir():
+    d = BUILD.parent / "standins"
+    d.mkdir(parents=True, exist_ok=True)
+    for n, text in BOARD_STANDINS.items():
+        (d / ("standin_%s.py" % n)).write_text(text)
+    return d
+
+
+def board_figures():
+    """Per real board: its own objects (Board() and network(), stand-ins static as on
+    the port), the App's boot on it (config, event log, driver, meter, 3 windows of the
+    simulated chip behind the board's SPI; the ports are the maps/rtu/tcp shares), and
+    its module's objects when frozen; the sim board's shell (less its simulator) beside."""
+    lib = str(_standin_dir())
+    out = {}
+    mods = BOOT_MODULES + ("boards.realboard",)
+    for name in ("sim",) + tuple(BOARD_PARTS):
+        sub = {"name": name, "real": name != "sim", "scn": SCN, "mods": mods,
+               "spi": BOARD_PARTS.get(name, {}).get("spi", 0),
+               "cs": BOARD_PARTS.get(name, {}).get("cs", 0),
+               "irq0": BOARD_PARTS.get(name, {}).get("irq0"),
+               "irq1": BOARD_PARTS.get(name, {}).get("irq1")}
+        r = run_wasm(BOARD_PROBE % sub, extra=("--lib", lib))
+        if name == "sim":
+            out["sim_shell"] = r["board"]
+            continue
+        mod = "boards.%s.board" % name
+        res = RESIDUE.replace('("firmware", "drivers")', '("firmware", "drivers", "boards")')
+        own = ("boards.realboard", mod)
+        r["module_objects_frozen"] = run_wasm(res % (BOOT_MODULES + own, own))[
+            "config_modules"]
+        r["fits_sim_shell_by"] = out["sim_shell"] - r["board"]
+        out[name] = r
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/heap32.json")
@@ -614,6 +813,14 @@ def main():
     res["firmware_objects_with_clients"] = res["firmware_objects"] + conn
     # what a frozen build keeps in RAM: the above plus the modules' own objects
     res["ram_frozen_build"] = res["firmware_objects_with_clients"] + res["frozen_residue"]
+    # per real board (issue 11): its objects, the App's boot on it, its module's objects
+    res["boards"] = board_figures()
+    for name in BOARD_PARTS:
+        b = res["boards"][name]
+        # the whole firmware on that board: the sim figure with its board shell swapped
+        # for this board's objects and the board module's objects added
+        b["ram_frozen_build"] = (res["ram_frozen_build"] - res["boards"]["sim_shell"]
+                                 + b["board"] + b["module_objects_frozen"])
     res["seconds"] = round(time.time() - t0, 1)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -634,6 +841,13 @@ def summary_line(r):
             r["ram_frozen_build"], r["tcp_clients"], r["modules_src"], r.get("modules_mpy"),
             r["sim"]["at_drop"], c["alloc_per_cycle_max"], c["requests_per_cycle"],
             c["alloc_cold_read_pass_max"], c["alloc_warm_read_pass_max"]))
+    for name in BOARD_PARTS:
+        b = r.get("boards", {}).get(name)
+        if b:
+            s += ("; %s: board %d (sim board shell %d), boot %d, module objects %d, "
+                  "whole frozen build %d" % (name, b["board"], r["boards"]["sim_shell"],
+                                             b["boot"], b["module_objects_frozen"],
+                                             b["ram_frozen_build"]))
     return s
 
 

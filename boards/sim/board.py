@@ -145,7 +145,7 @@ class SimBoard:
         """UTC seconds from the host's clock (the host is the sim board's RTC)."""
         return int(time.time())       # the unix port's epoch is 1970
 
-    def network(self):
+    def network(self, cfg=None):
         return None       # the host's own network stack
 
     def reset_cause(self):
