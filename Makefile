@@ -15,9 +15,9 @@ HOST := 127.0.0.1
 endif
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench soak clean socat wasm32
+.PHONY: setup run test bench soak clean socat wasm32 mosquitto umqtt
 
-setup: $(STAMP) socat wasm32
+setup: $(STAMP) socat wasm32 mosquitto umqtt
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,24 @@ socat:
 	  echo "installing socat (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq socat >/dev/null; }
+
+# mosquitto: the MQTT broker tests/test_mqtt.py starts (Debian package).
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  echo "installing mosquitto (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto >/dev/null; }
+
+# The MQTT client the firmware wraps (firmware/mqtt.py): micropython-lib's umqtt.simple,
+# the pinned sdist from PyPI (MIT), fetched from pip's index by tools/fetch_sdist.py,
+# checked (sha256) and unpacked unmodified into lib/ (not in git). MicroPython boards
+# have /lib on sys.path, where `mpremote mip install umqtt.simple` puts the same file; the host run and the tests add lib to MICROPYPATH.
+UMQTT_SHA256 := b6a2520239e3992c63a7de9370ee9b3d9d27819a90359c521f1c0f7ccab8d12f
+umqtt: lib/umqtt/simple.py
+
+lib/umqtt/simple.py: $(STAMP)
+	$(PY) tools/fetch_sdist.py micropython-umqtt.simple 1.3.4 $(UMQTT_SHA256) \
+	  umqtt/simple.py lib/umqtt/simple.py
 
 # The 32-bit MicroPython (official WebAssembly port, npm, pinned in tools/wasm/package.json)
 # under node (Debian's nodejs and npm when missing).
@@ -59,4 +77,4 @@ soak: setup
 	MICROPYPATH=.frozen:$(CURDIR) $(MICROPYTHON) tools/mpy/soak_energy.py 1 50000
 
 clean:
-	rm -rf $(VENV) run bench/results.json .pytest_cache tools/wasm/node_modules
+	rm -rf $(VENV) lib run bench/results.json .pytest_cache tools/wasm/node_modules

@@ -56,6 +56,8 @@ class App:
         self.supervisor = Supervisor(board.clock, self.events)
         self.ports = None
         self.feeder = None
+        self.mqtt = None
+        self._sup = None
         self._init_device()
         self.store = self._open_store(vfs)
         self.powerfail = self._power_fail_watch() if self.store is not None else None
@@ -73,6 +75,8 @@ class App:
             self.feeder = WatchdogFeeder(self.meter, wdt, self.board.clock, self.events,
                                          stall_ms=STALL_MS)
             sup.spawn("watchdog", self.feeder.run)
+        self._sup = sup
+        self._apply_mqtt(self.cfg)       # before the ports: its status registers
         if modbus:
             from firmware.ports import ModbusPorts
             self.ports = ModbusPorts(self.meter, self.cfg, self.board,
@@ -95,6 +99,7 @@ class App:
             except ValueError as e:
                 raise config_mod.ConfigError("modbus: %s" % e)
         self.meter.apply_config(new)
+        self._apply_mqtt(new)
         if self.store is not None:
             self.store.persist_s = new["storage"]["persist_s"]
         if self.ports is not None:
@@ -191,6 +196,24 @@ class App:
         sup.spawn("persist", self.store.run)
         sup.spawn("powerfail", self.powerfail.run)
         sup.spawn("evlog", self.evlog.run)
+
+    # ---- MQTT with Home Assistant discovery (issue 13, item 2: firmware/mqtt.py) ----
+    def _apply_mqtt(self, cfg):
+        """Built and started the first time it is enabled (none of it on the heap
+        before); afterwards it follows the config (reconnects; off: disconnects)."""
+        if self.mqtt is not None:
+            self.mqtt.apply_config(cfg)
+        elif cfg["mqtt"]["enabled"] and self._sup is not None:
+            try:
+                from firmware.mqtt import Mqtt
+                m = Mqtt(self.meter, cfg, self.board.clock, self.events)
+            except ImportError:    # no umqtt.simple in /lib: the meter runs on without
+                print("warning: mqtt enabled, umqtt.simple missing (mpremote mip install "
+                      "umqtt.simple)")
+                return
+            self.mqtt = m
+            self._sup.spawn("mqtt", self.mqtt.run)
+            self._sup.spawn("mqtt_q", self.mqtt.sample)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # The button's sequences are logged and confirmed by two blinks, then handed to the

@@ -63,6 +63,12 @@ DEFAULTS = {
     # after its serial; letters, digits and hyphens only (RFC 1123).
     "network": {"dhcp": True, "ip": "192.168.1.100", "netmask": "255.255.255.0",
                 "gateway": "192.168.1.1", "dns": "192.168.1.1", "hostname": ""},
+    # MQTT with Home Assistant discovery (firmware/mqtt.py). client_id "" = from the
+    # serial; topics <topic_prefix>/<client_id>/state and /status.
+    "mqtt": {"enabled": False, "url": "mqtt://192.168.1.2:1883", "user": "", "password": "",
+             "client_id": "", "keepalive_s": 60, "interval_s": 1,
+             "topic_prefix": "openmeter", "discovery": True,
+             "discovery_prefix": "homeassistant"},
 }
 # Keys replaced as a whole by patch() (a dict of optional overrides, not a section).
 WHOLE = ("sunspec_sf",)
@@ -268,7 +274,53 @@ def validate(cfg=None, calibration=None):
             ("a" <= ch.lower() <= "z") or ("0" <= ch <= "9") or ch == "-" for ch in h):
         raise ConfigError("network.hostname: letters, digits and hyphens (not first or "
                           "last), at most 32, got %r" % (h,))
+    _check_mqtt(c["mqtt"])
     return c
+
+
+def parse_url(url):
+    """mqtt://host[:port] -> (host, port); ValueError naming the URL."""
+    if not url.startswith("mqtt://"):
+        raise ValueError("must be mqtt://host[:port], got %r" % url)
+    hp = url[7:].rstrip("/")
+    host, port = hp, 1883
+    if ":" in hp:
+        host, p = hp.rsplit(":", 1)
+        if not p.isdigit() or not 0 < int(p) < 65536:
+            raise ValueError("bad port in %r" % url)
+        port = int(p)
+    if not host or "/" in host:
+        raise ValueError("no host in %r" % url)
+    return host, port
+
+
+def _check_mqtt(q):
+    for k in ("enabled", "discovery"):
+        if not isinstance(q[k], bool):
+            raise ConfigError("mqtt.%s: must be true or false, got %r" % (k, q[k]))
+    # Lengths: the config registers' string rows (firmware/regmaps/device.py).
+    for k, n in (("url", 64), ("user", 32), ("password", 32), ("client_id", 23),
+                 ("topic_prefix", 32), ("discovery_prefix", 32)):
+        v = q[k]
+        if not isinstance(v, str) or len(v) > n or not all(" " <= ch <= "~" for ch in v):
+            raise ConfigError("mqtt.%s: must be printable ASCII of at most %d characters, "
+                              "got %r" % (k, n, v))
+    # Topic levels: no wildcards, no empty level (MQTT 3.1.1, 4.7); the client id's
+    # 23 characters are the limit every broker must accept (3.1.3.1).
+    for k in ("client_id", "topic_prefix", "discovery_prefix"):
+        v = q[k]
+        if "+" in v or "#" in v or (k != "client_id" and (not v or "//" in v or
+                                                          v[0] == "/" or v[-1] == "/")):
+            raise ConfigError("mqtt.%s: not a topic level (no +, #, empty level), got %r"
+                              % (k, v))
+    if "/" in q["client_id"]:
+        raise ConfigError("mqtt.client_id: no '/', got %r" % (q["client_id"],))
+    try:
+        parse_url(q["url"])
+    except ValueError as e:
+        raise ConfigError("mqtt.url: %s" % e)
+    _num("mqtt.keepalive_s", q["keepalive_s"], 5, 3600, integer=True)
+    _num("mqtt.interval_s", q["interval_s"], 1, 3600, integer=True)
 
 
 def ipv4(path, v):

@@ -45,7 +45,12 @@ EV_BOOT = const(28)                # booted; arg: the board's reset cause (machi
 EV_LOG_CORRUPT = const(29)         # torn or corrupt event records skipped at boot (arg: count)
 EV_LOG_FAILED = const(30)          # events could not be written to flash (arg: errno)
 EV_LOG_LOST = const(31)            # events dropped from RAM before a flush (arg: count)
-N_CODES = const(32)
+# MQTT (firmware/mqtt.py; 52..55 of issue 13's ranges):
+EV_MQTT_CONNECTED = const(52)      # connected to the broker (arg: connections so far, low byte)
+EV_MQTT_LOST = const(53)           # connection failed or lost (arg: errno, low byte)
+EV_MQTT_REFUSED = const(54)        # the broker refused the connection (arg: CONNACK return code)
+EV_MQTT_DROPPED = const(55)        # queue full while connected: oldest dropped (arg: drops)
+N_CODES = const(64)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network", "overload")
@@ -54,6 +59,8 @@ EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
                   "unlock_failed", "locked_out", "config_changed", "device_reset",
                   "boot", "log_corrupt", "log_failed", "log_lost"))
+EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_MQTT_CONNECTED - len(EVENT_NAMES))
+               + ("mqtt_connected", "mqtt_lost", "mqtt_refused", "mqtt_dropped"))
 
 
 def event_name(code):

@@ -22,7 +22,8 @@ MICROPYTHON = str(VENV_BIN / "micropython")
 
 def mpy_env(extra=None):
     env = dict(os.environ)
-    env["MICROPYPATH"] = ".frozen:" + str(ROOT)  # .frozen holds asyncio
+    # .frozen holds asyncio; lib the MQTT client (make umqtt)
+    env["MICROPYPATH"] = ".frozen:" + str(ROOT) + ":" + str(ROOT / "lib")
     if extra:
         env.update(extra)
     return env

@@ -31,6 +31,9 @@ CFG = {
     "storage": {"persist_s": 90},
     "network": {"dhcp": False, "ip": "10.1.2.3", "netmask": "255.255.0.0",
                 "gateway": "10.1.0.1", "dns": "9.9.9.9", "hostname": "meter-7"},
+    "mqtt": {"enabled": True, "url": "mqtt://10.1.0.5:1884", "user": "meter",
+             "password": "pw1", "client_id": "m7", "keepalive_s": 30, "interval_s": 5,
+             "topic_prefix": "site/a", "discovery": False, "discovery_prefix": "ha"},
     "calibration": CAL,
 }
 
@@ -113,7 +116,7 @@ def test_table_covers_the_schema_and_encodes_each_value(mpy_any):
     for addr, n, typ, path, enum, hexv in rows:
         got = bytes.fromhex(hexv)
         assert len(got) == 2 * n
-        if typ in ("password", "password change", "command", "status"):
+        if typ in ("password", "password change", "command", "status", "secret"):
             assert got == bytes(2 * n)
             continue
         v = value(cfgx, path)

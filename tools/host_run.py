@@ -260,6 +260,7 @@ def main(argv=None):
         if sys.stdout.isatty():
             cmd.append("--tty")
         path = ".frozen:" + (a.pythonpath + ":" if a.pythonpath else "") + str(ROOT)
+        path += ":" + str(ROOT / "lib")              # lib: umqtt.simple (make umqtt)
         env = dict(os.environ, MICROPYPATH=path)     # .frozen holds asyncio
         child = subprocess.Popen(
             cmd, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

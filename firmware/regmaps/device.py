@@ -40,7 +40,9 @@ from firmware import config as config_mod
 #     (read: the one the port matches, 0 = user-defined; write 1..4: fills address, baud,
 #     parity and stop; keys written in the same request override it),
 #     UNLOCK password (ASCII, up to 16 registers, never readable), PWCHG old password
-#     (16 registers) + new (16), written together, CMD commands, STAT read-only status.
+#     (16 registers) + new (16), written together, CMD commands, STAT read-only status,
+#     SECRET a config string that is written like STR but always reads 0 (the MQTT
+#     password, as the unlock row).
 # Reads are open and show the config with accepted writes (even those still being
 # committed). Writes: see the module doc. Commands (0xC030): firmware/cfgstore.py.
 
@@ -61,8 +63,10 @@ _UNLOCK = const(10)
 _PWCHG = const(11)
 _CMD = const(12)
 _STAT = const(13)
+_SECRET = const(14)
 TYPE_NAMES = ("uint16", "bool", "enum", "uint32", "int32", "sunssf", "string", "ipv4",
-              "rational", "preset", "password", "password change", "command", "status")
+              "rational", "preset", "password", "password change", "command", "status",
+              "secret")
 
 # KSEM RS485 presets (manual 5.14.1; digest 4.2): address, baud, parity, stop.
 PRESETS = (
@@ -146,6 +150,17 @@ ROWS = (
     (0xC132, 1, _U16, "calibration.phcal.0", ""),
     (0xC133, 1, _U16, "calibration.phcal.1", ""),
     (0xC134, 1, _U16, "calibration.phcal.2", ""),
+    # MQTT (firmware/mqtt.py; status registers 0xD200..: firmware/mqtt.py Mqtt.read)
+    (0xC300, 1, _BOOL, "mqtt.enabled", ""),
+    (0xC301, 1, _U16, "mqtt.keepalive_s", ""),
+    (0xC302, 1, _U16, "mqtt.interval_s", ""),
+    (0xC303, 1, _BOOL, "mqtt.discovery", ""),
+    (0xC310, 32, _STR, "mqtt.url", ""),
+    (0xC330, 16, _STR, "mqtt.user", ""),
+    (0xC340, 16, _SECRET, "mqtt.password", ""),
+    (0xC350, 12, _STR, "mqtt.client_id", ""),
+    (0xC360, 16, _STR, "mqtt.topic_prefix", ""),
+    (0xC370, 16, _STR, "mqtt.discovery_prefix", ""),
 )
 
 # ---- the codec and the space ------------------------------------------------
@@ -187,6 +202,8 @@ def encode(row, cfg, out, o):
         struct.pack_into(">I" if typ == _U32 else ">i", out, o, v)
     elif typ == _SF:
         struct.pack_into(">H", out, o, _NONE16 if v is None else v & 0xFFFF)
+    elif typ == _SECRET:
+        out[o:o + 2 * n] = bytes(2 * n)        # write-only: reads 0
     elif typ == _STR:
         b = v.encode()[:2 * n]
         out[o:o + 2 * n] = b + bytes(2 * n - len(b))
@@ -232,7 +249,7 @@ def decode(row, src, so, work):
         v = struct.unpack_from(">I" if typ == _U32 else ">i", src, so)[0]
     elif typ == _SF:
         v = None if u == _NONE16 else (u - 0x10000 if u & 0x8000 else u)
-    elif typ == _STR:
+    elif typ == _STR or typ == _SECRET:
         v = _text(src, so, n)
     elif typ == _IP4:
         v = "%d.%d.%d.%d" % tuple(src[so:so + 4])
