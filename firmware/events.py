@@ -45,7 +45,14 @@ EV_BOOT = const(28)                # booted; arg: the board's reset cause (machi
 EV_LOG_CORRUPT = const(29)         # torn or corrupt event records skipped at boot (arg: count)
 EV_LOG_FAILED = const(30)          # events could not be written to flash (arg: errno)
 EV_LOG_LOST = const(31)            # events dropped from RAM before a flush (arg: count)
-N_CODES = const(32)
+# Records (firmware/records.py): CT checks (Enedis DTR 2.4.3.5.3) and the rings on flash.
+EV_CT_OVER_110 = const(40)         # a phase above 110 % of the CT primary for ct_sustain_s
+                                   # (arg: minutes)
+EV_CT_OVER_120 = const(41)         # a phase reached 120 % of the CT primary (arg: %)
+EV_CT_UNDERUSED = const(42)        # a year's largest 5-minute current below the CT's useful
+                                   # range (arg: % of the primary)
+EV_RECORDS_FAILED = const(43)      # a load-curve or KSEM-log record not written (arg: errno)
+N_CODES = const(64)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network", "overload")
@@ -54,6 +61,8 @@ EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
                   "unlock_failed", "locked_out", "config_changed", "device_reset",
                   "boot", "log_corrupt", "log_failed", "log_lost"))
+EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_CT_OVER_110 - len(EVENT_NAMES))
+               + ("ct_over_110", "ct_over_120", "ct_underused", "records_failed"))
 
 
 def event_name(code):
