@@ -110,6 +110,7 @@ class Records:
         self._lt = None                         # last step's UTC and uptime
         self._lu = 0
         self.up_ms = 0
+        self.space = None                       # firmware/regmaps/rings.py, when served
         self._over_s = 0                        # CT checks
         self._o120 = False
         self.ymax = 0                           # 0.1 A
@@ -144,14 +145,23 @@ class Records:
             self.events.add(self.clock.ticks_ms(), _ev.EV_RECORD_CORRUPT, min(bad, 255))
 
     # ---- every second ----
-    async def run(self):
+    async def run(self, speed=1):
+        """A step a second. speed > 1 (the host run's RECORDS_SPEED only): the records'
+        time runs that many times faster than the meter's, from the UTC at the first
+        step; averages then read power / speed (for exercising records and tools)."""
         last = self.clock.ticks_ms()
+        base = None
         while True:
-            await asyncio.sleep_ms(1000)
+            await asyncio.sleep_ms(1000 // speed)
             now = self.clock.ticks_ms()
-            self.up_ms += time.ticks_diff(now, last)
+            self.up_ms += time.ticks_diff(now, last) * speed
             last = now
-            self.step(self.utc(), self.up_ms // 1000)
+            utc = self.utc()
+            if speed > 1 and utc is not None:
+                if base is None:
+                    base = utc - self.up_ms // 1000
+                utc = base + self.up_ms // 1000
+            self.step(utc, self.up_ms // 1000)
 
     def step(self, utc, up):
         if utc is not None and self._lt is not None:

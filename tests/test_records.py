@@ -321,3 +321,63 @@ print("@@JSON", json.dumps({"seq": [r.seq[LC], r.seq[KS]], "again": [r2.seq[LC],
     assert res["files"] == 2 + 3 and res["bad"] == 0     # 55 LC / 49 KS per 4 KB segment
     L = [lc(h) for h in res["d"]]
     assert [x["utc"] % 600 for x in L] == [0, 0, 0]
+
+
+def test_registers_window_select(mpy_any):
+    """0xCC00 / 0xCE00: header, window as stored, select by index and by time, errors,
+    and a steady read that allocates nothing."""
+    code = LIB + r"""
+import gc
+from firmware.regmaps.rings import RingsSpace
+fs = MemFs()
+w = World()
+r, ev = new(fs, w)
+utc, up = run(r, w, %d, 0, 3 * 3600, step=10)
+sp = RingsSpace(r)
+def regs(a, n):
+    out = bytearray(2 * n)
+    e = sp.read(a, n, out, 0)
+    return e or [int.from_bytes(out[i:i + 2], "big") for i in range(0, 2 * n, 2)]
+def wr(a, vals):
+    return sp.write(a, len(vals), b"".join(v.to_bytes(2, "big") for v in vals), 0)
+res = {"lh": regs(0xCC00, 16), "lw": regs(0xCC10, 72), "kh": regs(0xCE00, 16),
+       "kw": regs(0xCE10, 80)}
+r.record(LC, 5)
+res["rec5"] = bytes(r.buf[:72]).hex()
+res["sel"] = wr(0xCC06, [0, 5])
+res["w5"] = regs(0xCC10, 72)
+t = res["w5"][2] << 16 | res["w5"][3]
+res["tsel"] = [wr(0xCC08, [(t - 1) >> 16, (t - 1) & 0xFFFF]), regs(0xCC06, 4)]
+res["errs"] = [regs(0xCC00, 89), regs(0xCE00, 97), regs(0xD000, 1), wr(0xCC00, [1]),
+               wr(0xCC06, [0, 999]), wr(0xCC08, [0xFFFF, 0xFFFF]), wr(0xCC07, [0, 0]),
+               regs(0xCC58, 1), len(regs(0xCC57, 1)), len(regs(0xCE5F, 1)), regs(0xCE60, 1)]
+out = bytearray(192)
+sp.read(0xCE00, 96, out, 0)
+def steady():
+    gc.collect(); gc.disable()
+    a0 = gc.mem_alloc()
+    for _ in range(20):
+        sp.read(0xCE00, 96, out, 0)
+    a = gc.mem_alloc() - a0
+    gc.enable()
+    return a
+res["alloc"] = steady()
+print("@@JSON", json.dumps(res))
+""" % T0
+    res = mpy_any(code)
+    h = res["lh"]
+    assert h[0] == 18 and (h[1] << 16 | h[2]) == 18 and h[3] == 5760
+    assert (h[4] << 16 | h[5]) == 1 and h[10:13] == [600, 2, 36] and h[13:] == [0] * 3
+    k = res["kh"]
+    assert k[0] == 36 and k[3] == 4320 and k[10:13] == [300, 2, 40]
+    # default window: the newest two, as stored
+    lw = res["lw"]
+    assert (lw[0] << 16 | lw[1]) == 17 and (lw[36] << 16 | lw[37]) == 18
+    kw = res["kw"]
+    assert (kw[0] << 16 | kw[1]) == 35 and kw[6:14] == [0, 1800, 0, 720, 0, 0, 0, 2520]
+    w5 = res["w5"]
+    assert bytes.fromhex(res["rec5"]) == b"".join(v.to_bytes(2, "big") for v in w5[:36])
+    t = w5[2] << 16 | w5[3]
+    assert res["tsel"][0] == 0 and res["tsel"][1] == [0, 5, (t - 1) >> 16, (t - 1) & 0xFFFF]
+    assert res["errs"] == [2, 2, 2, 2, 3, 3, 2, 2, 1, 1, 2]
+    assert res["alloc"] == 0
