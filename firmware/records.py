@@ -76,6 +76,25 @@ F_BOOT = const(16)
 
 CT_MIN_PERMILLE = (2, 200, 400)        # bottom of the useful range, per class
 _YEAR_DAYS = const(365)
+# Indexes of Records.st (per channel: + LC or + KS).
+_END = const(0)
+_TIMED = const(2)
+_FL = const(4)
+_T0 = const(6)
+_LT = const(8)
+_HLT = const(9)
+_LU = const(10)
+_UPS = const(11)
+_UPR = const(12)
+_OVER = const(13)
+_O120 = const(14)
+_YMAX = const(15)
+_YDAY = const(16)
+_PER = const(17)
+_RATING = const(18)
+_CTMIN = const(19)
+_SUST = const(20)
+_NST = const(21)
 
 
 class Records:
@@ -92,42 +111,36 @@ class Records:
             pass                                # already there
         self.rings = (Ring(vfs, "/rec/lc", sizes[LC], LC_REC, True),    # sizes: tests
                       Ring(vfs, "/rec/ks", sizes[KS], KS_REC, True))
-        # Per channel (LC, KS): newest seq, valid records, next boundary (None: not
-        # started), its time domain (UTC or uptime), pending flags, period start, newest
-        # stored stamp.
+        # Per channel (LC, KS): newest seq, valid records, newest stored stamp.
         self.seq = [0, 0]
         self.stored = [0, 0]
-        self._end = [None, None]
-        self._timed = [False, False]
-        self._fl = [F_INCOMPLETE | F_BOOT, F_INCOMPLETE | F_BOOT]
-        self._t0 = [0, 0]
         self.last = [0, 0]
+        # The rest of the state in one int array (fewer heap objects), indexed by the
+        # _consts above: per channel the next boundary (0: not started), its time domain
+        # (1 UTC, 0 uptime), pending flags, period start (uptime s); the last step's UTC
+        # and uptime, uptime s and ms, the CT checks and the config's values.
+        self.st = array("i", [0] * _NST)
+        self.st[_FL + LC] = self.st[_FL + KS] = F_INCOMPLETE | F_BOOT
         # KSEM: counters at the period start (hi, lo per block x 6 kinds) and sums of
         # samples: U x3, I x3, f, n (KS), U x3, n (LC), in 10 mV / 10 mA / mHz: an hour of
         # them stays below 2**30 (small ints on a 32-bit board).
         self.prev = array("i", [0] * 48)
         self.sums = array("i", [0] * 12)
-        self._lt = None                         # last step's UTC and uptime
-        self._lu = 0
-        self.up_ms = 0
         self.space = None                       # firmware/regmaps/rings.py, when served
-        self._over_s = 0                        # CT checks
-        self._o120 = False
-        self.ymax = 0                           # 0.1 A
-        self.yday = 0
         self.apply_config(cfg)
 
     def apply_config(self, cfg):
         r = cfg["records"]
         p = r["period_min"] * 60
-        if self._end[LC] is not None and p != self.period:
-            self._end[LC] = None                # restart on the new grid
-            self._fl[LC] |= F_INCOMPLETE
-        self.period = p
+        if self.st[_END + LC] and p != self.st[_PER]:
+            self.st[_END + LC] = 0                  # restart on the new grid
+            self.st[_FL + LC] |= F_INCOMPLETE
+        self.st[_PER] = p
+        self.period = p                         # for readers (Modbus header)
         m = cfg["metering"]
-        self.rating_ma = m["ct_primary_a"] * 1000 if m["ct_enabled"] else 0
-        self.ct_min = CT_MIN_PERMILLE[CT_CLASSES.index(r["ct_class"])]
-        self.sustain_s = r["ct_sustain_s"]
+        self.st[_RATING] = m["ct_primary_a"] * 1000 if m["ct_enabled"] else 0
+        self.st[_CTMIN] = CT_MIN_PERMILLE[CT_CLASSES.index(r["ct_class"])]
+        self.st[_SUST] = r["ct_sustain_s"]
 
     # ---- boot ----
     def load(self):
@@ -140,7 +153,7 @@ class Records:
             if newest and self.record(ch, newest):
                 self.last[ch] = struct.unpack_from(">I", self.buf, 4)[0]
                 if ch == LC:
-                    self.ymax, self.yday = struct.unpack_from(">HH", self.buf, 68)
+                    self.st[_YMAX], self.st[_YDAY] = struct.unpack_from(">HH", self.buf, 68)
         if bad:
             self.events.add(self.clock.ticks_ms(), _ev.EV_RECORD_CORRUPT, min(bad, 255))
 
@@ -151,26 +164,30 @@ class Records:
         step; averages then read power / speed (for exercising records and tools)."""
         last = self.clock.ticks_ms()
         base = None
+        st = self.st
         while True:
             await asyncio.sleep_ms(1000 // speed)
             now = self.clock.ticks_ms()
-            self.up_ms += time.ticks_diff(now, last) * speed
+            d = time.ticks_diff(now, last) * speed + st[_UPR]
             last = now
+            st[_UPS] += d // 1000              # uptime s and ms: no long int
+            st[_UPR] = d % 1000
             utc = self.utc()
             if speed > 1 and utc is not None:
                 if base is None:
-                    base = utc - self.up_ms // 1000
-                utc = base + self.up_ms // 1000
-            self.step(utc, self.up_ms // 1000)
+                    base = utc - st[_UPS]
+                utc = base + st[_UPS]
+            self.step(utc, st[_UPS])
 
     def step(self, utc, up):
-        if utc is not None and self._lt is not None:
-            d = (utc - self._lt) - (up - self._lu)
+        if utc is not None and self.st[_HLT]:
+            d = (utc - self.st[_LT]) - (up - self.st[_LU])
             if d > 2 or d < -2:                 # the clock was set
                 for ch in (LC, KS):
-                    self._fl[ch] |= F_CLOCK | F_INCOMPLETE
-        self._lt = utc
-        self._lu = up
+                    self.st[_FL + ch] |= F_CLOCK | F_INCOMPLETE
+        self.st[_HLT] = 0 if utc is None else 1
+        self.st[_LT] = utc or 0
+        self.st[_LU] = up
         snap = self.meter.front
         for ch in (LC, KS):
             self._boundary(ch, utc, up, snap)
@@ -191,51 +208,51 @@ class Records:
         s[6] += inst[TOTAL + F_MHZ]
         s[7] += 1
         s[11] += 1
-        r = self.rating_ma
+        r = self.st[_RATING]
         if not r:
             return
         now = self.clock.ticks_ms()
         if imax * 10 >= r * 12:
-            if not self._o120:
-                self._o120 = True
+            if not self.st[_O120]:
+                self.st[_O120] = 1
                 self.events.add(now, _ev.EV_CT_OVER_120, min(255, imax * 100 // r))
         if imax * 10 > r * 11:
-            self._over_s += 1
-            if self._over_s == self.sustain_s:
-                self.events.add(now, _ev.EV_CT_OVER_110, min(255, self.sustain_s // 60))
+            self.st[_OVER] += 1
+            if self.st[_OVER] == self.st[_SUST]:
+                self.events.add(now, _ev.EV_CT_OVER_110, min(255, self.st[_SUST] // 60))
         else:
-            self._over_s = 0
-            self._o120 = False
+            self.st[_OVER] = 0
+            self.st[_O120] = 0
 
     def _boundary(self, ch, utc, up, snap):
         timed = utc is not None
         t = utc if timed else up
-        p = self.period if ch == LC else KS_PERIOD
-        end = self._end[ch]
-        if end is None or timed != self._timed[ch]:
-            if end is not None:
-                self._fl[ch] |= F_INCOMPLETE    # time gained or lost mid-period
+        p = self.st[_PER] if ch == LC else KS_PERIOD
+        end = self.st[_END + ch]
+        if not end or timed != self.st[_TIMED + ch]:
+            if end:
+                self.st[_FL + ch] |= F_INCOMPLETE    # time gained or lost mid-period
             b = t - t % p + p
             if timed and self.last[ch] >= b:    # stamps only grow
                 b = self.last[ch] - self.last[ch] % p + p
-            self._end[ch] = b
-            self._timed[ch] = timed
-            if end is None:
+            self.st[_END + ch] = b
+            self.st[_TIMED + ch] = timed
+            if not end:
                 self._start(ch, up, snap)   # else the period goes on, flagged
             return
         if t < end:
             return
         b = t - t % p                           # the newest boundary passed
         if b > end or (timed and self.last[ch] and b - self.last[ch] > p):
-            self._fl[ch] |= F_GAP
+            self.st[_FL + ch] |= F_GAP
         if not timed:
-            self._fl[ch] |= F_UNTIMED
+            self.st[_FL + ch] |= F_UNTIMED
         self._write(ch, b if timed else 0, up, snap)
-        self._end[ch] = b + p
+        self.st[_END + ch] = b + p
         self._start(ch, up, snap)
 
     def _start(self, ch, up, snap):
-        self._t0[ch] = up           # uptime: true elapsed time, whatever the clock does
+        self.st[_T0 + ch] = up           # uptime: true elapsed time, whatever the clock does
         s = self.sums
         if ch == LC:
             for k in range(8, 12):
@@ -252,21 +269,21 @@ class Records:
     def _write(self, ch, stamp, up, snap):
         b = self.buf
         seq = self.seq[ch] + 1
-        dt = max(1, up - self._t0[ch])
+        dt = max(1, up - self.st[_T0 + ch])
         s = self.sums
         if ch == LC:
             n = s[11] or 1
-            struct.pack_into(">IIHHHHHH", b, 0, seq, stamp, self._fl[ch], self.period // 60,
+            struct.pack_into(">IIHHHHHH", b, 0, seq, stamp, self.st[_FL + ch], self.st[_PER] // 60,
                              s[8] // n, s[9] // n, s[10] // n, min(dt, 65535))
             hi = snap.e_hi
             lo = snap.e_lo
             base = (TOTAL // NQ) * NE
             for k in range(6):
                 struct.pack_into(">II", b, 20 + 8 * k, hi[base + k], lo[base + k])
-            struct.pack_into(">HH", b, 68, self.ymax, self.yday)
+            struct.pack_into(">HH", b, 68, self.st[_YMAX], self.st[_YDAY])
         else:
             n = s[7] or 1
-            struct.pack_into(">IIHH", b, 0, seq, stamp, self._fl[ch], min(dt, 65535))
+            struct.pack_into(">IIHH", b, 0, seq, stamp, self.st[_FL + ch], min(dt, 65535))
             pv = self.prev
             imax = 0
             e = [0] * 6                       # mWh / mvarh over the period (transient)
@@ -299,26 +316,26 @@ class Records:
             return
         self.seq[ch] = seq
         self.stored[ch] = min(ring.n, self.stored[ch] + 1)
-        self._fl[ch] = 0
+        self.st[_FL + ch] = 0
         if stamp:
             self.last[ch] = stamp
 
     def _year(self, utc, a10):
         """The CT's useful range: the year's largest 5-minute phase current (0.1 A)."""
-        if a10 > self.ymax:
-            self.ymax = min(a10, 65535)
+        if a10 > self.st[_YMAX]:
+            self.st[_YMAX] = min(a10, 65535)
         if not utc:
             return
         day = utc // 86400
-        if not self.yday:
-            self.yday = day
-        elif day - self.yday >= _YEAR_DAYS:
-            r = self.rating_ma
-            if r and self.ymax * 100 * 1000 < r * self.ct_min:
+        if not self.st[_YDAY]:
+            self.st[_YDAY] = day
+        elif day - self.st[_YDAY] >= _YEAR_DAYS:
+            r = self.st[_RATING]
+            if r and self.st[_YMAX] * 100 * 1000 < r * self.st[_CTMIN]:
                 self.events.add(self.clock.ticks_ms(), _ev.EV_CT_UNDERUSED,
-                                min(255, self.ymax * 100 * 100 // r))
-            self.ymax = 0
-            self.yday = day
+                                min(255, self.st[_YMAX] * 100 * 100 // r))
+            self.st[_YMAX] = 0
+            self.st[_YDAY] = day
 
     # ---- reading (Modbus, the dump tool) ----
     def oldest(self, ch):

@@ -282,13 +282,14 @@ w.i = (125000, 0, 0); w.fill()
 utc, up = run(r, w, utc, up, 5, step=1)
 c = [ev.count(40), ev.count(41)]
 # the useful range (0.2S: 20 %% of 100 A): a year whose largest 5-minute current is 19 A
-r.ymax = 0; r.yday = 0
+YMAX, YDAY = 15, 16          # firmware/records.py: _YMAX, _YDAY in Records.st
+r.st[YMAX] = 0; r.st[YDAY] = 0
 r._year(%d, 190)
 r._year(%d + 364 * 86400, 150)
 d = ev.count(42)
 r._year(%d + 365 * 86400, 150)
-e = [ev.count(42), r.ymax]
-r.ymax = 0; r.yday = 0
+e = [ev.count(42), r.st[YMAX]]
+r.st[YMAX] = 0; r.st[YDAY] = 0
 r._year(%d, 210)
 r._year(%d + 366 * 86400, 10)
 print("@@JSON", json.dumps({"a": a, "b": b, "c": c, "d": d, "e": e, "f": ev.count(42)}))
