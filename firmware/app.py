@@ -60,6 +60,7 @@ class App:
         self._sup = None
         self._init_device()
         self.store = self._open_store(vfs)
+        self.records = self._open_records(vfs)
         self.powerfail = self._power_fail_watch() if self.store is not None else None
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
@@ -87,6 +88,7 @@ class App:
         sup.spawn("commit", self.settings.stage.run)
         if self.store is not None:
             self._start_persist(sup)
+        self._start_records(sup)
 
     async def apply_config(self, cfg):
         """Validate cfg and apply it to the meter and the ports. ConfigError (nothing
@@ -100,6 +102,7 @@ class App:
                 raise config_mod.ConfigError("modbus: %s" % e)
         self.meter.apply_config(new)
         self._apply_mqtt(new)
+        self._apply_records(new)
         if self.store is not None:
             self.store.persist_s = new["storage"]["persist_s"]
         if self.ports is not None:
@@ -214,6 +217,29 @@ class App:
             self.mqtt = m
             self._sup.spawn("mqtt", self.mqtt.run)
             self._sup.spawn("mqtt_q", self.mqtt.sample)
+    # ---- load curve, KSEM log, CT checks (issue 12, items 2, 3, 7) ----
+    def _open_records(self, vfs):
+        """firmware/records.py on the same littlefs; UTC from the board until the clock
+        (issue 12, item 1) is wired here. The register space (0xCC00..) finds it as
+        meter.records."""
+        if vfs is None:
+            return None
+        from firmware.records import Records
+        rec = Records(vfs, self.meter, self.events, self.board.clock, self.board.time_utc,
+                      self.cfg)
+        rec.load()
+        self.meter.records = rec
+        return rec
+
+    def _start_records(self, sup):
+        if self.records is not None:
+            # records_speed: the host run's time acceleration (README "The host run")
+            speed = getattr(self.board, "records_speed", 1)
+            sup.spawn("records", lambda: self.records.run(speed))
+
+    def _apply_records(self, new):
+        if self.records is not None:
+            self.records.apply_config(new)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # The button's sequences are logged and confirmed by two blinks, then handed to the

@@ -58,6 +58,10 @@ DEFAULTS = {
     # Energy counters are written to flash every persist_s seconds (and at once when the
     # supply fails): a crash without warning loses at most this long (firmware/persist.py).
     "storage": {"persist_s": 60},
+    # Load curve and KSEM log (firmware/records.py): the load curve's period (Enedis:
+    # 10 minutes usual, digest 2.1), the CT class (its useful range's bottom, digest
+    # 4.3) and how long above 110 % of the CT primary counts as sustained.
+    "records": {"period_min": 10, "ct_class": "0.2S", "ct_sustain_s": 600},
     # Network (KSEM manual 6.4): DHCP by default; the static settings apply with dhcp off.
     # hostname "" = derived from the serial (hostname(cfg)), as the KSEM names itself
     # after its serial; letters, digits and hyphens only (RFC 1123).
@@ -263,6 +267,7 @@ def validate(cfg=None, calibration=None):
                               % (k, n, idn[k]))
     _num("identity.product_id", idn["product_id"], 0, 65535, integer=True)
     _num("storage.persist_s", c["storage"]["persist_s"], 10, 3600, integer=True)
+    _records(c["records"])
     n = c["network"]
     if not isinstance(n["dhcp"], bool):
         raise ConfigError("network.dhcp: must be true or false, got %r" % (n["dhcp"],))
@@ -321,6 +326,18 @@ def _check_mqtt(q):
         raise ConfigError("mqtt.url: %s" % e)
     _num("mqtt.keepalive_s", q["keepalive_s"], 5, 3600, integer=True)
     _num("mqtt.interval_s", q["interval_s"], 1, 3600, integer=True)
+PERIODS_MIN = (5, 10, 15, 30, 60)
+CT_CLASSES = ("0.2SE", "0.2S", "0.5")      # firmware/records.py CT_CLASSES
+
+
+def _records(r):
+    if r["period_min"] not in PERIODS_MIN or isinstance(r["period_min"], bool):
+        raise ConfigError("records.period_min: must be one of %r, got %r"
+                          % (PERIODS_MIN, r["period_min"]))
+    if r["ct_class"] not in CT_CLASSES:
+        raise ConfigError("records.ct_class: must be one of %r, got %r"
+                          % (CT_CLASSES, r["ct_class"]))
+    _num("records.ct_sustain_s", r["ct_sustain_s"], 60, 3600, integer=True)
 
 
 def ipv4(path, v):

@@ -45,6 +45,13 @@ EV_BOOT = const(28)                # booted; arg: the board's reset cause (machi
 EV_LOG_CORRUPT = const(29)         # torn or corrupt event records skipped at boot (arg: count)
 EV_LOG_FAILED = const(30)          # events could not be written to flash (arg: errno)
 EV_LOG_LOST = const(31)            # events dropped from RAM before a flush (arg: count)
+# Records (firmware/records.py): CT checks (Enedis DTR 2.4.3.5.3) and the rings on flash.
+EV_CT_OVER_110 = const(40)         # a phase above 110 % of the CT primary for ct_sustain_s
+                                   # (arg: minutes)
+EV_CT_OVER_120 = const(41)         # a phase reached 120 % of the CT primary (arg: %)
+EV_CT_UNDERUSED = const(42)        # a year's largest 5-minute current below the CT's useful
+                                   # range (arg: % of the primary)
+EV_RECORDS_FAILED = const(43)      # a load-curve or KSEM-log record not written (arg: errno)
 # MQTT (firmware/mqtt.py; 52..55 of issue 13's ranges):
 EV_MQTT_CONNECTED = const(52)      # connected to the broker (arg: connections so far, low byte)
 EV_MQTT_LOST = const(53)           # connection failed or lost (arg: errno, low byte)
@@ -59,6 +66,8 @@ EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
                   "unlock_failed", "locked_out", "config_changed", "device_reset",
                   "boot", "log_corrupt", "log_failed", "log_lost"))
+EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_CT_OVER_110 - len(EVENT_NAMES))
+               + ("ct_over_110", "ct_over_120", "ct_underused", "records_failed"))
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_MQTT_CONNECTED - len(EVENT_NAMES))
                + ("mqtt_connected", "mqtt_lost", "mqtt_refused", "mqtt_dropped"))
 

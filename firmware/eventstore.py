@@ -14,7 +14,7 @@ The task writes what is pending every 10 s (_FLUSH_S), or sooner once 8 (_FLUSH_
 pending; the RAM ring (32) bounds what a storm between two flushes may drop (event
 log_lost). UTC is taken at the flush: board.time_utc() minus the event's age.
 
-File /ev/log: RING slots of 16 bytes; seq s lives in slot (s - 1) % RING, little-endian:
+File /ev/log (a firmware/ring.py Ring): RING slots of 16 bytes; seq s lives in slot (s - 1) % RING, little-endian:
     0 u32 seq (1.., 0 = never written)   4 u32 uptime ms (ticks_ms)   8 u32 UTC s or 0
     12 u8 code   13 u8 arg   14 u16 low half of the CRC-32 (IEEE, as zlib) of bytes 0..13
 A flush rewrites the slots it fills in one open/close: littlefs commits a file
@@ -27,7 +27,7 @@ import struct
 from micropython import const
 
 from firmware import events as _ev
-from firmware.persist import crc32_halves
+from firmware.ring import Ring
 
 RING = const(256)
 _REC = const(16)
@@ -35,21 +35,9 @@ _FLUSH_S = const(10)
 _FLUSH_N = const(8)
 
 
-def encode(buf, off, seq, t_ms, utc, code, arg):
+def encode(ring, buf, off, seq, t_ms, utc, code, arg):
     struct.pack_into("<IIIBB", buf, off, seq, t_ms & 0x3FFFFFFF, utc, code, arg)
-    struct.pack_into("<H", buf, off + 14, crc32_halves(memoryview(buf)[off:], 14)[1])
-
-
-def check(buf, off):
-    """seq of the record at buf[off:], 0 for an empty slot, -1 when corrupt."""
-    seq = struct.unpack_from("<I", buf, off)[0]
-    crc = struct.unpack_from("<H", buf, off + 14)[0]
-    if crc32_halves(memoryview(buf)[off:], 14)[1] == crc and seq:
-        return seq
-    for i in range(_REC):
-        if buf[off + i]:
-            return -1
-    return 0
+    ring.encode(buf, off)
 
 
 class EventStore:
@@ -62,6 +50,7 @@ class EventStore:
         self.flushed = 0        # events (since boot) written or given up
         self.stored = 0         # valid records on flash
         self._buf = bytearray(_REC)
+        self.ring = Ring(vfs, "/ev/log", RING, _REC)    # the generic CRC'd ring
         try:
             vfs.mkdir("/ev")
         except OSError:
@@ -75,23 +64,7 @@ class EventStore:
     # ---- boot ----
     def load(self):
         """Scan the file: the newest valid seq continues the numbering."""
-        newest = n = bad = 0
-        b = self._buf
-        try:
-            f = self.vfs.open("/ev/log", "rb")
-        except OSError:
-            f = None            # no log yet
-        if f is not None:
-            with f:
-                for slot in range(RING):
-                    if f.readinto(b) != _REC:
-                        break
-                    s = check(b, 0)
-                    if s < 0 or (s and (s - 1) % RING != slot):
-                        bad += 1
-                    elif s:
-                        n += 1
-                        newest = max(newest, s)
+        newest, n, bad = self.ring.load(self._buf)
         self.base = newest + 1
         self.stored = n
         if bad:
@@ -125,26 +98,22 @@ class EventStore:
         now = self.clock.ticks_ms()
         utc = self.time_utc() if self.time_utc is not None else None
         b = self._buf
+        ring = self.ring
+        n = 0
         try:
             try:
-                f = self.vfs.open("/ev/log", "r+b")
-            except OSError:     # no log yet: RING empty slots
-                f = self.vfs.open("/ev/log", "wb")
-                for _ in range(RING):
-                    f.write(bytes(_REC))
-            with f:
-                n = 0
                 while k < total:
                     t, code, arg = ev.at(k)
                     seq = self.base + k
                     u = 0
                     if utc:
                         u = utc - ((now - t) & 0x3FFFFFFF) // 1000
-                    encode(b, 0, seq, t, u, code, arg)
-                    f.seek(((seq - 1) % RING) * _REC)
-                    f.write(b)
+                    encode(ring, b, 0, seq, t, u, code, arg)
+                    ring.put(seq, b)        # one open/close for the batch
                     k += 1
                     n += 1
+            finally:
+                ring.close()
         except OSError as e:
             self.events.add(now, _ev.EV_LOG_FAILED, e.args[0] if e.args else 0)
             return 0
@@ -195,14 +164,7 @@ class EventStore:
         elif k >= ev.total:
             return False
         b = self._buf
-        try:
-            with self.vfs.open("/ev/log", "rb") as f:
-                f.seek(((seq - 1) % RING) * _REC)
-                if f.readinto(b) != _REC:
-                    return False
-        except OSError:
-            return False
-        if check(b, 0) != seq:
+        if not self.ring.read(seq, b):
             return False
         s, t, u, code, arg = struct.unpack_from("<IIIBB", b, 0)
         struct.pack_into(">IIIHH", out, off, s, t // 1000, u, code, arg)

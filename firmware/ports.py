@@ -26,6 +26,7 @@ from firmware.modbus.tcp import TcpServer
 from firmware.regmaps.build import build_spaces, check_config
 from firmware.regmaps.device import Routed
 from firmware.regmaps.eventlog import EventLogSpace
+from firmware.regmaps.rings import space_of
 from firmware.version import VERSION
 
 _SETTLE_MS = 5          # poll interval while waiting for a port to be between frames
@@ -95,6 +96,7 @@ class ModbusPorts:
         ranges = ((0x0000, 0xBFFF, meas),          # KSEM, PnP, SunSpec: never writable
                   (0xC000, 0xC3FF, self.device),   # config (firmware/regmaps/device.py)
                   (0xC400, 0xC7FF, self.evspace),  # event log (firmware/regmaps/eventlog.py)
+                  (0xCC00, 0xCFFF, space_of(self.meter)),  # load curve, KSEM log (rings.py)
                   (0xD200, 0xD3FF, getattr(getattr(self.device, "app", None), "mqtt", None)))
         holding = Routed(r for r in ranges if r[2] is not None)
         return holding, inputs, (idn["vendor"], idn["model"], VERSION)

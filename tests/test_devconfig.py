@@ -29,6 +29,7 @@ CFG = {
     "identity": {"vendor": "ACME", "model": "M-1", "serial": "SN42", "hw_version": "2.1",
                  "product_id": 4660},
     "storage": {"persist_s": 90},
+    "records": {"period_min": 15, "ct_class": "0.5", "ct_sustain_s": 900},
     "network": {"dhcp": False, "ip": "10.1.2.3", "netmask": "255.255.0.0",
                 "gateway": "10.1.0.1", "dns": "9.9.9.9", "hostname": "meter-7"},
     "mqtt": {"enabled": True, "url": "mqtt://10.1.0.5:1884", "user": "meter",

@@ -259,6 +259,82 @@ CONFIG_INTRO = ("Holding registers 0xC000..0xC3FF (FC 03 read, FC 06/16 write), 
                 "Addresses inside the block that no row covers read 0.")
 
 
+# The records block (firmware/regmaps/rings.py, firmware/records.py): load curve at
+# 0xCC00, KSEM 5-minute log at 0xCE00. (offset, registers, type, name, unit, description)
+_RING_HEAD = (
+    (0, 1, "uint16", "stored", "", "records stored (at most the ring size)"),
+    (1, 2, "uint32", "newest", "", "seq of the newest record (0: none)"),
+    (3, 1, "uint16", "ring_size", "", "records the ring holds"),
+    (4, 2, "uint32", "oldest", "", "seq of the oldest record stored (0: none)"),
+    (6, 2, "uint32", "select", "", "read/write: seq of the window's first record; 0 = the "
+     "newest two; above the newest: exception 03"),
+    (8, 2, "uint32", "select_time", "s", "write UTC s: select = first record stamped at or "
+     "after it (exception 03: none); reads the last written"),
+    (10, 1, "uint16", "period_s", "s", "period of the records"),
+    (11, 1, "uint16", "window_records", "", "records per window (2)"),
+    (12, 1, "uint16", "record_registers", "", "registers per record"),
+)
+_FLAGS = "flags: 1 period incomplete, 2 gap before (missed boundaries), 4 untimed (UTC 0), " \
+         "8 clock set in the period, 16 first since boot"
+_LC_FIELDS = (
+    (0, 2, "uint32", "seq", "", "record seq (0: none stored there)"),
+    (2, 2, "uint32", "utc", "s", "UTC of the period's end boundary (0: untimed)"),
+    (4, 1, "uint16", "flags", "", _FLAGS),
+    (5, 1, "uint16", "period_min", "min", "period of this record"),
+    (6, 1, "uint16", "u_l1", "10 mV", "average voltage L1 over the period"),
+    (7, 1, "uint16", "u_l2", "10 mV", "average voltage L2"),
+    (8, 1, "uint16", "u_l3", "10 mV", "average voltage L3"),
+    (9, 1, "uint16", "observed_s", "s", "seconds observed since the previous record"),
+) + tuple((10 + 4 * k, 4, "uint32 x2", n, "kWh + mWh",
+           "counter at the boundary: whole kWh (kvarh) then the rest in mWh (0..999999)")
+          for k, n in enumerate(("active_import", "active_export", "reactive_q1",
+                                 "reactive_q2", "reactive_q3", "reactive_q4"))) + (
+    (34, 1, "uint16", "ct_year_max", "0.1 A", "CT check: the year's largest 5-minute "
+     "phase current"),
+    (35, 1, "uint16", "ct_year_day", "day", "its year's first day (days since 1970)"),
+)
+_KS_FIELDS = (
+    (0, 2, "uint32", "seq", "", "record seq (0: none stored there)"),
+    (2, 2, "uint32", "utc", "s", "UTC of the period's end boundary (0: untimed)"),
+    (4, 1, "uint16", "flags", "", _FLAGS),
+    (5, 1, "uint16", "observed_s", "s", "seconds the averages cover"),
+) + tuple((6 + 2 * k, 2, "uint32", "p_import_" + b, "W", "average active power, import")
+          for k, b in enumerate(("l1", "l2", "l3", "total"))) + \
+    tuple((14 + 2 * k, 2, "uint32", "p_export_" + b, "W", "average active power, export")
+          for k, b in enumerate(("l1", "l2", "l3", "total"))) + \
+    tuple((22 + 2 * k, 2, "int32", "q_" + b, "var", "average reactive power (Q1/Q2 +)")
+          for k, b in enumerate(("l1", "l2", "l3", "total"))) + \
+    tuple((30 + k, 1, "uint16", "u_" + b, "10 mV", "average voltage")
+          for k, b in enumerate(("l1", "l2", "l3"))) + \
+    tuple((33 + 2 * k, 2, "uint32", "i_" + b, "10 mA", "average current")
+          for k, b in enumerate(("l1", "l2", "l3"))) + \
+    ((39, 1, "uint16", "f", "mHz", "average frequency"),)
+
+
+def records_rows():
+    rows = []
+    for base, what, fields in ((0xCC00, "load curve", _LC_FIELDS),
+                               (0xCE00, "KSEM log", _KS_FIELDS)):
+        for off, n, typ, name, unit, desc in _RING_HEAD:
+            rows.append((base + off, n, typ, "%s %s" % (what, name), unit, desc))
+        for off, n, typ, name, unit, desc in fields:
+            rows.append((base + 16 + off, n, typ, "%s record.%s" % (what, name), unit,
+                         desc + ("; window record 2 at +%d" % (len(fields) and
+                                                               fields[-1][0] + fields[-1][1])
+                                 if off == 0 else "")))
+    return [{"address": a, "hex": "0x%04X" % a, "registers": n, "name": name, "type": typ,
+             "unit": unit, "scale": "", "description": desc}
+            for a, n, typ, name, unit, desc in rows]
+
+
+RECORDS_INTRO = ("Holding registers 0xCC00..0xCFFF (FC 03; the select registers FC 06/16, "
+                 "no unlock), big-endian, u32 high word first. Load curve at 0xCC00 "
+                 "(5,760 records: 40 days at 10 minutes), KSEM 5-minute log at 0xCE00 "
+                 "(4,320: 15 days). Each block: a header, then a window of two records "
+                 "from the select (README, Records). A request must lie within one "
+                 "block's served registers, else exception 02.")
+
+
 def export(out_dir, ident=None, config=None):
     class _Meter:
         front = snp.Snapshot()
@@ -285,6 +361,11 @@ def export(out_dir, ident=None, config=None):
     write_md(os.path.join(out_dir, "registers", "config.md"), "Configuration block",
              CONFIG_INTRO, rows)
     index.append(("config", "Configuration block", len(rows)))
+    rows = records_rows()
+    write_csv(os.path.join(out_dir, "registers", "records.csv"), rows)
+    write_md(os.path.join(out_dir, "registers", "records.md"), "Records: load curve and "
+             "KSEM log", RECORDS_INTRO, rows)
+    index.append(("records", "Records: load curve and KSEM log", len(rows)))
     with open(os.path.join(out_dir, "registers.md"), "w") as f:
         f.write("# Register maps\n\nGenerated by `tools/export_maps.py` from the tables the "
                 "firmware serves (firmware/regmaps/). Addresses are 0-based protocol "

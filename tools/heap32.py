@@ -853,3 +853,47 @@ def summary_line(r):
 
 if __name__ == "__main__":
     main()
+
+
+# The records' part (issue 12, items 2-3: firmware/records.py, firmware/ring.py,
+# firmware/regmaps/rings.py): their module objects (residue with them less without them)
+# and the objects a board keeps, a Records and its Modbus space, built on wasm32 (no
+# littlefs there: the constructor only makes its directory, so a stand-in serves).
+RECORDS_MODULES = ("firmware.records", "firmware.ring", "firmware.regmaps.rings")
+RECORDS_OBJECTS = r'''
+import gc, json
+from firmware.events import EventLog
+from firmware.records import Records
+from firmware.regmaps.rings import space_of
+from firmware.snapshot import Snapshot
+from firmware import config
+class V:
+    def mkdir(self, p):
+        pass
+class C:
+    def ticks_ms(self):
+        return 0
+class M:
+    pass
+EV = EventLog(32)
+CFG = config.validate({}, {"v_per_code": 1, "i_per_code": 1, "w_per_code": 1,
+                           "wh_per_lsb": 1, "gains": [[0, 0, 0]] * 3, "phcal": [0, 0, 0]})
+K = [None, None, V(), C(), M()]
+K[4].front = Snapshot()
+gc.collect()
+#@@CHUNK
+A0 = gc.mem_alloc()
+#@@CHUNK
+K[0] = Records(K[2], K[4], EV, K[3], None, CFG)
+K[4].records = K[0]
+K[1] = space_of(K[4])
+gc.collect()
+#@@CHUNK
+print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0}))
+'''
+
+
+def records_figures():
+    """(module objects, Records + RingsSpace) in bytes on wasm32."""
+    r = run_wasm(RESIDUE % (BOOT_MODULES + RECORDS_MODULES, RECORDS_MODULES))
+    return r["config_modules"], run_wasm(RECORDS_OBJECTS)["bytes"]

@@ -11,6 +11,7 @@ pairs), LEDs, button, power-fail input, watchdog and the littlefs block device. 
 implements the board contract (boards/contract.py).
 """
 import asyncio
+import os
 import time
 
 from boards.sim.ade7880 import ADE7880Sim
@@ -94,6 +95,10 @@ class SimBoard:
         self.exit_on_reset = False
         # No dedicated supply monitor: the supply failing is seen on the chip's L1 voltage.
         self.power_fail = None
+        # Records' time acceleration (firmware/records.py run(speed); README "The host
+        # run"): env RECORDS_SPEED=N, 1 by default.
+        env = getattr(os, "getenv", None)          # the WebAssembly port has none
+        self.records_speed = max(1, int((env and env("RECORDS_SPEED")) or 1))
         self.flash = None
         self.wdt = None
 
