@@ -45,7 +45,11 @@ EV_BOOT = const(28)                # booted; arg: the board's reset cause (machi
 EV_LOG_CORRUPT = const(29)         # torn or corrupt event records skipped at boot (arg: count)
 EV_LOG_FAILED = const(30)          # events could not be written to flash (arg: errno)
 EV_LOG_LOST = const(31)            # events dropped from RAM before a flush (arg: count)
-N_CODES = const(32)
+# Modbus master push (firmware/pushmb.py); arg: the target (0..9 TCP, 10..19 RTU slaves).
+EV_PUSH_ERROR = const(44)          # a push target timed out or could not be connected
+EV_PUSH_OK = const(45)             # a push target in error answers again
+EV_PUSH_EXCEPTION = const(46)      # a push target answered FC 16 with an exception
+N_CODES = const(64)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network", "overload")
@@ -54,6 +58,8 @@ EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
                   "unlock_failed", "locked_out", "config_changed", "device_reset",
                   "boot", "log_corrupt", "log_failed", "log_lost"))
+EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_PUSH_ERROR - len(EVENT_NAMES))
+               + ("push_error", "push_ok", "push_exception"))
 
 
 def event_name(code):

@@ -1,0 +1,247 @@
+"""Modbus master push (firmware/pushmb.py) against real slaves: pymodbus servers.
+
+The slaves are pymodbus (not ours): TCP servers in a thread of this process, and an RTU
+server on a socat pty pair. Their holding registers start at a sentinel (0xA5A5), so a
+group that is not configured shows untouched. The firmware runs on the unix port with
+the sim board; the register images the slaves hold are compared with what the meter
+serves on its own KSEM map (FC 03 through the same holding space the ports serve).
+"""
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from pymodbus.datastore import (ModbusDeviceContext, ModbusSequentialDataBlock,
+                                ModbusServerContext)
+from pymodbus.server import ModbusTcpServer, ModbusSerialServer
+from pymodbus.framer import FramerType
+from pymodbus.client import ModbusTcpClient
+
+from conftest import run_mpy, free_port
+
+SENTINEL = 0xA5A5
+SIZE = 800
+# KSEM manual 5.14.3 register groups (digest 4.4), as (first, last) inclusive.
+GROUPS = {"inst_total": (0, 27), "inst_phases": (40, 145), "energy_total": (512, 551),
+          "energy_phases": (592, 791)}
+
+
+class Slaves:
+    """pymodbus slaves in one background asyncio loop."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers = []
+        self.stores = []
+
+    def _ctx(self):
+        block = ModbusSequentialDataBlock(1, [SENTINEL] * SIZE)   # pymodbus: block address = PDU address + 1
+        dev = ModbusDeviceContext(hr=block)
+        self.stores.append(dev)
+        return ModbusServerContext(devices=dev, single=True), dev
+
+    def tcp(self, port):
+        ctx, dev = self._ctx()
+
+        async def go():
+            srv = ModbusTcpServer(ctx, address=("127.0.0.1", port))
+            asyncio.ensure_future(srv.serve_forever())
+            for _ in range(100):
+                if srv.transport is not None:
+                    break
+                await asyncio.sleep(0.02)
+            return srv
+        srv = asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
+        self.servers.append(srv)
+        return dev
+
+    def rtu(self, path, baud, parity, stop):
+        ctx, dev = self._ctx()
+
+        async def go():
+            srv = ModbusSerialServer(ctx, framer=FramerType.RTU, port=path, baudrate=baud,
+                                     parity=parity, stopbits=stop)
+            asyncio.ensure_future(srv.serve_forever())
+            await asyncio.sleep(0.3)
+            return srv
+        srv = asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
+        self.servers.append(srv)
+        return dev
+
+    def stop_one(self, srv):
+        asyncio.run_coroutine_threadsafe(srv.shutdown(), self.loop).result(10)
+
+    def close(self):
+        for s in self.servers:
+            try:
+                self.stop_one(s)
+            except Exception:
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def regs(port, lo, hi):
+    """Holding registers lo..hi of the slave on `port`, read back with a pymodbus client
+    (FC 03, at most 100 per request)."""
+    c = ModbusTcpClient("127.0.0.1", port=port, timeout=3)
+    assert c.connect()
+    out = []
+    try:
+        while lo <= hi:
+            n = min(100, hi - lo + 1)
+            r = c.read_holding_registers(lo, count=n, device_id=1)
+            assert not r.isError(), r
+            out += r.registers
+            lo += n
+    finally:
+        c.close()
+    return out
+
+
+BOOT = r"""
+import asyncio, json
+from boards.sim.board import SimBoard
+from boards.sim import scenario
+from firmware.app import App
+SCN = scenario.parse(%(scn)s)
+
+def image(app, lo, hi):
+    res = []
+    while lo <= hi:        # FC 03 reads at most 125 registers
+        n = min(100, hi - lo + 1)
+        out = bytearray(2 * n)
+        assert app.ports.holding.read(lo, n, out, 0) == 0
+        res += [(out[2 * k] << 8) | out[2 * k + 1] for k in range(n)]
+        lo += n
+    return res
+
+def status(app):
+    return image(app, 0xD000, 0xD0AF)
+"""
+
+SCN = {"frequency_hz": 50.0, "phases": {
+    "L1": {"v_rms": 230.0, "i_rms": 10.0, "phi_deg": 30.0},
+    "L2": {"v_rms": 229.0, "i_rms": 20.0, "phi_deg": 200.0},
+    "L3": {"v_rms": 231.0, "i_rms": 5.0, "phi_deg": 330.0}}}
+
+
+def boot(scn=SCN):
+    return BOOT % {"scn": json.dumps(scn)}
+
+
+def final_round(app_var="app"):
+    """Freeze metering, push one last round, then read the meter's own map."""
+    return r"""
+    app.supervisor.cancel_all()
+    await asyncio.sleep_ms(50)
+    await %s.push._round()
+    await asyncio.sleep_ms(50)
+""" % app_var
+
+
+@pytest.fixture
+def slaves():
+    s = Slaves()
+    yield s
+    s.close()
+
+
+def test_tcp_push_groups_land_at_ksem_addresses(slaves):
+    ports = [free_port(), free_port()]
+    for p in ports:
+        slaves.tcp(p)
+    cfg = {"push": {"groups": {"inst_phases": False},
+                    "tcp": [{"host": "127.0.0.1", "port": ports[0], "unit": 1,
+                             "enabled": True},
+                            {"host": "localhost", "port": ports[1], "unit": 7,
+                             "enabled": True}]}}
+    res = run_mpy(boot() + r"""
+async def main():
+    app = App(SimBoard(SCN), %r)
+    await app.start(tcp_port=0)
+    await asyncio.sleep_ms(1500)
+    seq = app.meter.front.seq
+""" % cfg + final_round() + r"""
+    print("@@JSON", json.dumps({"seq": seq, "rounds": app.push.rounds,
+        "img": {k: image(app, lo, hi) for k, (lo, hi) in %r.items()},
+        "status": status(app), "silent": app.push.silent}))
+asyncio.run(main())
+""" % GROUPS)
+    assert res["rounds"] >= 3 and res["seq"] >= 3           # cycle mode: pushes follow cycles
+    for dev in ports:
+        for k, (lo, hi) in GROUPS.items():
+            got = regs(dev, lo, hi)
+            if k == "inst_phases":
+                assert got == [SENTINEL] * (hi - lo + 1)     # group off: never written
+            else:
+                assert got == res["img"][k], k
+        # Nothing outside the groups (28..39 and the rest) is written.
+        assert regs(dev, 28, 39) == [SENTINEL] * 12
+        assert regs(dev, 146, 511) == [SENTINEL] * 366
+    assert res["img"]["inst_total"][0:2] != [0, 0]          # real power was pushed
+    st = res["status"]
+    assert st[0] == 0 and not res["silent"]
+    for t in (0, 1):
+        row = st[0x10 + 8 * t:0x18 + 8 * t]
+        assert row[0] == 1 and row[1] == 0                  # ok, no error
+        assert (row[2] << 16 | row[3]) >= 3 and (row[4] << 16 | row[5]) == 0
+    assert st[0x10 + 8 * 2] == 0                            # target 2: not configured
+
+
+def test_dead_slave_marked_in_error_metering_keeps_cycle(slaves):
+    ports = [free_port() for _ in range(10)]
+    for p in ports[:9]:
+        slaves.tcp(p)
+    # Target 9: nothing listens (connect refused). Target 5: a socket that accepts but
+    # never answers (a hung PLC).
+    import socket
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(4)
+    mute_port = mute.getsockname()[1]
+    slaves.stop_one(slaves.servers[5])
+    tcp = [{"host": "127.0.0.1", "port": p, "unit": 1, "enabled": True} for p in ports]
+    tcp[5]["port"] = mute_port
+    cfg = {"metering": {"cycle_ms": 200},
+           "push": {"timeout_ms": 300, "retries": 0, "tcp": tcp}}
+    try:
+        res = run_mpy(boot() + r"""
+async def main():
+    app = App(SimBoard(SCN), %r)
+    await app.start(tcp_port=0)
+    t0 = app.board.clock.ticks_ms(); s0 = app.meter.front.seq
+    await asyncio.sleep_ms(3000)
+    dt = app.board.clock.ticks_ms() - t0; ds = app.meter.front.seq - s0
+    ev = [(t, c, a) for t, c, a in app.events.recent_args() if 44 <= c <= 51]
+    st = status(app)
+    silent = app.push.silent
+    bus = app.indicators.names()["bus"]
+""" % cfg + final_round() + r"""
+    print("@@JSON", json.dumps({"dt": dt, "ds": ds, "ev": ev, "status": st,
+        "silent": silent, "bus": bus, "img": image(app, 0, 27)}))
+asyncio.run(main())
+""")
+    finally:
+        mute.close()
+    # Metering kept its 200 ms cycle: 3 s -> about 15 snapshots (one may straddle).
+    assert res["ds"] >= res["dt"] // 200 - 2
+    st = res["status"]
+    assert st[0] == 2 and res["silent"]
+    assert res["bus"].startswith("orange")
+    for t in range(10):
+        row = st[0x10 + 8 * t:0x18 + 8 * t]
+        if t in (5, 9):
+            assert row[0] == 2
+            assert row[1] == (0x100 if t == 5 else 0x101)     # timeout / refused
+        else:
+            assert row[0] == 1 and row[1] == 0 and (row[4] << 16 | row[5]) == 0
+            assert regs(ports[t], 0, 27) == res["img"]
+    errs = [a for t, c, a in res["ev"] if c == 44]
+    assert sorted(errs) == [5, 9]                   # one event per target entering error
