@@ -314,23 +314,25 @@ class Pusher:
         b[12] = 2 * n
         return code
 
-    async def _round(self):
+    def _connect_due(self):
+        """Start connecting, in tasks of their own, the targets that need it now."""
         p = self.cfg
         now = self.clock.ticks_ms()
+        for i in range(MAX_TCP):
+            t = p["tcp"][i]
+            if (t["enabled"] and t["host"] and self._streams[i] is None
+                    and not self._connecting[i] and self._due(i, now)):
+                self._connecting[i] = 1
+                asyncio.create_task(self._connect(i, t["host"], t["port"], p["timeout_ms"]))
+
+    async def _round(self):
+        p = self.cfg
         tcp = p["tcp"]
-        nch = len(self.chunks)
         timeout = p["timeout_ms"]
         live = 0
         for i in range(MAX_TCP):
-            t = tcp[i]
-            if not t["enabled"] or not t["host"]:
-                continue
-            if self._streams[i] is None:
-                if not self._connecting[i] and self._due(i, now):
-                    self._connecting[i] = 1
-                    asyncio.create_task(self._connect(i, t["host"], t["port"], timeout))
-                continue
-            live |= 1 << i
+            if self._streams[i] is not None and tcp[i]["enabled"]:
+                live |= 1 << i
         port = self.port()
         b = self.buf
         for a, n in self.chunks:
@@ -426,6 +428,7 @@ class Pusher:
             seq = f.seq
             if not self.chunks or not self._targets():
                 continue
+            self._connect_due()      # every cycle: connected before the interval ends
             mode = self.cfg["mode"]
             if mode != "cycle":
                 if self._t0 is None:       # the interval starts after this snapshot

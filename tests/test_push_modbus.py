@@ -185,7 +185,7 @@ asyncio.run(main())
         # Nothing outside the groups (28..39 and the rest) is written.
         assert regs(dev, 28, 39) == [SENTINEL] * 12
         assert regs(dev, 146, 511) == [SENTINEL] * 366
-    assert res["img"]["inst_total"][0:2] != [0, 0]          # real power was pushed
+    assert res["img"]["inst_total"][2:4] != [0, 0]          # P- (net export) was pushed
     st = res["status"]
     assert st[0] == 0 and not res["silent"]
     for t in (0, 1):
@@ -245,3 +245,97 @@ asyncio.run(main())
             assert regs(ports[t], 0, 27) == res["img"]
     errs = [a for t, c, a in res["ev"] if c == 44]
     assert sorted(errs) == [5, 9]                   # one event per target entering error
+
+
+TIMELINE = dict(SCN, timeline=[{"at_s": 1.5, "phases": {"L1": {"i_rms": 20.0}}},
+                               {"at_s": 2.5, "phases": {"L1": {"v_rms": 240.0,
+                                                               "i_rms": 20.0,
+                                                               "phi_deg": 30.0}}}])
+
+
+def interval_run(slaves, mode):
+    port = free_port()
+    slaves.tcp(port)
+    cfg = {"metering": {"cycle_ms": 200},
+           "push": {"mode": mode, "interval_s": 1,
+                    "tcp": [{"host": "127.0.0.1", "port": port, "enabled": True}]}}
+    res = run_mpy(boot(TIMELINE) + r"""
+from firmware.snapshot import L1, U_MV, I_MA, P_MW, TOTAL, E_ACTIVE_IMPORT
+async def main():
+    app = App(SimBoard(SCN), %r)
+    snaps = {}
+    rounds = []
+    async def tap():                 # every published snapshot: L1 U, I, P
+        seq = -1
+        while True:
+            f = app.meter.front
+            if f.seq != seq:
+                seq = f.seq
+                snaps[seq] = (f.t_ms, f.inst[L1 + U_MV], f.inst[L1 + I_MA], f.inst[L1 + P_MW])
+            await asyncio.sleep_ms(2)
+    asyncio.create_task(tap())
+    await app.start(tcp_port=0)
+    push = app.push
+    orig = push._round
+    async def wrapped():             # the snapshot each push ends its interval with
+        f = app.meter.front
+        rounds.append((f.seq, f.t_ms, f.energy_mwh(TOTAL, E_ACTIVE_IMPORT)))
+        await orig()
+    push._round = wrapped
+    await asyncio.sleep_ms(3600)
+    app.supervisor.cancel_all()
+    await asyncio.sleep_ms(100)
+    print("@@JSON", json.dumps({"snaps": snaps, "rounds": rounds, "ok": push.ok[0],
+                                "fail": push.fail[0]}))
+asyncio.run(main())
+""" % cfg)
+    snaps = {int(k): v for k, v in res["snaps"].items()}
+    return port, res, snaps
+
+
+def u32(r, a):
+    return r[a] << 16 | r[a + 1]
+
+
+def test_interval_mean_against_scenario_timeline(slaves):
+    port, res, snaps = interval_run(slaves, "interval_mean")
+    rounds = res["rounds"]
+    assert len(rounds) >= 2 and res["fail"] == 0 and res["ok"] == len(rounds)
+    # Pushes every interval: end snapshots 1 s apart (plus up to one cycle).
+    for (s0, t0, _), (s1, t1, _) in zip(rounds, rounds[1:]):
+        assert 1000 <= t1 - t0 < 1000 + 200
+    # The last push's interval: the snapshots after the previous push's, up to its own.
+    (prev, _, _), (end, _, e_end) = rounds[-2], rounds[-1]
+    cyc = [snaps[s] for s in range(prev + 1, end + 1)]
+    assert len(cyc) == end - prev >= 4
+    # Physics (hand values of the timeline): L1 carries 10 A then 20 A at 230 V, then
+    # 240 V; a window that straddles a change lies between.
+    for _, u, i, _ in cyc:
+        assert 229000 <= u <= 241000 and 9900 <= i <= 20100
+    n = len(cyc)
+
+    def mean(vals):                  # integer mean, rounded half up
+        s = sum(vals)
+        return (2 * s + n) // (2 * n)
+    mu, mi, mp = (mean([c[k] for c in cyc]) for k in (1, 2, 3))
+    r = regs(port, 40, 65)
+    assert u32(r, 40 + 20 - 40) == mi            # OBIS 31: I L1, mA
+    assert u32(r, 40 + 22 - 40) == mu            # OBIS 32: U L1, mV
+    p = u32(r, 0) - u32(r, 2)                    # P+ - P-, 0.1 W
+    assert p == (mp + 5) // 10 if mp >= 0 else -((-mp + 5) // 10)
+    # A value that changed inside the interval gives a mean strictly between.
+    if min(c[2] for c in cyc) < 15000 < max(c[2] for c in cyc):
+        assert 10000 < mi < 20000
+    # Energies are never averaged: the counter at the end of the interval.
+    e = regs(port, 512, 515)
+    assert (e[0] << 48 | e[1] << 32 | e[2] << 16 | e[3]) == e_end // 100
+
+
+def test_interval_last_sends_the_values_at_the_end(slaves):
+    port, res, snaps = interval_run(slaves, "interval_last")
+    rounds = res["rounds"]
+    assert len(rounds) >= 2 and res["fail"] == 0
+    end = rounds[-1][0]
+    _, u, i, _ = snaps[end]
+    r = regs(port, 40, 65)
+    assert u32(r, 20) == i and u32(r, 22) == u
