@@ -389,7 +389,10 @@ class Pusher:
             if not addr or not self._due(i, now):
                 continue
             b[6] = addr
-            n = crc.append(b, ln) - 6        # RTU ADU: buf[6:ln + 2]
+            c = crc.crc16(b, 6, ln)          # RTU ADU: buf[6:ln + 2], CRC low byte first
+            b[ln] = c & 0xFF
+            b[ln + 1] = c >> 8
+            n = ln - 4
             while port.read_now(self._rx):   # drop line noise before asking
                 pass
             await port.send(self.mv[6:], n)
