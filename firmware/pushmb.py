@@ -275,17 +275,19 @@ class Pusher:
         r, w = self._streams[i]
         await w.drain()
         rx = self._rxv
-        got = 0
-        need = 9                              # an exception reply's length
-        while got < need:
-            c = await r.readinto(rx[got:12])
-            if not c:
-                return E_REPLY                 # closed by the slave
-            got += c
-            if got >= 8 and rx[7] == 16:
-                need = 12
-        if (rx[0] << 8 | rx[1]) != tid:
-            return E_REPLY
+        while True:
+            got = 0
+            need = 9                          # an exception reply's length
+            while got < need:
+                c = await r.readinto(rx[got:need])
+                if not c:
+                    return E_REPLY             # closed by the slave
+                got += c
+                if got >= 8 and rx[7] == 16:
+                    need = 12
+            if (rx[0] << 8 | rx[1]) == tid:
+                break
+            # A late reply to an earlier request (its round was cancelled): skip it.
         if rx[7] != 16:
             return rx[8] if rx[7] == 0x90 and rx[8] else E_REPLY
         return 0
