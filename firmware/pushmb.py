@@ -43,68 +43,69 @@ from micropython import const
 from firmware.snapshot import Snapshot, NQ, P_MW, Q_MVAR, QUADRANT, N_COUNTERS
 from firmware.modbus import crc
 from firmware.events import EV_PUSH_ERROR, EV_PUSH_OK, EV_PUSH_EXCEPTION
+from firmware.config import PUSH_MODES
 
-MODES = ("cycle", "interval_last", "interval_mean")
 # KSEM manual 5.14.3 register groups, (first, count), in config order.
 GROUPS = ((0, 28), (40, 106), (512, 40), (592, 200))
-GROUP_KEYS = ("inst_total", "inst_phases", "energy_total", "energy_phases")
-MAX_TCP = const(10)
-MAX_RTU = const(10)
+_GROUP_KEYS = ("inst_total", "inst_phases", "energy_total", "energy_phases")
+# (Constants are private: a module's public names cost RAM in its dict on a board.)
+_MAX_TCP = const(10)
+_MAX_RTU = const(10)
 _FC16_MAX = const(123)      # Application Protocol 6.12: 1..123 registers
 _HDR = const(13)            # MBAP 7 + FC, address, quantity, byte count
 _BUF = const(13 + 246 + 2)  # + 123 registers + CRC (RTU)
+_RX = const(12)             # the longest reply: MBAP 7 + FC 16 echo 5
 _BACKOFF_MAX_MS = const(60000)
 _POLL_MS = const(10)        # wait for a new snapshot
 _ST_IDLE = const(0)         # not configured / not tried yet
 _ST_OK = const(1)
 _ST_ERROR = const(2)
+_CONNECTING = const(0x10)   # state flag: a connect task runs (TCP targets)
 # Last error codes (status block): 0 none, 1..11 the slave's exception code,
-E_TIMEOUT = const(0x100)    # no (complete) reply within timeout_ms
-E_CONNECT = const(0x101)    # could not connect (refused, unreachable, name)
-E_REPLY = const(0x102)      # a reply that is not the answer to the request
-_RTU_BASE = const(MAX_TCP)  # target index of the first RTU slave
+_E_TIMEOUT = const(0x100)    # no (complete) reply within timeout_ms
+_E_CONNECT = const(0x101)    # could not connect (refused, unreachable, name)
+_E_REPLY = const(0x102)      # a reply that is not the answer to the request
+_RTU_BASE = const(_MAX_TCP)  # target index of the first RTU slave
+_N = const(_MAX_TCP + _MAX_RTU)
 # Status block (holding registers, read-only; wave-2 range 0xD000..0xD3FF):
-#   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (MODES index);
+#   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (config.PUSH_MODES index);
 #   per target t at 0xD010 + 8 t (TCP 0..9, then RTU slaves 10..19): state (0 not
 #   tried, 1 ok, 2 error), last error (exception code 1..11, 0x100 timeout, 0x101
 #   connect, 0x102 bad reply), successes (uint32), failures (uint32), 2 reserved.
-STATUS_BASE = const(0xD000)
-STATUS_END = const(0xD1FF)
-STATUS_TARGETS = const(0x10)
+_STATUS_BASE = const(0xD000)
+_STATUS_END = const(0xD1FF)
+_STATUS_TARGETS = const(0x10)
 
 
 def chunks(groups_cfg):
-    """(address, count) FC 16 requests for the enabled groups, each <= 123 registers."""
-    out = []
+    """FC 16 requests for the enabled groups, each <= 123 registers: address, count
+    pairs in one array."""
+    out = array("H")
     for k in range(len(GROUPS)):
-        if groups_cfg[GROUP_KEYS[k]]:
+        if groups_cfg[_GROUP_KEYS[k]]:
             a, n = GROUPS[k]
             while n:
                 c = min(n, _FC16_MAX)
-                out.append((a, c))
+                out.append(a)
+                out.append(c)
                 a += c
                 n -= c
-    return tuple(out)
-
-
-class _View:
-    """Meter-like view for the KSEM space: its front is the mean snapshot."""
-    def __init__(self, meter):
-        self.meter = meter
-        self.front = None
-
-    def status_now(self):
-        return self.meter.status_now()
+    return out
 
 
 class Mean:
-    """Integer mean of the instantaneous values over an interval's snapshots."""
-    def __init__(self):
+    """Integer mean of the instantaneous values over an interval's snapshots, and the
+    meter-like view the KSEM space reads it through (front, status_now())."""
+    def __init__(self, meter):
         n = NQ * 4
         self.hi = array("i", [0] * n)     # sum of v >> 15
         self.lo = array("i", [0] * n)     # sum of v & 0x7FFF
         self.n = 0
-        self.snap = Snapshot()
+        self.meter = meter
+        self.front = Snapshot()
+
+    def status_now(self):
+        return self.meter.status_now()
 
     def reset(self):
         for i in range(len(self.hi)):
@@ -124,7 +125,7 @@ class Mean:
 
     def finish(self, last):
         """The mean snapshot: means of inst (rounded half up), last's energies."""
-        m = self.snap
+        m = self.front
         m.copy_from(last)
         n = self.n
         if n:
@@ -150,20 +151,17 @@ class Pusher:
         self.ports = ports
         self.events = events
         self.clock = clock
-        self.buf = bytearray(_BUF)
+        self.buf = bytearray(_BUF + _RX)
         self.mv = memoryview(self.buf)
-        self._rx = bytearray(16)
-        self._rxv = memoryview(self._rx)
-        n = MAX_TCP + MAX_RTU
+        self.rx = self.mv[_BUF:]               # replies: behind the frame
+        n = _MAX_TCP + _MAX_RTU
         self.state = bytearray(n)
-        self.err = array("H", [0] * n)
-        self.ok = array("l", [0] * n)
-        self.fail = array("l", [0] * n)
-        self._retry = array("l", [0] * n)      # ticks_ms of the next attempt
-        self._streak = array("H", [0] * n)     # consecutive failures
-        self._streams = [None] * MAX_TCP       # (reader, writer) per TCP target
-        self._connecting = bytearray(MAX_TCP)
-        self._view = _View(meter)
+        # Per target (n each, one array per type: each array costs its header):
+        # h = last error, consecutive failures; c = successes, failures, ticks_ms of
+        # the next attempt.
+        self.h = array("H", [0] * (2 * n))
+        self.c = array("l", [0] * (3 * n))
+        self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
         self.mean = None
         self.rounds = 0
         self._tid = 0
@@ -179,22 +177,22 @@ class Pusher:
         self.chunks = chunks(p["groups"])
         if p["mode"] == "interval_mean":
             if self.mean is None:
-                self.mean = Mean()
+                self.mean = Mean(self.meter)
             self.mean.reset()
         else:
-            self.mean = None     # its 0.6 KB go back to the heap
+            self.mean = None     # its 0.9 KB go back to the heap
         self._t0 = None
-        for i in range(MAX_TCP):
+        for i in range(_MAX_TCP):
             t = p["tcp"][i]
             if old is None or old["tcp"][i] != t:
                 self._drop(i)
                 self.state[i] = _ST_IDLE
-                self._streak[i] = 0
-                self._retry[i] = self.clock.ticks_ms()
-        for j in range(MAX_RTU):
+                self.h[_N + i] = 0
+                self.c[2 * _N + i] = self.clock.ticks_ms()
+        for j in range(_MAX_RTU):
             if old is None or old["rtu"] != p["rtu"]:
                 self.state[_RTU_BASE + j] = _ST_IDLE
-                self._streak[_RTU_BASE + j] = 0
+                self.h[_N + _RTU_BASE + j] = 0
         self._update_silent()
 
     def port(self):
@@ -210,27 +208,27 @@ class Pusher:
     # ---- status ----
     def _update_silent(self):
         s = False
-        for i in range(MAX_TCP + MAX_RTU):
-            if self.state[i] == _ST_ERROR:
+        for i in range(_MAX_TCP + _MAX_RTU):
+            if self.state[i] & 3 == _ST_ERROR:
                 s = True
         self.silent = s
 
     def _good(self, i):
-        self.ok[i] += 1
-        self._streak[i] = 0
-        self.err[i] = 0
-        if self.state[i] == _ST_ERROR:
+        self.c[i] += 1
+        self.h[_N + i] = 0
+        self.h[i] = 0
+        if self.state[i] & 3 == _ST_ERROR:
             self.events.add(self.clock.ticks_ms(), EV_PUSH_OK, i)
         self.state[i] = _ST_OK
 
     def _bad(self, i, code):
         now = self.clock.ticks_ms()
-        self.fail[i] += 1
-        self.err[i] = code
-        k = self._streak[i]
+        self.c[_N + i] += 1
+        self.h[i] = code
+        k = self.h[_N + i]
         if k < 0xFFFF:
-            self._streak[i] = k + 1
-        if self.state[i] != _ST_ERROR:
+            self.h[_N + i] = k + 1
+        if self.state[i] & 3 != _ST_ERROR:
             self.events.add(now, EV_PUSH_EXCEPTION if code < 0x100 else EV_PUSH_ERROR, i)
         self.state[i] = _ST_ERROR
         self.silent = True
@@ -238,12 +236,12 @@ class Pusher:
         t = self.cfg["timeout_ms"]
         extra = k + 1 - self.cfg["retries"]
         d = t if extra <= 0 else min(t << min(extra, 16), _BACKOFF_MAX_MS)
-        self._retry[i] = ticks_add(now, d)
-        if i < MAX_TCP:
+        self.c[2 * _N + i] = ticks_add(now, d)
+        if i < _MAX_TCP:
             self._drop(i)
 
     def _due(self, i, now):
-        return self.state[i] != _ST_ERROR or ticks_diff(now, self._retry[i]) >= 0
+        return self.state[i] & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0
 
     # ---- TCP ----
     def _drop(self, i):
@@ -260,28 +258,28 @@ class Pusher:
             try:
                 s = await asyncio.wait_for_ms(asyncio.open_connection(host, port), timeout)
             except Exception:                  # refused, unreachable, name, timeout
-                self._bad(i, E_CONNECT)
+                self._bad(i, _E_CONNECT)
                 return
             if self.cfg["tcp"][i]["host"] == host:
                 self._streams[i] = s
             else:
                 s[1].close()
         finally:
-            self._connecting[i] = 0
+            self.state[i] &= ~_CONNECTING
 
     async def _reply(self, i, tid):
         """Read the FC 16 reply (MBAP 7 + 5 bytes) to transaction tid of target i: 0 or
         an error code."""
         r, w = self._streams[i]
         await w.drain()
-        rx = self._rxv
+        rx = self.rx
         while True:
             got = 0
             need = 9                          # an exception reply's length
             while got < need:
                 c = await r.readinto(rx[got:need])
                 if not c:
-                    return E_REPLY             # closed by the slave
+                    return _E_REPLY             # closed by the slave
                 got += c
                 if got >= 8 and rx[7] == 16:
                     need = 12
@@ -289,7 +287,7 @@ class Pusher:
                 break
             # A late reply to an earlier request (its round was cancelled): skip it.
         if rx[7] != 16:
-            return rx[8] if rx[7] == 0x90 and rx[8] else E_REPLY
+            return rx[8] if rx[7] == 0x90 and rx[8] else _E_REPLY
         return 0
 
     def _fill(self, a, n):
@@ -300,7 +298,7 @@ class Pusher:
             # The space reads `front` and `status_now()` of its meter: for this one
             # synchronous read, the view whose front is the mean snapshot.
             keep = sp._meter
-            sp._meter = self._view
+            sp._meter = m
             try:
                 code = sp.read(a, n, self.buf, _HDR)
             finally:
@@ -320,11 +318,11 @@ class Pusher:
         """Start connecting, in tasks of their own, the targets that need it now."""
         p = self.cfg
         now = self.clock.ticks_ms()
-        for i in range(MAX_TCP):
+        for i in range(_MAX_TCP):
             t = p["tcp"][i]
             if (t["enabled"] and t["host"] and self._streams[i] is None
-                    and not self._connecting[i] and self._due(i, now)):
-                self._connecting[i] = 1
+                    and not self.state[i] & _CONNECTING and self._due(i, now)):
+                self.state[i] |= _CONNECTING
                 asyncio.create_task(self._connect(i, t["host"], t["port"], p["timeout_ms"]))
 
     async def _round(self):
@@ -332,12 +330,14 @@ class Pusher:
         tcp = p["tcp"]
         timeout = p["timeout_ms"]
         live = 0
-        for i in range(MAX_TCP):
+        for i in range(_MAX_TCP):
             if self._streams[i] is not None and tcp[i]["enabled"]:
                 live |= 1 << i
         port = self.port()
         b = self.buf
-        for a, n in self.chunks:
+        ch = self.chunks
+        for k in range(0, len(ch), 2):
+            a, n = ch[k], ch[k + 1]
             if self._fill(a, n):
                 return
             ln = _HDR + 2 * n
@@ -348,32 +348,32 @@ class Pusher:
             b[2] = b[3] = 0
             b[4] = (ln - 6) >> 8
             b[5] = (ln - 6) & 0xFF
-            for i in range(MAX_TCP):
+            for i in range(_MAX_TCP):
                 if live >> i & 1:
                     b[6] = tcp[i]["unit"]
                     try:
                         self._streams[i][1].write(self.mv[:ln])
                     except OSError:
                         live &= ~(1 << i)
-                        self._bad(i, E_CONNECT)
+                        self._bad(i, _E_CONNECT)
             t0 = self.clock.ticks_ms()
             if port is not None:
                 await self._rtu_chunk(port, ln)
             # One request in flight per target (many slaves take no pipelining): all
             # replies of this chunk, against one deadline, before the next chunk.
-            for i in range(MAX_TCP):
+            for i in range(_MAX_TCP):
                 if live >> i & 1:
                     left = timeout - ticks_diff(self.clock.ticks_ms(), t0)
                     try:
                         code = await asyncio.wait_for_ms(self._reply(i, tid), max(left, 1))
                     except asyncio.TimeoutError:
-                        code = E_TIMEOUT
+                        code = _E_TIMEOUT
                     except OSError:
-                        code = E_CONNECT
+                        code = _E_CONNECT
                     if code:
                         live &= ~(1 << i)
                         self._bad(i, code)
-        for i in range(MAX_TCP):
+        for i in range(_MAX_TCP):
             if live >> i & 1:
                 self._good(i)
         self.rounds += 1
@@ -385,7 +385,7 @@ class Pusher:
         b = self.buf
         now = self.clock.ticks_ms()
         slaves = self.cfg["rtu"]["slaves"]
-        for j in range(MAX_RTU):
+        for j in range(_MAX_RTU):
             addr = slaves[j]
             i = _RTU_BASE + j
             if not addr or not self._due(i, now):
@@ -395,31 +395,32 @@ class Pusher:
             b[ln] = c & 0xFF
             b[ln + 1] = c >> 8
             n = ln - 4
-            while port.read_now(self._rx):   # drop line noise before asking
+            while port.read_now(self.rx):    # drop line noise before asking
                 pass
             await port.send(self.mv[6:], n)
             try:
                 code = await asyncio.wait_for_ms(self._rtu_reply(port, addr),
                                                  self.cfg["timeout_ms"])
             except asyncio.TimeoutError:
-                code = E_TIMEOUT
+                code = _E_TIMEOUT
             if code:
                 self._bad(i, code)
             else:
                 self._good(i)
 
     async def _rtu_reply(self, port, addr):
-        rx = self._rxv
+        rx = self.rx
         got = 0
         need = 5
         while got < need:
             got += await port.recv(rx[got:8])
             if got >= 2:
                 need = 8 if rx[1] == 16 else 5
-        if rx[0] != addr or not crc.check(self._rx, need):
-            return E_REPLY
+        c = crc.crc16(self.buf, _BUF, _BUF + need - 2)
+        if rx[0] != addr or rx[need - 2] != c & 0xFF or rx[need - 1] != c >> 8:
+            return _E_REPLY
         if rx[1] != 16:
-            return rx[2] if rx[1] == 0x90 and rx[2] else E_REPLY
+            return rx[2] if rx[1] == 0x90 and rx[2] else _E_REPLY
         return 0
 
     # ---- the task ----
@@ -447,7 +448,7 @@ class Pusher:
                     continue
                 self._t0 = f.t_ms
                 if self.mean is not None:
-                    self._view.front = self.mean.finish(f)
+                    self.mean.finish(f)
                     self.mean.reset()
             await self._round()
 
@@ -462,28 +463,28 @@ class Pusher:
     def _reg(self, a):
         if a == 0:
             n = 0
-            for i in range(MAX_TCP + MAX_RTU):
-                n += self.state[i] == _ST_ERROR
+            for i in range(_MAX_TCP + _MAX_RTU):
+                n += self.state[i] & 3 == _ST_ERROR
             return n
         if a == 1 or a == 2:
             return (self.rounds >> 16 if a == 1 else self.rounds) & 0xFFFF
         if a == 3:
-            return MODES.index(self.cfg["mode"]) if self.cfg else 0
-        i, k = (a - STATUS_TARGETS) >> 3, (a - STATUS_TARGETS) & 7
-        if a < STATUS_TARGETS or i >= MAX_TCP + MAX_RTU or k > 5:
+            return PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
+        i, k = (a - _STATUS_TARGETS) >> 3, (a - _STATUS_TARGETS) & 7
+        if a < _STATUS_TARGETS or i >= _MAX_TCP + _MAX_RTU or k > 5:
             return 0
         if k == 0:
-            return self.state[i]
+            return self.state[i] & 3
         if k == 1:
-            return self.err[i]
-        v = self.ok[i] if k < 4 else self.fail[i]
+            return self.h[i]
+        v = self.c[i if k < 4 else _N + i]
         return (v >> 16 if k & 1 == 0 else v) & 0xFFFF
 
     def read(self, addr, count, out, off):
-        if addr < STATUS_BASE or addr + count - 1 > STATUS_END:
+        if addr < _STATUS_BASE or addr + count - 1 > _STATUS_END:
             return 2
         for k in range(count):
-            v = self._reg(addr + k - STATUS_BASE)
+            v = self._reg(addr + k - _STATUS_BASE)
             out[off + 2 * k] = v >> 8
             out[off + 2 * k + 1] = v & 0xFF
         return 0
@@ -492,5 +493,5 @@ class Pusher:
         return 2         # read-only: as a read-only config row (regmaps/device.py)
 
     def close(self):
-        for i in range(MAX_TCP):
+        for i in range(_MAX_TCP):
             self._drop(i)

@@ -292,8 +292,8 @@ async def main():
     await asyncio.sleep_ms(3600)
     app.supervisor.cancel_all()
     await asyncio.sleep_ms(100)
-    print("@@JSON", json.dumps({"snaps": snaps, "rounds": rounds, "ok": push.ok[0],
-                                "fail": push.fail[0]}))
+    print("@@JSON", json.dumps({"snaps": snaps, "rounds": rounds, "ok": push.c[0],
+                                "fail": push.c[20]}))
 asyncio.run(main())
 """ % cfg)
     snaps = {int(k): v for k, v in res["snaps"].items()}
