@@ -137,11 +137,13 @@ class Mean:
                 q = rest // n
                 rest -= q * n
                 out[i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
-            for b in range(0, NQ * 4, NQ):         # quadrant of the mean P and Q
-                p = out[b + P_MW]
+            b = 0
+            while b < len(out):                    # quadrant of the mean P and Q (a
+                p = out[b + P_MW]                  # range with a step allocates)
                 q = out[b + Q_MVAR]
                 out[b + QUADRANT] = 0 if p == 0 and q == 0 else (
                     (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
+                b += NQ
         return m
 
 

@@ -405,3 +405,117 @@ asyncio.run(main())
                 assert got == [SENTINEL] * (hi - lo + 1)
             else:
                 assert got == res["img"][k], (addr, k)
+
+
+# ---- unit level, both runtimes ----
+
+CONFIG_CASES = r"""
+import json
+from firmware import config
+from boards.sim.board import SimBoard
+CAL = SimBoard.CALIBRATION
+def err(c):
+    try:
+        config.validate(c, CAL)
+    except config.ConfigError as e:
+        return str(e)
+    return None
+ok = config.validate({"push": {"tcp": [{"host": "plc.local", "port": 1502, "unit": 3,
+                                        "enabled": True}],
+                               "rtu": {"slaves": [5, 7]}}}, CAL)
+master = config.validate({"modbus": {"rs485_a": {"role": "master"}},
+                          "push": {"rtu": {"port": "a", "slaves": [5]}}}, CAL)
+print("@@JSON", json.dumps({
+    "tcp": ok["push"]["tcp"], "slaves": ok["push"]["rtu"]["slaves"],
+    "roles": [ok["modbus"]["rs485_a"]["role"], master["modbus"]["rs485_a"]["role"]],
+    "errs": [err(c) for c in (
+        {"push": {"mode": "sometimes"}},
+        {"push": {"interval_s": 3601}},
+        {"push": {"timeout_ms": 10}},
+        {"push": {"groups": {"inst_total": 1}}},
+        {"push": {"groups": {"sunspec": True}}},
+        {"push": {"tcp": [{"host": "", "enabled": True}]}},
+        {"push": {"tcp": [{"host": "a b"}]}},
+        {"push": {"tcp": [{"host": "x", "port": 0}]}},
+        {"push": {"tcp": [{"host": "x", "unit": 256}]}},
+        {"push": {"tcp": [{"host": "x", "user": "u"}]}},
+        {"push": {"tcp": [{}] * 11}},
+        {"push": {"rtu": {"port": "c"}}},
+        {"push": {"rtu": {"port": "b", "slaves": [5]}}},
+        {"push": {"rtu": {"slaves": [248]}}},
+        {"modbus": {"rs485_b": {"role": "client"}}},
+    )]}))
+"""
+
+
+def test_push_config_validated_and_padded(mpy_any):
+    res = mpy_any(CONFIG_CASES)
+    assert len(res["tcp"]) == 10 and res["tcp"][0] == {"host": "plc.local", "port": 1502,
+                                                       "unit": 3, "enabled": True}
+    assert all(t == {"host": "", "port": 502, "unit": 1, "enabled": False}
+               for t in res["tcp"][1:])
+    assert res["slaves"] == [5, 7] + [0] * 8
+    assert res["roles"] == ["slave", "master"]
+    keys = ["push.mode", "push.interval_s", "push.timeout_ms", "push.groups.inst_total",
+            "push.groups.sunspec", "push.tcp.0.host", "push.tcp.0.host", "push.tcp.0.port",
+            "push.tcp.0.unit", "push.tcp.0.user", "push.tcp", "push.rtu.port",
+            "push.rtu.port", "push.rtu.slaves.0", "modbus.rs485_b.role"]
+    for e, k in zip(res["errs"], keys):
+        assert e is not None and e.startswith(k), (k, e)
+
+
+MEAN = r"""
+import gc, json
+from array import array
+from firmware.pushmb import Mean
+from firmware.snapshot import Snapshot, NQ, P_SAT, TOTAL, P_MW, Q_MVAR, QUADRANT
+class M:
+    def status_now(self):
+        return 0
+m = Mean(M())
+s = Snapshot()
+N = %d
+VALS = []
+def fill(k):
+    # extremes of the rated range: +-3 P_SAT on the total, +-P_SAT per phase
+    for i in range(NQ * 4):
+        big = 3 * P_SAT if i >= TOTAL else P_SAT
+        s.inst[i] = (big - 7 * k - i) if (k + i) %% 3 else -(big - 5 * k)
+def run():
+    for k in range(N):
+        fill(k)
+        m.add(s)
+run()
+s.e_hi[3] = 123
+s.e_lo[3] = 456789
+def fin():
+    gc.collect()
+    gc.disable()
+    a0 = gc.mem_alloc()
+    m.finish(s)
+    d = gc.mem_alloc() - a0
+    gc.enable()
+    return d
+alloc = fin()
+print("@@JSON", json.dumps({"mean": list(m.front.inst), "alloc": alloc,
+                            "e": [m.front.e_hi[3], m.front.e_lo[3]]}))
+"""
+
+
+def test_mean_is_exact_without_long_ints(mpy_any):
+    n = 600
+    res = mpy_any(MEAN % n)
+    P_SAT, NQ, TOTAL = 357913941, 9, 27
+    for i in range(NQ * 4):
+        big = 3 * P_SAT if i >= TOTAL else P_SAT
+        vals = [(big - 7 * k - i) if (k + i) % 3 else -(big - 5 * k) for k in range(n)]
+        if i % NQ in (8,):                 # QUADRANT: from the signs of the mean P, Q
+            continue
+        s = sum(vals)
+        assert res["mean"][i] == (2 * s + n) // (2 * n), i     # half up
+    for b in range(0, 36, 9):
+        p, q = res["mean"][b + 2], res["mean"][b + 3]
+        quad = (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3)
+        assert res["mean"][b + 8] == quad
+    assert res["e"] == [123, 456789]        # energies: the counters at the end
+    assert res["alloc"] == 0                # no long int, no object: on 32-bit too
