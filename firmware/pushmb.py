@@ -26,9 +26,9 @@ the signed value, the quadrant from the signs of the mean P and Q.
 
 One task, one FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
 an RTU frame's address goes, so the RTU frame is the TCP frame from offset 6). A round
-fills the buffer once per chunk and writes it to every TCP target at once, then reads
-their replies against one deadline (timeout_ms) before the next chunk: one request in
-flight per target, as most slaves take no pipelining. A target that does not answer in time,
+fills the buffer once per chunk and writes it to every TCP target at once, then awaits
+their replies, each in a task with its own timeout_ms, before the next chunk: one
+request in flight per target, as most slaves take no pipelining. A target that does not answer in time,
 answers an exception, or cannot be connected, is in error (event, bus LED) and is
 retried after a backoff (timeout_ms for `retries` attempts, then doubling to 60 s):
 connecting runs in a task of its own, so a dead host never holds the round, metering
@@ -67,6 +67,7 @@ _E_CONNECT = const(0x101)    # could not connect (refused, unreachable, name)
 _E_REPLY = const(0x102)      # a reply that is not the answer to the request
 _RTU_BASE = const(_MAX_TCP)  # target index of the first RTU slave
 _N = const(_MAX_TCP + _MAX_RTU)
+_RX_RTU = const(_BUF + _RX * _MAX_TCP)   # the RTU port's reply area in the buffer
 # Status block (holding registers, read-only; wave-2 range 0xD000..0xD3FF):
 #   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (config.PUSH_MODES index);
 #   per target t at 0xD010 + 8 t (TCP 0..9, then RTU slaves 10..19): state (0 not
@@ -153,9 +154,10 @@ class Pusher:
         self.ports = ports
         self.events = events
         self.clock = clock
-        self.buf = bytearray(_BUF + _RX)
+        # The frame, then one reply area per TCP target (their replies are read
+        # concurrently) and one for the RTU port.
+        self.buf = bytearray(_BUF + _RX * (_MAX_TCP + 1))
         self.mv = memoryview(self.buf)
-        self.rx = self.mv[_BUF:]               # replies: behind the frame
         n = _MAX_TCP + _MAX_RTU
         self.state = bytearray(n)
         # Per target (n each, one array per type: each array costs its header):
@@ -262,19 +264,31 @@ class Pusher:
             except Exception:                  # refused, unreachable, name, timeout
                 self._bad(i, _E_CONNECT)
                 return
-            if self.cfg["tcp"][i]["host"] == host:
+            t = self.cfg["tcp"][i]
+            if t["host"] == host and t["port"] == port:   # not reconfigured meanwhile
                 self._streams[i] = s
             else:
                 s[1].close()
         finally:
             self.state[i] &= ~_CONNECTING
 
+    async def _answer(self, i, tid, timeout):
+        try:
+            code = await asyncio.wait_for_ms(self._reply(i, tid), timeout)
+        except asyncio.TimeoutError:
+            code = _E_TIMEOUT
+        except OSError:
+            code = _E_CONNECT
+        if code:
+            self._bad(i, code)
+
     async def _reply(self, i, tid):
         """Read the FC 16 reply (MBAP 7 + 5 bytes) to transaction tid of target i: 0 or
         an error code."""
         r, w = self._streams[i]
         await w.drain()
-        rx = self.rx
+        o = _BUF + _RX * i
+        rx = self.mv[o:o + _RX]
         while True:
             got = 0
             need = 9                          # an exception reply's length
@@ -358,23 +372,19 @@ class Pusher:
                     except OSError:
                         live &= ~(1 << i)
                         self._bad(i, _E_CONNECT)
-            t0 = self.clock.ticks_ms()
+            # One request in flight per target (many slaves take no pipelining): every
+            # target's reply is awaited in a task of its own, each with the full
+            # timeout, so a silent one costs the others nothing but the wait; then
+            # the next chunk.
+            waits = [asyncio.create_task(self._answer(i, tid, timeout))
+                     for i in range(_MAX_TCP) if live >> i & 1]
             if port is not None:
                 await self._rtu_chunk(port, ln)
-            # One request in flight per target (many slaves take no pipelining): all
-            # replies of this chunk, against one deadline, before the next chunk.
+            for w in waits:
+                await w
             for i in range(_MAX_TCP):
-                if live >> i & 1:
-                    left = timeout - ticks_diff(self.clock.ticks_ms(), t0)
-                    try:
-                        code = await asyncio.wait_for_ms(self._reply(i, tid), max(left, 1))
-                    except asyncio.TimeoutError:
-                        code = _E_TIMEOUT
-                    except OSError:
-                        code = _E_CONNECT
-                    if code:
-                        live &= ~(1 << i)
-                        self._bad(i, code)
+                if self._streams[i] is None:       # failed (dropped) in this chunk
+                    live &= ~(1 << i)
         for i in range(_MAX_TCP):
             if live >> i & 1:
                 self._good(i)
@@ -397,7 +407,10 @@ class Pusher:
             b[ln] = c & 0xFF
             b[ln + 1] = c >> 8
             n = ln - 4
-            while port.read_now(self.rx):    # drop line noise before asking
+            # The bus silent for t3.5 between frames (Modbus over Serial Line 2.5.1.1:
+            # 3.5 characters, 1.75 ms fixed above 19200 baud), then drop line noise.
+            await asyncio.sleep_ms(max(2, port.char_us * 7 // 2000 + 1))
+            while port.read_now(self.mv[_RX_RTU:]):
                 pass
             await port.send(self.mv[6:], n)
             try:
@@ -411,14 +424,14 @@ class Pusher:
                 self._good(i)
 
     async def _rtu_reply(self, port, addr):
-        rx = self.rx
+        rx = self.mv[_RX_RTU:]
         got = 0
         need = 5
         while got < need:
             got += await port.recv(rx[got:8])
             if got >= 2:
                 need = 8 if rx[1] == 16 else 5
-        c = crc.crc16(self.buf, _BUF, _BUF + need - 2)
+        c = crc.crc16(self.buf, _RX_RTU, _RX_RTU + need - 2)
         if rx[0] != addr or rx[need - 2] != c & 0xFF or rx[need - 1] != c >> 8:
             return _E_REPLY
         if rx[1] != 16:

@@ -231,7 +231,7 @@ async def main():
     silent = app.push.silent
     bus = app.indicators.names()["bus"]
 """ % cfg + final_round() + r"""
-    print("@@JSON", json.dumps({"dt": dt, "ds": ds, "ev": ev, "status": st,
+    print("@@JSON", json.dumps({"dt": dt, "ds": ds, "ev": ev, "status": st, "t0": t0,
         "silent": silent, "bus": bus, "img": image(app, 0, 27)}))
 asyncio.run(main())
 """)
@@ -252,6 +252,10 @@ asyncio.run(main())
             assert regs(ports[t], 0, 27) == res["img"]
     errs = [a for t, c, a in res["ev"] if c == 44]
     assert sorted(errs) == [5, 9]                   # one event per target entering error
+    # The hung slave is in error once its 300 ms deadline passes after the first push
+    # it got (metering's first cycles, then the connect): well inside 2 s of the start.
+    t5 = [t for t, c, a in res["ev"] if c == 44 and a == 5][0]
+    assert 300 <= t5 - res["t0"] < 2000
 
 
 TIMELINE = dict(SCN, timeline=[{"at_s": 1.5, "phases": {"L1": {"i_rms": 20.0}}},
@@ -290,6 +294,8 @@ async def main():
         await orig()
     push._round = wrapped
     await asyncio.sleep_ms(3600)
+    push.cfg = None                  # no new round (run() waits for a config) ...
+    await asyncio.sleep_ms(1000)     # ... and the one in flight completes
     app.supervisor.cancel_all()
     await asyncio.sleep_ms(100)
     print("@@JSON", json.dumps({"snaps": snaps, "rounds": rounds, "ok": push.c[0],
