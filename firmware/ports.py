@@ -69,6 +69,7 @@ class ModbusPorts:
         self.inputs = inputs
         self.rtu = {}
         self.rs485 = {}      # the port objects: a "master" port is the push's (pushmb.py)
+        self.masters = ""    # names of the ports whose role was "master" at start()
         self.rtu_dispatcher = Dispatcher(holding, inputs, dev_id, rtu=True)
         for name in ("a", "b"):
             pc = mb["rs485_" + name]
@@ -111,7 +112,10 @@ class ModbusPorts:
 
     async def start(self, host="0.0.0.0", port=None, supervisor=None):
         for name, slave in self.rtu.items():
-            if self.cfg["modbus"]["rs485_" + name]["role"] != "slave":
+            role = self.cfg["modbus"]["rs485_" + name]["role"]
+            if role == "master":
+                self.masters += name      # the push's port (firmware/pushmb.py)
+            if role != "slave":
                 continue     # one owner per port (KSEM 5.14.1): set at boot
             if supervisor is not None:
                 supervisor.spawn("rs485_" + name, slave.run)

@@ -202,11 +202,8 @@ class Pusher:
     def port(self):
         """The RS485 port object of the configured RTU master port, or None."""
         name = self.cfg["rtu"]["port"]
-        if name is None or self.ports is None:
-            return None
-        pc = self.ports.cfg["modbus"]["rs485_" + name]
-        if pc["role"] != "master":
-            return None
+        if name is None or self.ports is None or name not in self.ports.masters:
+            return None          # roles are taken at boot: no port with two owners
         return self.ports.rs485.get(name)
 
     # ---- status ----

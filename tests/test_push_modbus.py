@@ -143,14 +143,19 @@ def boot(scn=SCN):
     return BOOT % {"scn": json.dumps(scn)}
 
 
-def final_round(app_var="app"):
-    """Freeze metering, push one last round, then read the meter's own map."""
+def final_round(wait_ms=1200):
+    """Let the round in flight finish (no new one: run() waits while cfg is None),
+    freeze metering, push one last round, then read the meter's own map."""
     return r"""
+    cfg = app.push.cfg
+    app.push.cfg = None
+    await asyncio.sleep_ms(%d)
     app.supervisor.cancel_all()
     await asyncio.sleep_ms(50)
-    await %s.push._round()
+    app.push.cfg = cfg
+    await app.push._round()
     await asyncio.sleep_ms(50)
-""" % app_var
+""" % wait_ms
 
 
 @pytest.fixture
@@ -230,7 +235,7 @@ async def main():
     st = status(app)
     silent = app.push.silent
     bus = app.indicators.names()["bus"]
-""" % cfg + final_round() + r"""
+""" % cfg + final_round(500) + r"""
     print("@@JSON", json.dumps({"dt": dt, "ds": ds, "ev": ev, "status": st, "t0": t0,
         "silent": silent, "bus": bus, "img": image(app, 0, 27)}))
 asyncio.run(main())
@@ -389,7 +394,7 @@ async def main():
     await app.start(tcp_port=0)
     await asyncio.sleep_ms(2500)
     rtu_b_served = app.ports.rtu["b"].stats.last_ms
-""" % (str(pty_b), cfg) + final_round() + r"""
+""" % (str(pty_b), cfg) + final_round(800) + r"""
     print("@@JSON", json.dumps({"status": status(app), "rounds": app.push.rounds,
         "img": {k: image(app, lo, hi) for k, (lo, hi) in %r.items()},
         "served": rtu_b_served}))
