@@ -24,7 +24,9 @@ that the KSEM space reads through a meter-like view (front = the mean snapshot),
 the registers come out of the same map rows. P+/P- etc. are split from the mean of
 the signed value, the quadrant from the signs of the mean P and Q.
 
-One task, one FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
+One task follows the snapshots (and sums the mean); each push round runs in a task
+beside it, so no cycle is missed while slaves answer; a push that falls due while the
+last one is still out is skipped (`skipped`), never queued. One FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
 an RTU frame's address goes, so the RTU frame is the TCP frame from offset 6). A round
 fills the buffer once per chunk and writes it to every TCP target at once, then awaits
 their replies, each in a task with its own timeout_ms, before the next chunk: one
@@ -168,6 +170,8 @@ class Pusher:
         self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
         self.mean = None
         self.rounds = 0
+        self.skipped = 0                       # pushes due while one was still out
+        self._busy = False
         self._tid = 0
         self.silent = False
         self.cfg = None
@@ -459,10 +463,27 @@ class Pusher:
                 if ticks_diff(f.t_ms, self._t0) < self.cfg["interval_s"] * 1000:
                     continue
                 self._t0 = f.t_ms
+                if self._busy:             # the last push still out: skip this one
+                    self.skipped += 1
+                    if self.mean is not None:
+                        self.mean.reset()
+                    continue
                 if self.mean is not None:
                     self.mean.finish(f)
                     self.mean.reset()
+            elif self._busy:
+                self.skipped += 1
+                continue
+            # The round runs beside this loop, so every cycle still reaches the mean
+            # while slaves answer (or time out).
+            self._busy = True
+            asyncio.create_task(self._push())
+
+    async def _push(self):
+        try:
             await self._round()
+        finally:
+            self._busy = False
 
     def _targets(self):
         p = self.cfg
