@@ -37,12 +37,12 @@ SHARES = {                          # bytes of live heap on a 32-bit build
                                     # cfgstore + regmaps/device (their module objects)
                                     # and the settings owner (stage, password state)
     "records": 2304,                # later: load curve / logs live in flash rings
-    "push": 2176,                   # Modbus master push, 10 TCP targets configured:
-                                    # module 912 B + Pusher 1,216 B (one frame buffer
+    "push": 2240,                   # Modbus master push, 10 TCP targets configured:
+                                    # module 928 B + Pusher 1,264 B (one frame buffer
                                     # with the reply areas: 393 B, per-target status);
                                     # interval_mean adds 928 B (the mean's sums and
                                     # snapshot); sockets are per connection
-    "reserve": -4224,               # SETTLED AT THE MERGE OF THE HEAP SAVINGS
+    "reserve": -4288,               # SETTLED AT THE MERGE OF THE HEAP SAVINGS
 }
 # 2026-11-29 (event log): evlog's share and the SAG watcher's 224 B of module objects
 # (drivers/ade7880.py, firmware/powerfail.py, firmware/events.py) came from the measured
