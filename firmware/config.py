@@ -67,7 +67,8 @@ DEFAULTS = {
     "network": {"dhcp": True, "ip": "192.168.1.100", "netmask": "255.255.255.0",
                 "gateway": "192.168.1.1", "dns": "192.168.1.1", "hostname": ""},
     # Modbus master push (firmware/pushmb.py; KSEM manual 5.14.2-5.14.3). tcp: 10 slots
-    # (a shorter list is padded with disabled ones); rtu.slaves: 10 addresses, 0 = none.
+    # {host, port, unit, enabled} (a shorter list is padded; an unused slot is null);
+    # rtu.slaves: 10 addresses, 0 = none.
     "push": {"mode": "cycle", "interval_s": 10, "timeout_ms": 1000, "retries": 3,
              "groups": {"inst_total": True, "inst_phases": True, "energy_total": True,
                         "energy_phases": True},
@@ -287,7 +288,8 @@ def validate(cfg=None, calibration=None):
 
 
 def _push(p, mb):
-    """Check section "push" in place; pads tcp and rtu.slaves to 10 slots."""
+    """Check section "push" in place; pads tcp and rtu.slaves to 10 slots (an unused
+    TCP slot becomes None)."""
     if p["mode"] not in PUSH_MODES:
         raise ConfigError("push.mode: must be one of %r, got %r" % (PUSH_MODES, p["mode"]))
     # <= 3600 s: 18,000 cycles of 200 ms keep the mean's limb sums below 2**30
@@ -307,7 +309,7 @@ def _push(p, mb):
     slots = []
     for i in range(PUSH_TARGETS):
         e = {"host": "", "port": 502, "unit": 1, "enabled": False}
-        if i < len(t):
+        if i < len(t) and t[i] is not None:
             if not isinstance(t[i], dict):
                 raise ConfigError("push.tcp.%d: must be an object" % i)
             for k in t[i]:
@@ -327,7 +329,8 @@ def _push(p, mb):
                               % (e["enabled"],))
         if e["enabled"] and not h:
             raise ConfigError(path + "host: needed when the target is enabled")
-        slots.append(e)
+        # An unused slot is None: ten dicts would cost about 1.4 KB of a board's heap.
+        slots.append(e if (h or e["port"] != 502 or e["unit"] != 1) else None)
     p["tcp"] = slots
     r = p["rtu"]
     if r["port"] not in (None, "a", "b"):

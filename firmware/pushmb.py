@@ -266,7 +266,7 @@ class Pusher:
                 self._bad(i, _E_CONNECT)
                 return
             t = self.cfg["tcp"][i]
-            if t["host"] == host and t["port"] == port:   # not reconfigured meanwhile
+            if t is not None and t["host"] == host and t["port"] == port:   # unchanged
                 self._streams[i] = s
             else:
                 s[1].close()
@@ -337,7 +337,7 @@ class Pusher:
         now = self.clock.ticks_ms()
         for i in range(_MAX_TCP):
             t = p["tcp"][i]
-            if (t["enabled"] and t["host"] and self._streams[i] is None
+            if (t is not None and t["enabled"] and self._streams[i] is None
                     and not self.state[i] & _CONNECTING and self._due(i, now)):
                 self.state[i] |= _CONNECTING
                 asyncio.create_task(self._connect(i, t["host"], t["port"], p["timeout_ms"]))
@@ -348,7 +348,7 @@ class Pusher:
         timeout = p["timeout_ms"]
         live = 0
         for i in range(_MAX_TCP):
-            if self._streams[i] is not None and tcp[i]["enabled"]:
+            if self._streams[i] is not None:       # only enabled slots connect
                 live |= 1 << i
         port = self.port()
         b = self.buf
@@ -488,7 +488,7 @@ class Pusher:
     def _targets(self):
         p = self.cfg
         for t in p["tcp"]:
-            if t["enabled"] and t["host"]:
+            if t is not None and t["enabled"]:
                 return True
         return self.port() is not None and any(p["rtu"]["slaves"])
 

@@ -463,8 +463,7 @@ def test_push_config_validated_and_padded(mpy_any):
     res = mpy_any(CONFIG_CASES)
     assert len(res["tcp"]) == 10 and res["tcp"][0] == {"host": "plc.local", "port": 1502,
                                                        "unit": 3, "enabled": True}
-    assert all(t == {"host": "", "port": 502, "unit": 1, "enabled": False}
-               for t in res["tcp"][1:])
+    assert res["tcp"][1:] == [None] * 9      # unused slots cost no dict
     assert res["slaves"] == [5, 7] + [0] * 8
     assert res["roles"] == ["slave", "master"]
     keys = ["push.mode", "push.interval_s", "push.timeout_ms", "push.groups.inst_total",
@@ -530,3 +529,32 @@ def test_mean_is_exact_without_long_ints(mpy_any):
         assert res["mean"][b + 8] == quad
     assert res["e"] == [123, 456789]        # energies: the counters at the end
     assert res["alloc"] == 0                # no long int, no object: on 32-bit too
+
+
+SLOT = r"""
+import json
+from firmware import config
+from firmware.regmaps import device as t
+from boards.sim.board import SimBoard
+CAL = SimBoard.CALIBRATION
+cfg = config.validate(None, CAL)
+rows = {r[3]: r for r in t.ROWS}
+out = bytearray(32)
+t.encode(rows["push.tcp.4.host"], cfg, out, 0)
+empty = out.hex()
+t.encode(rows["push.tcp.4.port"], cfg, out, 0)
+port = out[0] << 8 | out[1]
+work = {"push": config._copy(cfg["push"])}
+t.decode(rows["push.tcp.4.host"], b"plc.local" + bytes(23), 0, work)
+new = config.patch(cfg, work, CAL)
+print("@@JSON", json.dumps({"empty": empty, "port": port, "slot": new["push"]["tcp"][4],
+                            "was": cfg["push"]["tcp"][4]}))
+"""
+
+
+def test_unused_push_slot_reads_zero_and_takes_a_host(mpy_any):
+    res = mpy_any(SLOT)
+    assert res["was"] is None
+    assert res["empty"] == "00" * 32 and res["port"] == 0
+    # A host written into an unused slot: the other keys take their defaults.
+    assert res["slot"] == {"host": "plc.local", "port": 502, "unit": 1, "enabled": False}

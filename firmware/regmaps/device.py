@@ -241,6 +241,8 @@ def encode(row, cfg, out, o):
         v = config_mod.hostname(cfg)
     else:
         v = _get(cfg, path)
+        if v is None and (typ == _U16 or typ == _BOOL or typ == _STR):
+            v = "" if typ == _STR else 0      # an unused push slot (config: None)
     if typ == _U16 or typ == _BOOL or typ == _PRESET:
         struct.pack_into(">H", out, o, int(v) & 0xFFFF)
     elif typ == _ENUM:
@@ -312,6 +314,8 @@ def decode(row, src, so, work):
     obj = work
     for p in parts[:-1]:
         if p.isdigit():
+            if obj[int(p)] is None:
+                obj[int(p)] = {}      # an unused push slot: validate() fills the rest
             obj = obj[int(p)]
         else:
             if obj.get(p) is None:
