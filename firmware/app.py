@@ -55,6 +55,7 @@ class App:
         self.meter = Meter(self.chip, self.cfg, board.clock, self.events)
         self.supervisor = Supervisor(board.clock, self.events)
         self.ports = None
+        self.push = None
         self.feeder = None
         self.mqtt = None
         self._sup = None
@@ -81,9 +82,10 @@ class App:
         if modbus:
             from firmware.ports import ModbusPorts
             self.ports = ModbusPorts(self.meter, self.cfg, self.board,
-                                     device=self.settings)
+                                     device=self.settings, push=self._new_push())
             self.indicators.boot(BOOT_PORTS, self.board.clock.ticks_ms())
             await self.ports.start(tcp_host, tcp_port, sup)
+            self._start_push(sup)
         self._start_device(sup)
         sup.spawn("commit", self.settings.stage.run)
         if self.store is not None:
@@ -107,6 +109,7 @@ class App:
             self.store.persist_s = new["storage"]["persist_s"]
         if self.ports is not None:
             await self.ports.apply_config(new)
+            self._apply_push(new)
         self.cfg = new
         return new
 
@@ -117,6 +120,8 @@ class App:
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()
+        if self.push is not None:
+            self.push.close()
 
     # ---- storage: one littlefs for the config, the secrets and the counters ----
     def _mount(self):
@@ -240,6 +245,20 @@ class App:
     def _apply_records(self, new):
         if self.records is not None:
             self.records.apply_config(new)
+    # ---- Modbus master push (issue 13; firmware/pushmb.py) ----
+    def _new_push(self):
+        from firmware.pushmb import Pusher
+        self.push = Pusher(self.meter, None, self.events, self.board.clock)
+        return self.push
+
+    def _start_push(self, sup):
+        self.push.ports = self.ports
+        self.push.configure(self.cfg)
+        sup.spawn("push", self.push.run)
+
+    def _apply_push(self, new):
+        if self.push is not None:
+            self.push.configure(new)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # The button's sequences are logged and confirmed by two blinks, then handed to the
@@ -259,7 +278,7 @@ class App:
     def _start_device(self, sup):
         clock = self.board.clock
         self.indicators.bind(meter=self.meter, events=self.events, ports=self.ports,
-                             feeder=self.feeder,
+                             feeder=self.feeder, push=self.push,
                              overload_pin=getattr(self.board, "bus_overload", None))
         self.indicators.boot(BOOT_DONE, clock.ticks_ms())
         sup.spawn("leds", lambda: self.indicators.run(clock))

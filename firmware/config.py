@@ -36,9 +36,12 @@ DEFAULTS = {
     # Modbus slaves. RS485 defaults are the KSEM G2 factory presets (manual 5.14.1):
     # A = PLENTICORE / PIKO IQ (address 1, 38400 8N2), B = PIKO MP plus (247, 19200 8E1).
     "modbus": {
-        "rs485_a": {"enabled": True, "address": 1, "baud": 38400, "parity": "N", "stop": 2},
+        # role (KSEM port arbitration, manual 5.14.1): "slave" serves the maps, "master"
+        # hands the port to the push (section "push"), "off" leaves it silent.
+        "rs485_a": {"enabled": True, "address": 1, "baud": 38400, "parity": "N", "stop": 2,
+                    "role": "slave"},
         "rs485_b": {"enabled": True, "address": 247, "baud": 19200, "parity": "E",
-                    "stop": 1},
+                    "stop": 1, "role": "slave"},
         # The KSEM ships TCP off; energy managers and inverters expect it, so it is on
         # here (port 502 on a board; the host run uses its TCP_PORT).
         "tcp": {"enabled": True, "port": 502, "max_clients": 10, "idle_s": 60,
@@ -73,9 +76,19 @@ DEFAULTS = {
              "client_id": "", "keepalive_s": 60, "interval_s": 1,
              "topic_prefix": "openmeter", "discovery": True,
              "discovery_prefix": "homeassistant"},
+    # Modbus master push (firmware/pushmb.py; KSEM manual 5.14.2-5.14.3). tcp: 10 slots
+    # {host, port, unit, enabled} (a shorter list is padded; an unused slot is null);
+    # rtu.slaves: 10 addresses, 0 = none.
+    "push": {"mode": "cycle", "interval_s": 10, "timeout_ms": 1000, "retries": 3,
+             "groups": {"inst_total": True, "inst_phases": True, "energy_total": True,
+                        "energy_phases": True},
+             "tcp": None, "rtu": {"port": None, "slaves": None}},
 }
 # Keys replaced as a whole by patch() (a dict of optional overrides, not a section).
 WHOLE = ("sunspec_sf",)
+PUSH_MODES = ("cycle", "interval_last", "interval_mean")
+PUSH_TARGETS = 10
+ROLES = ("slave", "master", "off")
 
 CYCLES_MS = (200, 500)
 BAUDS = (9600, 19200, 38400, 57600, 115200)
@@ -243,6 +256,9 @@ def validate(cfg=None, calibration=None):
             raise ConfigError(path + "parity: must be N, E or O, got %r" % (p["parity"],))
         if p["stop"] not in (1, 2) or isinstance(p["stop"], bool):
             raise ConfigError(path + "stop: must be 1 or 2, got %r" % (p["stop"],))
+        if p["role"] not in ROLES:
+            raise ConfigError(path + "role: must be one of %r, got %r" % (ROLES, p["role"]))
+    _push(c["push"], mb)
     t = mb["tcp"]
     for k in ("enabled", "own_id_only"):
         if not isinstance(t[k], bool):
@@ -338,6 +354,66 @@ def _records(r):
         raise ConfigError("records.ct_class: must be one of %r, got %r"
                           % (CT_CLASSES, r["ct_class"]))
     _num("records.ct_sustain_s", r["ct_sustain_s"], 60, 3600, integer=True)
+def _push(p, mb):
+    """Check section "push" in place; pads tcp and rtu.slaves to 10 slots (an unused
+    TCP slot becomes None)."""
+    if p["mode"] not in PUSH_MODES:
+        raise ConfigError("push.mode: must be one of %r, got %r" % (PUSH_MODES, p["mode"]))
+    # <= 3600 s: 18,000 cycles of 200 ms keep the mean's limb sums below 2**30
+    _num("push.interval_s", p["interval_s"], 1, 3600, integer=True)
+    _num("push.timeout_ms", p["timeout_ms"], 50, 60000, integer=True)
+    _num("push.retries", p["retries"], 0, 10, integer=True)
+    g = p["groups"]
+    for k in g:
+        if not isinstance(g[k], bool):
+            raise ConfigError("push.groups.%s: must be true or false, got %r" % (k, g[k]))
+    t = p["tcp"]
+    if t is None:
+        t = []
+    if not isinstance(t, list) or len(t) > PUSH_TARGETS:
+        raise ConfigError("push.tcp: must be a list of at most %d targets, got %r"
+                          % (PUSH_TARGETS, t))
+    slots = []
+    for i in range(PUSH_TARGETS):
+        e = {"host": "", "port": 502, "unit": 1, "enabled": False}
+        if i < len(t) and t[i] is not None:
+            if not isinstance(t[i], dict):
+                raise ConfigError("push.tcp.%d: must be an object" % i)
+            for k in t[i]:
+                if k not in e:
+                    raise ConfigError("push.tcp.%d.%s: unknown key" % (i, k))
+            e.update(t[i])
+        path = "push.tcp.%d." % i
+        h = e["host"]
+        if not isinstance(h, str) or len(h) > 32 or not all(
+                "!" <= ch <= "~" for ch in h):
+            raise ConfigError(path + "host: must be a host name or IP address of at most "
+                              "32 characters, got %r" % (h,))
+        _num(path + "port", e["port"], 1, 65535, integer=True)
+        _num(path + "unit", e["unit"], 0, 255, integer=True)
+        if not isinstance(e["enabled"], bool):
+            raise ConfigError(path + "enabled: must be true or false, got %r"
+                              % (e["enabled"],))
+        if e["enabled"] and not h:
+            raise ConfigError(path + "host: needed when the target is enabled")
+        # An unused slot is None: ten dicts would cost about 1.4 KB of a board's heap.
+        slots.append(e if (h or e["port"] != 502 or e["unit"] != 1) else None)
+    p["tcp"] = slots
+    r = p["rtu"]
+    if r["port"] not in (None, "a", "b"):
+        raise ConfigError('push.rtu.port: must be "a", "b" or null, got %r' % (r["port"],))
+    s = r["slaves"]
+    if s is None:
+        s = []
+    if not isinstance(s, list) or len(s) > PUSH_TARGETS:
+        raise ConfigError("push.rtu.slaves: must be a list of at most %d addresses, got %r"
+                          % (PUSH_TARGETS, s))
+    for i in range(len(s)):
+        _num("push.rtu.slaves.%d" % i, s[i], 0, 247, integer=True)
+    r["slaves"] = s + [0] * (PUSH_TARGETS - len(s))
+    if r["port"] is not None and mb["rs485_" + r["port"]]["role"] != "master":
+        raise ConfigError('push.rtu.port: port %s must have modbus.rs485_%s.role "master"'
+                          % (r["port"], r["port"]))
 
 
 def ipv4(path, v):

@@ -57,6 +57,10 @@ EV_MQTT_CONNECTED = const(52)      # connected to the broker (arg: connections s
 EV_MQTT_LOST = const(53)           # connection failed or lost (arg: errno, low byte)
 EV_MQTT_REFUSED = const(54)        # the broker refused the connection (arg: CONNACK return code)
 EV_MQTT_DROPPED = const(55)        # queue full while connected: oldest dropped (arg: drops)
+# Modbus master push (firmware/pushmb.py); arg: the target (0..9 TCP, 10..19 RTU slaves).
+EV_PUSH_ERROR = const(44)          # a push target timed out or could not be connected
+EV_PUSH_OK = const(45)             # a push target in error answers again
+EV_PUSH_EXCEPTION = const(46)      # a push target answered FC 16 with an exception
 N_CODES = const(64)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
@@ -68,6 +72,8 @@ EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                   "boot", "log_corrupt", "log_failed", "log_lost"))
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_CT_OVER_110 - len(EVENT_NAMES))
                + ("ct_over_110", "ct_over_120", "ct_underused", "records_failed"))
+EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_PUSH_ERROR - len(EVENT_NAMES))
+               + ("push_error", "push_ok", "push_exception"))
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_MQTT_CONNECTED - len(EVENT_NAMES))
                + ("mqtt_connected", "mqtt_lost", "mqtt_refused", "mqtt_dropped"))
 

@@ -30,7 +30,7 @@ network  no_link       off               no Ethernet link
          setup         green steady      link up, no connection (being set up / idle)
 bus      overload      red steady        5 V output of the RS485 connector overloaded
          scanning      green slow        bus scan running (master mode, later)
-         no_answer     orange blinking   a remote does not answer (master mode, later)
+         no_answer     orange blinking   a push target does not answer (firmware/pushmb.py)
          traffic       green fast        a frame for us on RS485 A or B in the last 3 s
          idle          off               no traffic
 
@@ -165,6 +165,7 @@ class Indicators:
         self._t0 = array("l", (0, 0, 0))
         self.colours = bytearray(3)
         self._meter = self._events = self._ports = self._feeder = self._overload_pin = None
+        self._push = None
         self._ev_total = 0
         self._faults_seen = 0
 
@@ -188,7 +189,8 @@ class Indicators:
         self._fault_on = True
         self._fault_t = now
 
-    def bind(self, meter=None, events=None, ports=None, feeder=None, overload_pin=None):
+    def bind(self, meter=None, events=None, ports=None, feeder=None, overload_pin=None,
+             push=None):
         """Sources sample() reads: Meter (status_now), EventLog (fault counts),
         ModbusPorts (RTU/TCP stats), WatchdogFeeder (stalled), and a Pin-like 5 V
         overload input (0 = overloaded) or None. Faults logged before bind() are
@@ -198,6 +200,7 @@ class Indicators:
         self._ports = ports
         self._feeder = feeder
         self._overload_pin = overload_pin
+        self._push = push      # firmware/pushmb.py: .silent while a target is in error
         if events is not None:
             self._ev_total = events.total
             self._faults_seen = self._fault_count()
@@ -249,6 +252,8 @@ class Indicators:
                     last is None or ticks_diff(r.stats.last_ms, last) > 0):
                 last = r.stats.last_ms
             self.bus_last = last
+        if self._push is not None:
+            self.remote_silent = self._push.silent
         if self._overload_pin is not None:
             self.overload = self._overload_pin.value() == 0
 

@@ -57,23 +57,27 @@ def check_maps(cfg, board):
 
 
 class ModbusPorts:
-    def __init__(self, meter, cfg, board, device=None):
+    def __init__(self, meter, cfg, board, device=None, push=None):
         mb = cfg["modbus"]
         self.meter = meter
         self.device = device
         self.evspace = None
+        self.push = push       # firmware/pushmb.py Pusher: its status space
         self.board = board
         self.cfg = cfg
         holding, inputs, dev_id = self._maps(cfg)
         self.holding = holding
         self.inputs = inputs
         self.rtu = {}
+        self.rs485 = {}      # the port objects: a "master" port is the push's (pushmb.py)
+        self.masters = ""    # names of the ports whose role was "master" at start()
         self.rtu_dispatcher = Dispatcher(holding, inputs, dev_id, rtu=True)
         for name in ("a", "b"):
             pc = mb["rs485_" + name]
             port = board.rs485(name, pc["baud"], pc["parity"], pc["stop"])
             if port is None:
                 continue
+            self.rs485[name] = port
             self.rtu[name] = RtuSlave(port, self.rtu_dispatcher, address=pc["address"],
                                       baud=pc["baud"], parity=pc["parity"], stop=pc["stop"],
                                       enabled=pc["enabled"], name="rtu-" + name)
@@ -97,8 +101,10 @@ class ModbusPorts:
                   (0xC000, 0xC3FF, self.device),   # config (firmware/regmaps/device.py)
                   (0xC400, 0xC7FF, self.evspace),  # event log (firmware/regmaps/eventlog.py)
                   (0xCC00, 0xCFFF, space_of(self.meter)),  # load curve, KSEM log (rings.py)
+                  (0xD000, 0xD1FF, self.push),     # push status (firmware/pushmb.py)
                   (0xD200, 0xD3FF, getattr(getattr(self.device, "app", None), "mqtt", None)))
         holding = Routed(r for r in ranges if r[2] is not None)
+        self.meas = meas       # the KSEM map the push reads (firmware/pushmb.py)
         return holding, inputs, (idn["vendor"], idn["model"], VERSION)
 
     def _tcp_server(self, cfg):
@@ -109,6 +115,11 @@ class ModbusPorts:
 
     async def start(self, host="0.0.0.0", port=None, supervisor=None):
         for name, slave in self.rtu.items():
+            role = self.cfg["modbus"]["rs485_" + name]["role"]
+            if role == "master":
+                self.masters += name      # the push's port (firmware/pushmb.py)
+            if role != "slave":
+                continue     # one owner per port (KSEM 5.14.1): set at boot
             if supervisor is not None:
                 supervisor.spawn("rs485_" + name, slave.run)
             else:
@@ -130,8 +141,9 @@ class ModbusPorts:
         self.inputs = inputs
         mb = cfg["modbus"]
         for name, slave in self.rtu.items():
-            pc = mb["rs485_" + name]       # the same keys as slave.settings()
-            if slave.settings() != pc:
+            pc = mb["rs485_" + name]       # the keys of slave.settings(), and role
+            if any(slave.settings()[k] != pc[k] for k in ("enabled", "address", "baud",
+                                                            "parity", "stop")):
                 await self._between_frames(slave)
                 slave.configure(pc["address"], pc["baud"], pc["parity"], pc["stop"],
                                 pc["enabled"])

@@ -36,7 +36,16 @@ CFG = {
              "password": "pw1", "client_id": "m7", "keepalive_s": 30, "interval_s": 5,
              "topic_prefix": "site/a", "discovery": False, "discovery_prefix": "ha"},
     "calibration": CAL,
+    # Modbus master push (firmware/pushmb.py): every slot given, as validate() pads them.
+    "push": {"mode": "interval_mean", "interval_s": 900, "timeout_ms": 2500, "retries": 4,
+             "groups": {"inst_total": True, "inst_phases": False, "energy_total": True,
+                        "energy_phases": False},
+             "tcp": [{"host": "plc-%d.local" % i, "port": 1500 + i, "unit": i,
+                      "enabled": i % 2 == 0} for i in range(10)],
+             "rtu": {"port": "a", "slaves": [3, 4, 0, 0, 0, 0, 0, 0, 0, 247]}},
 }
+CFG["modbus"]["rs485_a"]["role"] = "master"
+CFG["modbus"]["rs485_b"]["role"] = "off"
 
 DUMP = r"""
 import json
@@ -57,10 +66,12 @@ def leaves(d, p):
         q = p + k
         if isinstance(v, dict):
             out += leaves(v, q + ".")
-        elif isinstance(v, list) and k in ("gains", "phcal"):
+        elif isinstance(v, list) and k in ("gains", "phcal", "tcp", "slaves"):
             for i in range(len(v)):
                 if isinstance(v[i], list):
                     out += [q + ".%%d.%%d" %% (i, j) for j in range(len(v[i]))]
+                elif isinstance(v[i], dict):
+                    out += leaves(v[i], q + ".%%d." %% i)
                 else:
                     out.append(q + ".%%d" %% i)
         else:

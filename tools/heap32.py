@@ -500,6 +500,51 @@ def frozen_residue(split=False):
     return (r["bytes"], r["config_modules"]) if split else r["bytes"]
 
 
+# The Modbus master push (firmware/pushmb.py, issue 13): its module objects (residue
+# with it less without it) and a Pusher configured with 10 TCP targets (the objects
+# the app keeps; its connections' sockets and streams are per connection, not here),
+# in the default mode and in interval_mean (which adds the mean's sums and snapshot).
+PUSH_OBJECTS = r'''
+import gc, json
+from firmware.events import EventLog
+from firmware import config
+from firmware.snapshot import Snapshot
+class M:
+    def __init__(self):
+        self.front = Snapshot()
+    def status_now(self):
+        return 0
+class C:
+    def ticks_ms(self):
+        return 0
+CAL = {"v_per_code": 1, "i_per_code": 1, "w_per_code": 1, "wh_per_lsb": 1,
+       "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]], "phcal": [0, 0, 0]}
+CFG = config.validate({"push": {"mode": "%s", "tcp": [
+    {"host": "192.168.1.%%d" %% (10 + i), "port": 502, "unit": 1, "enabled": True}
+    for i in range(10)]}}, CAL)
+EV = EventLog(32)
+K = [None, M(), C()]
+from firmware.pushmb import Pusher
+gc.collect()
+#@@CHUNK
+A0 = gc.mem_alloc()
+#@@CHUNK
+K[0] = Pusher(K[1], None, EV, K[2])
+K[0].configure(CFG)
+gc.collect()
+#@@CHUNK
+print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0}))
+'''
+
+
+def push_figures():
+    """(module residue, objects in cycle mode, objects in interval_mean mode), bytes."""
+    own = ("firmware.pushmb",)
+    mods = run_wasm(RESIDUE % (BOOT_MODULES + own, own))["config_modules"]   # its own
+    return (mods, run_wasm(PUSH_OBJECTS % "cycle")["bytes"],
+            run_wasm(PUSH_OBJECTS % "interval_mean")["bytes"])
+
+
 def modules_mpy():
     """Module code loaded from .mpy; (figure, note)."""
     try:

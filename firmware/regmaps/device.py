@@ -95,12 +95,14 @@ ROWS = (
     (0xC043, 2, _U32, "modbus.rs485_a.baud", ""),
     (0xC045, 1, _ENUM, "modbus.rs485_a.parity", ("N", "E", "O")),
     (0xC046, 1, _U16, "modbus.rs485_a.stop", ""),
+    (0xC047, 1, _ENUM, "modbus.rs485_a.role", ("slave", "master", "off")),
     (0xC050, 1, _PRESET, "modbus.rs485_b.preset", ""),
     (0xC051, 1, _BOOL, "modbus.rs485_b.enabled", ""),
     (0xC052, 1, _U16, "modbus.rs485_b.address", ""),
     (0xC053, 2, _U32, "modbus.rs485_b.baud", ""),
     (0xC055, 1, _ENUM, "modbus.rs485_b.parity", ("N", "E", "O")),
     (0xC056, 1, _U16, "modbus.rs485_b.stop", ""),
+    (0xC057, 1, _ENUM, "modbus.rs485_b.role", ("slave", "master", "off")),
     (0xC060, 1, _BOOL, "modbus.tcp.enabled", ""),
     (0xC061, 1, _U16, "modbus.tcp.port", ""),
     (0xC062, 1, _U16, "modbus.tcp.max_clients", ""),
@@ -153,6 +155,66 @@ ROWS = (
     (0xC132, 1, _U16, "calibration.phcal.0", ""),
     (0xC133, 1, _U16, "calibration.phcal.1", ""),
     (0xC134, 1, _U16, "calibration.phcal.2", ""),
+    # Modbus master push (firmware/pushmb.py): settings, RTU slaves, 10 TCP targets.
+    (0xC200, 1, _ENUM, "push.mode", ("cycle", "interval_last", "interval_mean")),
+    (0xC201, 1, _U16, "push.interval_s", ""),
+    (0xC202, 1, _U16, "push.timeout_ms", ""),
+    (0xC203, 1, _U16, "push.retries", ""),
+    (0xC204, 1, _BOOL, "push.groups.inst_total", ""),
+    (0xC205, 1, _BOOL, "push.groups.inst_phases", ""),
+    (0xC206, 1, _BOOL, "push.groups.energy_total", ""),
+    (0xC207, 1, _BOOL, "push.groups.energy_phases", ""),
+    (0xC208, 1, _ENUM, "push.rtu.port", (None, "a", "b")),
+    (0xC210, 1, _U16, "push.rtu.slaves.0", ""),
+    (0xC211, 1, _U16, "push.rtu.slaves.1", ""),
+    (0xC212, 1, _U16, "push.rtu.slaves.2", ""),
+    (0xC213, 1, _U16, "push.rtu.slaves.3", ""),
+    (0xC214, 1, _U16, "push.rtu.slaves.4", ""),
+    (0xC215, 1, _U16, "push.rtu.slaves.5", ""),
+    (0xC216, 1, _U16, "push.rtu.slaves.6", ""),
+    (0xC217, 1, _U16, "push.rtu.slaves.7", ""),
+    (0xC218, 1, _U16, "push.rtu.slaves.8", ""),
+    (0xC219, 1, _U16, "push.rtu.slaves.9", ""),
+    (0xC220, 16, _STR, "push.tcp.0.host", ""),
+    (0xC230, 1, _U16, "push.tcp.0.port", ""),
+    (0xC231, 1, _U16, "push.tcp.0.unit", ""),
+    (0xC232, 1, _BOOL, "push.tcp.0.enabled", ""),
+    (0xC234, 16, _STR, "push.tcp.1.host", ""),
+    (0xC244, 1, _U16, "push.tcp.1.port", ""),
+    (0xC245, 1, _U16, "push.tcp.1.unit", ""),
+    (0xC246, 1, _BOOL, "push.tcp.1.enabled", ""),
+    (0xC248, 16, _STR, "push.tcp.2.host", ""),
+    (0xC258, 1, _U16, "push.tcp.2.port", ""),
+    (0xC259, 1, _U16, "push.tcp.2.unit", ""),
+    (0xC25A, 1, _BOOL, "push.tcp.2.enabled", ""),
+    (0xC25C, 16, _STR, "push.tcp.3.host", ""),
+    (0xC26C, 1, _U16, "push.tcp.3.port", ""),
+    (0xC26D, 1, _U16, "push.tcp.3.unit", ""),
+    (0xC26E, 1, _BOOL, "push.tcp.3.enabled", ""),
+    (0xC270, 16, _STR, "push.tcp.4.host", ""),
+    (0xC280, 1, _U16, "push.tcp.4.port", ""),
+    (0xC281, 1, _U16, "push.tcp.4.unit", ""),
+    (0xC282, 1, _BOOL, "push.tcp.4.enabled", ""),
+    (0xC284, 16, _STR, "push.tcp.5.host", ""),
+    (0xC294, 1, _U16, "push.tcp.5.port", ""),
+    (0xC295, 1, _U16, "push.tcp.5.unit", ""),
+    (0xC296, 1, _BOOL, "push.tcp.5.enabled", ""),
+    (0xC298, 16, _STR, "push.tcp.6.host", ""),
+    (0xC2A8, 1, _U16, "push.tcp.6.port", ""),
+    (0xC2A9, 1, _U16, "push.tcp.6.unit", ""),
+    (0xC2AA, 1, _BOOL, "push.tcp.6.enabled", ""),
+    (0xC2AC, 16, _STR, "push.tcp.7.host", ""),
+    (0xC2BC, 1, _U16, "push.tcp.7.port", ""),
+    (0xC2BD, 1, _U16, "push.tcp.7.unit", ""),
+    (0xC2BE, 1, _BOOL, "push.tcp.7.enabled", ""),
+    (0xC2C0, 16, _STR, "push.tcp.8.host", ""),
+    (0xC2D0, 1, _U16, "push.tcp.8.port", ""),
+    (0xC2D1, 1, _U16, "push.tcp.8.unit", ""),
+    (0xC2D2, 1, _BOOL, "push.tcp.8.enabled", ""),
+    (0xC2D4, 16, _STR, "push.tcp.9.host", ""),
+    (0xC2E4, 1, _U16, "push.tcp.9.port", ""),
+    (0xC2E5, 1, _U16, "push.tcp.9.unit", ""),
+    (0xC2E6, 1, _BOOL, "push.tcp.9.enabled", ""),
     # MQTT (firmware/mqtt.py; status registers 0xD200..: firmware/mqtt.py Mqtt.read)
     (0xC300, 1, _BOOL, "mqtt.enabled", ""),
     (0xC301, 1, _U16, "mqtt.keepalive_s", ""),
@@ -197,6 +259,8 @@ def encode(row, cfg, out, o):
         v = config_mod.hostname(cfg)
     else:
         v = _get(cfg, path)
+        if v is None and (typ == _U16 or typ == _BOOL or typ == _STR):
+            v = "" if typ == _STR else 0      # an unused push slot (config: None)
     if typ == _U16 or typ == _BOOL or typ == _PRESET:
         struct.pack_into(">H", out, o, int(v) & 0xFFFF)
     elif typ == _ENUM:
@@ -270,6 +334,8 @@ def decode(row, src, so, work):
     obj = work
     for p in parts[:-1]:
         if p.isdigit():
+            if obj[int(p)] is None:
+                obj[int(p)] = {}      # an unused push slot: validate() fills the rest
             obj = obj[int(p)]
         else:
             if obj.get(p) is None:

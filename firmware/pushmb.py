@@ -1,0 +1,530 @@
+"""Modbus master push, as the KSEM's (manual 5.14.2-5.14.3, digest 4.3-4.4).
+
+    from firmware.pushmb import Pusher
+    push = Pusher(meter, ports, events, clock)   # ports: firmware.ports.ModbusPorts
+    push.configure(cfg)                          # validated config, section "push"
+    sup.spawn("push", push.run)
+    push.silent                                  # a target in error: bus LED orange
+
+The meter writes its own KSEM register images with FC 16 (Modbus Application Protocol
+v1.1b3, 6.12) at the same addresses into up to 10 TCP slaves and the RTU slaves of a
+port whose role is "master", by the KSEM's groups: instantaneous totals 0-27, per
+phase 40-145, energy totals 512-551, per-phase energies 592-791 (KSEM/PnP and SunSpec
+are never pushed). The registers come from the KSEM map itself (ports.meas.read(),
+the same rows the slave ports serve): nothing is encoded twice. FC 16 carries at most
+123 registers (6.12), so a group is sent in chunks of that size.
+
+Timing (config push.mode): "cycle" after every published snapshot; "interval_last"
+every interval_s with the values at its end; "interval_mean" the mean of every
+snapshot of the interval for the instantaneous values (energies are never averaged:
+the counters at the end). The mean is integer: per value, two 15-bit limbs (v >> 15
+and v & 0x7FFF) summed in small ints; 18,000 cycles (1 h at 200 ms) stay below
+2**30 in each limb, checked by config (interval_s <= 3600). The means fill a Snapshot
+that the KSEM space reads through a meter-like view (front = the mean snapshot), so
+the registers come out of the same map rows. P+/P- etc. are split from the mean of
+the signed value, the quadrant from the signs of the mean P and Q.
+
+One task follows the snapshots (and sums the mean); each push round runs in a task
+beside it, so no cycle is missed while slaves answer; a push that falls due while the
+last one is still out is skipped (`skipped`), never queued. One FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
+an RTU frame's address goes, so the RTU frame is the TCP frame from offset 6). A round
+fills the buffer once per chunk and writes it to every TCP target at once, then awaits
+their replies, each in a task with its own timeout_ms, before the next chunk: one
+request in flight per target, as most slaves take no pipelining. A target that does not answer in time,
+answers an exception, or cannot be connected, is in error (event, bus LED) and is
+retried after a backoff (timeout_ms for `retries` attempts, then doubling to 60 s):
+connecting runs in a task of its own, so a dead host never holds the round, metering
+or the slave ports. RTU slaves are asked one at a time (a bus is half duplex), each
+reply waited for timeout_ms; a silent RTU slave is skipped during its backoff.
+"""
+import asyncio
+from array import array
+from time import ticks_diff, ticks_add
+from micropython import const
+
+from firmware.snapshot import Snapshot, NQ, P_MW, Q_MVAR, QUADRANT, N_COUNTERS
+from firmware.modbus import crc
+from firmware.events import EV_PUSH_ERROR, EV_PUSH_OK, EV_PUSH_EXCEPTION
+from firmware.config import PUSH_MODES
+
+# KSEM manual 5.14.3 register groups, (first, count), in config order.
+GROUPS = ((0, 28), (40, 106), (512, 40), (592, 200))
+_GROUP_KEYS = ("inst_total", "inst_phases", "energy_total", "energy_phases")
+# (Constants are private: a module's public names cost RAM in its dict on a board.)
+_MAX_TCP = const(10)
+_MAX_RTU = const(10)
+_FC16_MAX = const(123)      # Application Protocol 6.12: 1..123 registers
+_HDR = const(13)            # MBAP 7 + FC, address, quantity, byte count
+_BUF = const(13 + 246 + 2)  # + 123 registers + CRC (RTU)
+_RX = const(12)             # the longest reply: MBAP 7 + FC 16 echo 5
+_BACKOFF_MAX_MS = const(60000)
+_POLL_MS = const(10)        # wait for a new snapshot
+_ST_IDLE = const(0)         # not configured / not tried yet
+_ST_OK = const(1)
+_ST_ERROR = const(2)
+_CONNECTING = const(0x10)   # state flag: a connect task runs (TCP targets)
+# Last error codes (status block): 0 none, 1..11 the slave's exception code,
+_E_TIMEOUT = const(0x100)    # no (complete) reply within timeout_ms
+_E_CONNECT = const(0x101)    # could not connect (refused, unreachable, name)
+_E_REPLY = const(0x102)      # a reply that is not the answer to the request
+_RTU_BASE = const(_MAX_TCP)  # target index of the first RTU slave
+_N = const(_MAX_TCP + _MAX_RTU)
+_RX_RTU = const(_BUF + _RX * _MAX_TCP)   # the RTU port's reply area in the buffer
+# Status block (holding registers, read-only; wave-2 range 0xD000..0xD3FF):
+#   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (config.PUSH_MODES index);
+#   per target t at 0xD010 + 8 t (TCP 0..9, then RTU slaves 10..19): state (0 not
+#   tried, 1 ok, 2 error), last error (exception code 1..11, 0x100 timeout, 0x101
+#   connect, 0x102 bad reply), successes (uint32), failures (uint32), 2 reserved.
+_STATUS_BASE = const(0xD000)
+_STATUS_END = const(0xD1FF)
+_STATUS_TARGETS = const(0x10)
+
+
+def chunks(groups_cfg):
+    """FC 16 requests for the enabled groups, each <= 123 registers: address, count
+    pairs in one array."""
+    out = array("H")
+    for k in range(len(GROUPS)):
+        if groups_cfg[_GROUP_KEYS[k]]:
+            a, n = GROUPS[k]
+            while n:
+                c = min(n, _FC16_MAX)
+                out.append(a)
+                out.append(c)
+                a += c
+                n -= c
+    return out
+
+
+class Mean:
+    """Integer mean of the instantaneous values over an interval's snapshots, and the
+    meter-like view the KSEM space reads it through (front, status_now())."""
+    def __init__(self, meter):
+        n = NQ * 4
+        self.hi = array("i", [0] * n)     # sum of v >> 15
+        self.lo = array("i", [0] * n)     # sum of v & 0x7FFF
+        self.n = 0
+        self.meter = meter
+        self.front = Snapshot()
+
+    def status_now(self):
+        return self.meter.status_now()
+
+    def reset(self):
+        for i in range(len(self.hi)):
+            self.hi[i] = 0
+            self.lo[i] = 0
+        self.n = 0
+
+    def add(self, snap):
+        s = snap.inst
+        hi = self.hi
+        lo = self.lo
+        for i in range(len(hi)):
+            v = s[i]
+            hi[i] += v >> 15
+            lo[i] += v & 0x7FFF
+        self.n += 1
+
+    def finish(self, last):
+        """The mean snapshot: means of inst (rounded half up), last's energies."""
+        m = self.front
+        m.copy_from(last)
+        n = self.n
+        if n:
+            hi, lo, out = self.hi, self.lo, m.inst
+            for i in range(len(hi)):
+                qh, rh = hi[i] // n, hi[i] % n      # floor: qh * n + rh, 0 <= rh < n
+                ql, rl = lo[i] // n, lo[i] % n
+                rest = (rh << 15) + rl              # < n * 2**15 < 2**30
+                q = rest // n
+                rest -= q * n
+                out[i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
+            b = 0
+            while b < len(out):                    # quadrant of the mean P and Q (a
+                p = out[b + P_MW]                  # range with a step allocates)
+                q = out[b + Q_MVAR]
+                out[b + QUADRANT] = 0 if p == 0 and q == 0 else (
+                    (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
+                b += NQ
+        return m
+
+
+class Pusher:
+    def __init__(self, meter, ports, events, clock):
+        self.meter = meter
+        self.ports = ports
+        self.events = events
+        self.clock = clock
+        # The frame, then one reply area per TCP target (their replies are read
+        # concurrently) and one for the RTU port.
+        self.buf = bytearray(_BUF + _RX * (_MAX_TCP + 1))
+        self.mv = memoryview(self.buf)
+        n = _MAX_TCP + _MAX_RTU
+        self.state = bytearray(n)
+        # Per target (n each, one array per type: each array costs its header):
+        # h = last error, consecutive failures; c = successes, failures, ticks_ms of
+        # the next attempt.
+        self.h = array("H", [0] * (2 * n))
+        self.c = array("l", [0] * (3 * n))
+        self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
+        self.mean = None
+        self.rounds = 0
+        self.skipped = 0                       # pushes due while one was still out
+        self._busy = False
+        self._tid = 0
+        self.silent = False
+        self.cfg = None
+
+    # ---- configuration ----
+    def configure(self, cfg):
+        """Take a validated config; targets whose settings changed start afresh."""
+        p = cfg["push"]
+        old = self.cfg
+        self.cfg = p
+        self.chunks = chunks(p["groups"])
+        if p["mode"] == "interval_mean":
+            if self.mean is None:
+                self.mean = Mean(self.meter)
+            self.mean.reset()
+        else:
+            self.mean = None     # its 0.9 KB go back to the heap
+        self._t0 = None
+        for i in range(_MAX_TCP):
+            t = p["tcp"][i]
+            if old is None or old["tcp"][i] != t:
+                self._drop(i)
+                self.state[i] = _ST_IDLE
+                self.h[_N + i] = 0
+                self.c[2 * _N + i] = self.clock.ticks_ms()
+        for j in range(_MAX_RTU):
+            if old is None or old["rtu"] != p["rtu"]:
+                self.state[_RTU_BASE + j] = _ST_IDLE
+                self.h[_N + _RTU_BASE + j] = 0
+        self._update_silent()
+
+    def port(self):
+        """The RS485 port object of the configured RTU master port, or None."""
+        name = self.cfg["rtu"]["port"]
+        if name is None or self.ports is None or name not in self.ports.masters:
+            return None          # roles are taken at boot: no port with two owners
+        return self.ports.rs485.get(name)
+
+    # ---- status ----
+    def _update_silent(self):
+        s = False
+        for i in range(_MAX_TCP + _MAX_RTU):
+            if self.state[i] & 3 == _ST_ERROR:
+                s = True
+        self.silent = s
+
+    def _good(self, i):
+        self.c[i] += 1
+        self.h[_N + i] = 0
+        self.h[i] = 0
+        if self.state[i] & 3 == _ST_ERROR:
+            self.events.add(self.clock.ticks_ms(), EV_PUSH_OK, i)
+        self.state[i] = _ST_OK
+
+    def _bad(self, i, code):
+        now = self.clock.ticks_ms()
+        self.c[_N + i] += 1
+        self.h[i] = code
+        k = self.h[_N + i]
+        if k < 0xFFFF:
+            self.h[_N + i] = k + 1
+        if self.state[i] & 3 != _ST_ERROR:
+            self.events.add(now, EV_PUSH_EXCEPTION if code < 0x100 else EV_PUSH_ERROR, i)
+        self.state[i] = _ST_ERROR
+        self.silent = True
+        # Backoff: timeout_ms for the first `retries` failures, then doubling (60 s max).
+        t = self.cfg["timeout_ms"]
+        extra = k + 1 - self.cfg["retries"]
+        d = t if extra <= 0 else min(t << min(extra, 16), _BACKOFF_MAX_MS)
+        self.c[2 * _N + i] = ticks_add(now, d)
+        if i < _MAX_TCP:
+            self._drop(i)
+
+    def _due(self, i, now):
+        return self.state[i] & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0
+
+    # ---- TCP ----
+    def _drop(self, i):
+        s = self._streams[i]
+        self._streams[i] = None
+        if s is not None:
+            try:
+                s[1].close()
+            except OSError:
+                pass
+
+    async def _connect(self, i, host, port, timeout):
+        try:
+            try:
+                s = await asyncio.wait_for_ms(asyncio.open_connection(host, port), timeout)
+            except Exception:                  # refused, unreachable, name, timeout
+                self._bad(i, _E_CONNECT)
+                return
+            t = self.cfg["tcp"][i]
+            if t is not None and t["host"] == host and t["port"] == port:   # unchanged
+                self._streams[i] = s
+            else:
+                s[1].close()
+        finally:
+            self.state[i] &= ~_CONNECTING
+
+    async def _answer(self, i, tid, timeout):
+        try:
+            code = await asyncio.wait_for_ms(self._reply(i, tid), timeout)
+        except asyncio.TimeoutError:
+            code = _E_TIMEOUT
+        except OSError:
+            code = _E_CONNECT
+        if code:
+            self._bad(i, code)
+
+    async def _reply(self, i, tid):
+        """Read the FC 16 reply (MBAP 7 + 5 bytes) to transaction tid of target i: 0 or
+        an error code."""
+        r, w = self._streams[i]
+        await w.drain()
+        o = _BUF + _RX * i
+        rx = self.mv[o:o + _RX]
+        while True:
+            got = 0
+            need = 9                          # an exception reply's length
+            while got < need:
+                c = await r.readinto(rx[got:need])
+                if not c:
+                    return _E_REPLY             # closed by the slave
+                got += c
+                if got >= 8 and rx[7] == 16:
+                    need = 12
+            if (rx[0] << 8 | rx[1]) == tid:
+                break
+            # A late reply to an earlier request (its round was cancelled): skip it.
+        if rx[7] != 16:
+            return rx[8] if rx[7] == 0x90 and rx[8] else _E_REPLY
+        return 0
+
+    def _fill(self, a, n):
+        """The KSEM registers a..a+n-1 into the frame; the mean snapshot when set."""
+        sp = self.ports.meas
+        m = self.mean
+        if m is not None:
+            # The space reads `front` and `status_now()` of its meter: for this one
+            # synchronous read, the view whose front is the mean snapshot.
+            keep = sp._meter
+            sp._meter = m
+            try:
+                code = sp.read(a, n, self.buf, _HDR)
+            finally:
+                sp._meter = keep
+        else:
+            code = sp.read(a, n, self.buf, _HDR)
+        b = self.buf
+        b[7] = 16
+        b[8] = a >> 8
+        b[9] = a & 0xFF
+        b[10] = 0
+        b[11] = n
+        b[12] = 2 * n
+        return code
+
+    def _connect_due(self):
+        """Start connecting, in tasks of their own, the targets that need it now."""
+        p = self.cfg
+        now = self.clock.ticks_ms()
+        for i in range(_MAX_TCP):
+            t = p["tcp"][i]
+            if (t is not None and t["enabled"] and self._streams[i] is None
+                    and not self.state[i] & _CONNECTING and self._due(i, now)):
+                self.state[i] |= _CONNECTING
+                asyncio.create_task(self._connect(i, t["host"], t["port"], p["timeout_ms"]))
+
+    async def _round(self):
+        p = self.cfg
+        tcp = p["tcp"]
+        timeout = p["timeout_ms"]
+        live = 0
+        for i in range(_MAX_TCP):
+            if self._streams[i] is not None:       # only enabled slots connect
+                live |= 1 << i
+        port = self.port()
+        b = self.buf
+        ch = self.chunks
+        for k in range(0, len(ch), 2):
+            a, n = ch[k], ch[k + 1]
+            if self._fill(a, n):
+                return
+            ln = _HDR + 2 * n
+            tid = self._tid
+            self._tid = (tid + 1) & 0xFFFF
+            b[0] = tid >> 8
+            b[1] = tid & 0xFF
+            b[2] = b[3] = 0
+            b[4] = (ln - 6) >> 8
+            b[5] = (ln - 6) & 0xFF
+            for i in range(_MAX_TCP):
+                if live >> i & 1:
+                    b[6] = tcp[i]["unit"]
+                    try:
+                        self._streams[i][1].write(self.mv[:ln])
+                    except OSError:
+                        live &= ~(1 << i)
+                        self._bad(i, _E_CONNECT)
+            # One request in flight per target (many slaves take no pipelining): every
+            # target's reply is awaited in a task of its own, each with the full
+            # timeout, so a silent one costs the others nothing but the wait; then
+            # the next chunk.
+            waits = [asyncio.create_task(self._answer(i, tid, timeout))
+                     for i in range(_MAX_TCP) if live >> i & 1]
+            if port is not None:
+                await self._rtu_chunk(port, ln)
+            for w in waits:
+                await w
+            for i in range(_MAX_TCP):
+                if self._streams[i] is None:       # failed (dropped) in this chunk
+                    live &= ~(1 << i)
+        for i in range(_MAX_TCP):
+            if live >> i & 1:
+                self._good(i)
+        self.rounds += 1
+        self._update_silent()
+
+    # ---- RTU ----
+    async def _rtu_chunk(self, port, ln):
+        """This chunk (already in the buffer) to every RTU slave of the port."""
+        b = self.buf
+        now = self.clock.ticks_ms()
+        slaves = self.cfg["rtu"]["slaves"]
+        for j in range(_MAX_RTU):
+            addr = slaves[j]
+            i = _RTU_BASE + j
+            if not addr or not self._due(i, now):
+                continue
+            b[6] = addr
+            c = crc.crc16(b, 6, ln)          # RTU ADU: buf[6:ln + 2], CRC low byte first
+            b[ln] = c & 0xFF
+            b[ln + 1] = c >> 8
+            n = ln - 4
+            # The bus silent for t3.5 between frames (Modbus over Serial Line 2.5.1.1:
+            # 3.5 characters, 1.75 ms fixed above 19200 baud), then drop line noise.
+            await asyncio.sleep_ms(max(2, port.char_us * 7 // 2000 + 1))
+            while port.read_now(self.mv[_RX_RTU:]):
+                pass
+            await port.send(self.mv[6:], n)
+            try:
+                code = await asyncio.wait_for_ms(self._rtu_reply(port, addr),
+                                                 self.cfg["timeout_ms"])
+            except asyncio.TimeoutError:
+                code = _E_TIMEOUT
+            if code:
+                self._bad(i, code)
+            else:
+                self._good(i)
+
+    async def _rtu_reply(self, port, addr):
+        rx = self.mv[_RX_RTU:]
+        got = 0
+        need = 5
+        while got < need:
+            got += await port.recv(rx[got:8])
+            if got >= 2:
+                need = 8 if rx[1] == 16 else 5
+        c = crc.crc16(self.buf, _RX_RTU, _RX_RTU + need - 2)
+        if rx[0] != addr or rx[need - 2] != c & 0xFF or rx[need - 1] != c >> 8:
+            return _E_REPLY
+        if rx[1] != 16:
+            return rx[2] if rx[1] == 0x90 and rx[2] else _E_REPLY
+        return 0
+
+    # ---- the task ----
+    async def run(self):
+        seq = self.meter.front.seq
+        while True:
+            await asyncio.sleep_ms(_POLL_MS)
+            f = self.meter.front
+            if f.seq == seq or self.cfg is None:
+                continue
+            seq = f.seq
+            if not self.chunks or not self._targets():
+                continue
+            self._connect_due()      # every cycle: connected before the interval ends
+            mode = self.cfg["mode"]
+            if mode != "cycle":
+                if self._t0 is None:       # the interval starts after this snapshot
+                    self._t0 = f.t_ms
+                    if self.mean is not None:
+                        self.mean.reset()
+                    continue
+                if self.mean is not None:
+                    self.mean.add(f)
+                if ticks_diff(f.t_ms, self._t0) < self.cfg["interval_s"] * 1000:
+                    continue
+                self._t0 = f.t_ms
+                if self._busy:             # the last push still out: skip this one
+                    self.skipped += 1
+                    if self.mean is not None:
+                        self.mean.reset()
+                    continue
+                if self.mean is not None:
+                    self.mean.finish(f)
+                    self.mean.reset()
+            elif self._busy:
+                self.skipped += 1
+                continue
+            # The round runs beside this loop, so every cycle still reaches the mean
+            # while slaves answer (or time out).
+            self._busy = True
+            asyncio.create_task(self._push())
+
+    async def _push(self):
+        try:
+            await self._round()
+        finally:
+            self._busy = False
+
+    def _targets(self):
+        p = self.cfg
+        for t in p["tcp"]:
+            if t is not None and t["enabled"]:
+                return True
+        return self.port() is not None and any(p["rtu"]["slaves"])
+
+    # ---- the status space (0xD000..0xD1FF, read-only; firmware/modbus/space.py) ----
+    def _reg(self, a):
+        if a == 0:
+            n = 0
+            for i in range(_MAX_TCP + _MAX_RTU):
+                n += self.state[i] & 3 == _ST_ERROR
+            return n
+        if a == 1 or a == 2:
+            return (self.rounds >> 16 if a == 1 else self.rounds) & 0xFFFF
+        if a == 3:
+            return PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
+        i, k = (a - _STATUS_TARGETS) >> 3, (a - _STATUS_TARGETS) & 7
+        if a < _STATUS_TARGETS or i >= _MAX_TCP + _MAX_RTU or k > 5:
+            return 0
+        if k == 0:
+            return self.state[i] & 3
+        if k == 1:
+            return self.h[i]
+        v = self.c[i if k < 4 else _N + i]
+        return (v >> 16 if k & 1 == 0 else v) & 0xFFFF
+
+    def read(self, addr, count, out, off):
+        if addr < _STATUS_BASE or addr + count - 1 > _STATUS_END:
+            return 2
+        for k in range(count):
+            v = self._reg(addr + k - _STATUS_BASE)
+            out[off + 2 * k] = v >> 8
+            out[off + 2 * k + 1] = v & 0xFF
+        return 0
+
+    def write(self, addr, count, src, soff, ctx=None):
+        return 2         # read-only: as a read-only config row (regmaps/device.py)
+
+    def close(self):
+        for i in range(_MAX_TCP):
+            self._drop(i)
