@@ -187,3 +187,19 @@ def test_unknown_board_named():
     with pytest.raises(deploy.DeployError) as e:
         deploy.board_arch("nosuch")
     assert "'nosuch'" in str(e.value) and "sim" in str(e.value)
+
+
+@pytest.mark.parametrize("arch,code", [("armv6m", 4), ("xtensawin", 10)])
+def test_native_modules_built_for_the_board(monkeypatch, tmp_path, arch, code):
+    """The *_viper modules carry native code for the board's CPU: the .mpy header's arch
+    field (MicroPython docs, .mpy files: 4 ARMV6M for rp2040, 10 XTENSAWIN for esp32);
+    bytecode-only modules carry none (0)."""
+    monkeypatch.setitem(deploy.ARCH, "sim", arch)
+    monkeypatch.setattr(deploy, "sources", lambda board: [
+        "firmware/meterk_viper.py", "drivers/ade7880_viper.py", "firmware/events.py"])
+    files = deploy.build("sim", tmp_path)
+    heads = {p: f.read_bytes()[:4] for p, f in files.items() if p.endswith(".mpy")}
+    assert all(h[:2] == b"M\x06" for h in heads.values())
+    assert heads["firmware/meterk_viper.mpy"][2] >> 2 == code
+    assert heads["drivers/ade7880_viper.mpy"][2] >> 2 == code
+    assert heads["firmware/events.mpy"][2] >> 2 == 0
