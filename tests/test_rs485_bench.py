@@ -71,7 +71,7 @@ def test_crc_and_frames_match_pymodbus():
 def test_bench_passes_on_both_ports(host):
     rc, out, err = bench_run("--device", host["rs485_a"], "--baud", "38400", "--parity", "N",
                              "--stop", "2", "--address", "1", "--count", "3", "--progress",
-                             "--timeout", "0.5")
+                             "--timeout", "2", "--silence", "0.3")
     assert rc == 0, out + err
     assert "RESULT PASS" in out and "FAIL" not in out
     n = len(bench.blocks())
@@ -80,12 +80,14 @@ def test_bench_passes_on_both_ports(host):
     assert "p50" in out and "p99" in out
     assert "%d/%d requests" % (3 * n, 3 * n) in err    # the progress bar's last state
     rc, out, err = bench_run("--device", host["rs485_b"], "--baud", "19200", "--parity", "E",
-                             "--stop", "1", "--address", "247", "--timeout", "0.5")
+                             "--stop", "1", "--address", "247", "--timeout", "2",
+                             "--silence", "0.3")
     assert rc == 0 and "RS485 B matches" in out, out + err
 
 
 def test_wrong_baud_fails_clearly(host):
-    rc, out, err = bench_run("--device", host["rs485_a"], "--baud", "9600", "--timeout", "0.5")
+    rc, out, err = bench_run("--device", host["rs485_a"], "--baud", "9600", "--timeout", "2",
+                             "--silence", "0.3")
     assert rc == 1 and "RESULT FAIL" in out, out + err
     assert "FAIL  line settings: no enabled RS485 port of the meter is set to address 1 " \
         "9600 8N2 (A: on address 1 38400 8N2" in out

@@ -99,6 +99,7 @@ class Line:
         self.t15, self.t35 = t15_t35(baud, parity, stop)
         self.char = char_s(baud, parity, stop)
         self.timeout = timeout
+        self.silence = timeout
 
     def _quiet(self):
         # The bus is silent for t3.5 before a request; whatever came late is dropped.
@@ -140,9 +141,10 @@ class Line:
             return data, "bad CRC or short frame (%d bytes)" % len(data), dt
         return data, None, dt
 
-    def silent(self, wait=None):
-        """True when nothing arrives within wait (default: the reply timeout)."""
-        self.s.timeout = wait or self.timeout
+    def silent(self):
+        """True when nothing arrives within the silence wait (--silence, default the
+        reply time-out)."""
+        self.s.timeout = self.silence
         try:
             return self.s.read(1) == b""
         finally:
@@ -226,6 +228,8 @@ def run(a, out=sys.stdout, err=sys.stderr):
     except Exception as e:       # pyserial's SerialException and OSError
         print("ERROR cannot open %s: %s" % (a.device, e), file=err)
         return 2, rep
+    if a.silence:
+        line.silence = a.silence
     blks = blocks()
     # First contact: when the first block gets no good reply at all, say what to check.
     regs, e, _ = read_regs(line, a.address, blks[0][1], blks[0][2], blks[0][3])
@@ -278,7 +282,9 @@ def run(a, out=sys.stdout, err=sys.stderr):
     data, e, _ = line.reply(3)
     rep.add("gaps below t1.5 inside a frame: one frame", e is None and data[0] == a.address,
             e or "answered")
-    gap = max(10 * line.t35, 0.02)
+    # Ten times t3.5, at least 20 ms; 300 ms on a pty: the host is no real-time system,
+    # and a firmware process held off the CPU longer than the gap reads both parts at once.
+    gap = max(10 * line.t35, 0.3 if line.pty else 0.02)
     line.send(req, split=3, gap=gap)
     quiet = line.silent()
     regs, e, _ = read_regs(line, a.address, 3, blks[0][2], 2)
@@ -303,6 +309,8 @@ def main(argv=None):
     ap.add_argument("--address", type=int, default=1)
     ap.add_argument("--count", type=int, default=1, help="rounds over every map")
     ap.add_argument("--timeout", type=float, default=1.0, help="reply time-out, s")
+    ap.add_argument("--silence", type=float, default=None,
+                    help="how long no reply counts as none, s (default: --timeout)")
     ap.add_argument("--progress", action="store_true", help="progress bar even off a tty")
     a = ap.parse_args(argv)
     if not 1 <= a.address <= 247:
