@@ -208,3 +208,14 @@ def test_native_modules_built_for_the_board(monkeypatch, tmp_path, arch, code):
     assert heads["firmware/meterk_viper.mpy"][2] >> 2 == code
     assert heads["drivers/ade7880_viper.mpy"][2] >> 2 == code
     assert heads["firmware/events.mpy"][2] >> 2 == 0
+
+
+@pytest.mark.parametrize("board", [b for b in deploy.boards() if b != "sim"])
+def test_real_board_tree(tmp_path, board):
+    """A real board's tree: its own modules and the shared ones, built for its CPU, and
+    nothing host-only (boards/sim, tools, tests)."""
+    files = deploy.build(board, tmp_path)
+    assert "boards/%s/board.mpy" % board in files and "firmware/app.mpy" in files
+    assert "boards/contract.mpy" in files
+    assert not [p for p in files if p.startswith(("boards/sim/", "tools/", "tests/"))]
+    assert not [p for p in files if p.endswith("manifest.mpy")]

@@ -4,7 +4,7 @@
     python tools/deploy.py --port socket://127.0.0.1:7000 --board sim --root /tmp/dev
     python tools/deploy.py --port P logs | repl | backup --out F | restore --in F
 
-deploy: precompiles firmware/, drivers/, boards/contract.py and boards/<BOARD>/ with
+deploy: precompiles firmware/, drivers/, boards/*.py and boards/<BOARD>/ with
 mpy-cross for the board's architecture (ARCH; the *_viper modules carry native code for
 it), hashes what is on the device (sha256, computed there), copies only the files that
 differ (making directories), removes stale modules under firmware/, drivers/, boards/,
@@ -67,9 +67,8 @@ def sources(board):
     for d in ("firmware", "drivers", "boards/" + board):
         out += sorted(str(p.relative_to(ROOT)) for p in (ROOT / d).rglob("*.py")
                       if p.name != "manifest.py" and "__pycache__" not in p.parts)
-    for f in ("boards/contract.py", "boards/__init__.py"):
-        if (ROOT / f).exists():
-            out.append(f)
+    # boards/*.py: the contract and what the real boards share (boards/realboard.py)
+    out += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "boards").glob("*.py"))
     return out
 
 

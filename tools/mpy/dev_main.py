@@ -1,19 +1,22 @@
 """main.py that tools/deploy.py writes to a board: boots the board named in /board.txt.
 
 /board.txt holds the name of a boards/ directory (e.g. rp2040_w5500); its board.py
-offers the board class (the one whose `name` is that name, built without arguments:
-boards/contract.py). The App then runs as on the host (firmware/app.py). The sim board
+offers the board class (`Board`, built without arguments: boards/contract.py). The App then runs as on the host (firmware/app.py). The sim board
 does not boot from here: the unix port runs boards/sim/run.py (README, Deploying).
 """
 import asyncio
 
 
 def board_class(name):
+    """`Board` of boards/<name>/board.py, else its class whose `name` is <name>."""
     mod = __import__("boards.%s.board" % name, None, None, ("board",))
+    cls = getattr(mod, "Board", None)
+    if isinstance(cls, type):
+        return cls
     for v in mod.__dict__.values():
         if isinstance(v, type) and getattr(v, "name", None) == name:
             return v
-    raise ValueError("boards/%s/board.py has no board class named %r" % (name, name))
+    raise ValueError("boards/%s/board.py has no class Board" % name)
 
 
 async def _run(board):

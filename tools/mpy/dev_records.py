@@ -81,12 +81,15 @@ def _exists(vfs, path):
 
 
 def _board_calibration(board):
+    """CALIBRATION of the board class (`Board`, else the class named after the board)."""
     mod = __import__("boards.%s.board" % board, None, None, ("board",))
+    cls = getattr(mod, "Board", None)
+    if isinstance(cls, type) and hasattr(cls, "CALIBRATION"):
+        return cls.CALIBRATION
     for v in mod.__dict__.values():
         if isinstance(v, type) and getattr(v, "name", None) == board and hasattr(v, "CALIBRATION"):
             return v.CALIBRATION
-    raise ValueError("boards/%s/board.py has no board class named %r with CALIBRATION"
-                     % (board, board))
+    raise ValueError("boards/%s/board.py has no board class with CALIBRATION" % board)
 
 
 def seed(board, cfg_json):
