@@ -28,7 +28,7 @@ async def _run(board):
 
 
 def main():
-    with open("/board.txt") as f:
+    with open("board.txt") as f:     # the current directory: "/" at boot
         name = f.read().strip()
     asyncio.run(_run(board_class(name)()))
 
