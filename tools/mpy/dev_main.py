@@ -19,18 +19,27 @@ def board_class(name):
     raise ValueError("boards/%s/board.py has no class Board" % name)
 
 
-async def _run(board):
-    from firmware.app import App
-    app = App(board)
+async def _serve(app):
     await app.start()
     while True:
         await asyncio.sleep(3600)
 
 
 def main():
+    from firmware.app import App
     with open("board.txt") as f:     # the current directory: "/" at boot
         name = f.read().strip()
-    asyncio.run(_run(board_class(name)()))
+    app = App(board_class(name)())
+    try:
+        asyncio.run(_serve(app))
+    except KeyboardInterrupt:
+        # mpremote (deploy, backup, logs, repl) stops the firmware with Ctrl-C: write
+        # a last counter record and the pending events first, as the host run does at
+        # a clean stop (the loop is gone: only these two).
+        if app.store is not None:
+            app.store.close()
+            app.evlog.flush()
+        print("stopped")
 
 
 main()
