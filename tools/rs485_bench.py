@@ -6,7 +6,8 @@
 Our own RTU master (pyserial for the line; framing and CRC written here from the
 Modbus over Serial Line spec V1.02, section 2.5.1 and appendix B). It checks:
 - every block of every map (KSEM FC 03, SunSpec FC 03, SDM630 FC 04, the config block
-  FC 03; the blocks come from docs/registers/*.csv, the published maps) answers with a
+  FC 03; the blocks come from docs/registers/*.csv, the published maps; and the event
+  log's header and window at 0xC400) answers with a
   good CRC, the right address, function and byte count; --count N repeats the round
   (progress bar on stderr) and the report gives response-time percentiles;
 - the meter's own RS485 settings (config block) name this line's baud, parity, stop
@@ -32,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MAPS = (("KSEM", "ksem", 3), ("SunSpec", "sunspec", 3), ("SDM630", "sdm630", 4),
         ("config", "config", 3))
 MAX_REGS = 80            # the SDM630's limit per request; under FC 03's 125 as well
-PARITY = {"N": 0, "E": 1, "O": 2}
+# The event log (README "Event log"; not in docs/registers): header and the window.
+EXTRA = (("event log", 3, 0xC400, 16), ("event log", 3, 0xC410, 64))
 
 
 def crc16(data):
@@ -85,6 +87,7 @@ def blocks(root=ROOT):
             end = a + n
         if start is not None:
             out.append((name, fc, start, end - start))
+    out += EXTRA
     return out
 
 
