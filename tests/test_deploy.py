@@ -8,7 +8,9 @@ the deployed tree alone boots the firmware with the sim board (MICROPYPATH = DIR
 Unix port only: sockets, ptys and littlefs (README, Runtimes).
 """
 import binascii
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -59,11 +61,13 @@ def vdev(tmp_path_factory):
 
 
 def tool(vdev, *args):
+    """tools/deploy.py's main in this process (what `make deploy` etc. run):
+    (exit status, stdout, stderr)."""
     url, root, build = vdev
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "deploy.py"), *args,
-                        "--port", url, "--root", str(root)],
-                       capture_output=True, text=True, timeout=240, cwd=str(ROOT))
-    return r.returncode, r.stdout, r.stderr
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = deploy.main([*args, "--port", url, "--root", str(root)])
+    return rc, out.getvalue(), err.getvalue()
 
 
 def copied(out):
