@@ -15,7 +15,8 @@ HOST := 127.0.0.1
 endif
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench soak clean socat wasm32 mosquitto umqtt
+.PHONY: setup run test bench soak clean socat wasm32 mosquitto umqtt deploy repl logs backup \
+	restore rs485-bench need-port
 
 setup: $(STAMP) socat wasm32 mosquitto umqtt
 
@@ -75,6 +76,40 @@ bench: setup
 # Ten years of 1 s energy increments through the real counter code (slow: minutes).
 soak: setup
 	MICROPYPATH=.frozen:$(CURDIR) $(MICROPYTHON) tools/mpy/soak_energy.py 1 50000
+
+# A board over USB (PORT=/dev/ttyACM0) or the unix port behind socat (PORT=socket://..,
+# ROOT=dir): README "Deploying to a board". BOARD: a boards/ directory with a board.py.
+DEPLOY := $(PY) tools/deploy.py --port $(PORT) $(if $(ROOT),--root $(ROOT))
+need-port:
+	@test -n "$(PORT)" || { echo "PORT=<device> is needed (e.g. /dev/ttyACM0, socket://127.0.0.1:7000)"; exit 2; }
+
+deploy: $(STAMP) need-port
+	@test -n "$(BOARD)" || { echo "BOARD=<name> is needed: $$(cd boards && ls */board.py | sed 's,/board.py,,' | tr '\n' ' ')"; exit 2; }
+	$(DEPLOY) deploy --board $(BOARD) $(if $(CONFIG),--config $(CONFIG))
+
+repl: $(STAMP) need-port
+	$(DEPLOY) repl
+
+logs: $(STAMP) need-port
+	$(DEPLOY) logs
+
+backup: $(STAMP) need-port
+	@test -n "$(OUT)" || { echo "OUT=<file> is needed"; exit 2; }
+	$(DEPLOY) backup --out $(OUT)
+
+restore: $(STAMP) need-port
+	@test -n "$(IN)" || { echo "IN=<file> is needed"; exit 2; }
+	$(DEPLOY) restore --in $(IN)
+
+# RS485 bench test of a meter on a serial line (README "RS485 bench test").
+BAUD ?= 38400
+PARITY ?= N
+STOP ?= 2
+ADDR ?= 1
+COUNT ?= 100
+rs485-bench: $(STAMP) need-port
+	$(PY) tools/rs485_bench.py --device $(PORT) --baud $(BAUD) --parity $(PARITY) \
+	  --stop $(STOP) --address $(ADDR) --count $(COUNT)
 
 clean:
 	rm -rf $(VENV) lib run bench/results.json .pytest_cache tools/wasm/node_modules
