@@ -45,7 +45,15 @@ EV_BOOT = const(28)                # booted; arg: the board's reset cause (machi
 EV_LOG_CORRUPT = const(29)         # torn or corrupt event records skipped at boot (arg: count)
 EV_LOG_FAILED = const(30)          # events could not be written to flash (arg: errno)
 EV_LOG_LOST = const(31)            # events dropped from RAM before a flush (arg: count)
-N_CODES = const(32)
+# Clock, tariffs and demand (firmware/walltime.py, tariff.py, demand.py): 32..39.
+EV_CLOCK_SET = const(32)           # the wall clock was set; arg: source (1 RTC, 2 SNTP, 3 Modbus)
+EV_SNTP_FAILED = const(33)         # an SNTP query failed; arg: firmware/walltime.py E_* code
+EV_TIME_UNKNOWN = const(34)        # booted without a valid time: records are untimed
+EV_TARIFF_CORRUPT = const(35)      # the tariff/demand record on flash was unreadable
+EV_OVERRUN = const(36)             # overrun warning closed (period power > k x Ps); arg: class
+EV_OVERRUN_END = const(37)         # overrun warning opened again; arg: class
+EV_BILLING_CLOSED = const(38)      # a billing period closed (current -> previous)
+N_CODES = const(64)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
                "button_restart", "button_password", "button_network", "overload")
@@ -53,7 +61,9 @@ EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_m
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
                   "unlock_failed", "locked_out", "config_changed", "device_reset",
-                  "boot", "log_corrupt", "log_failed", "log_lost"))
+                  "boot", "log_corrupt", "log_failed", "log_lost",
+                  "clock_set", "sntp_failed", "time_unknown", "tariff_corrupt", "overrun",
+                  "overrun_end", "billing_closed"))
 
 
 def event_name(code):

@@ -138,7 +138,7 @@ print("@@JSON", json.dumps({"names": names, "n": events.N_CODES, "count": log.co
 """)
     assert res["names"] == ["counters_restored", "record_corrupt", "supply_fail",
                             "persist_failed"]
-    assert res["n"] == 32 and res["count"] == 1
+    assert res["n"] == 64 and res["count"] == 1
     assert res["default"] == 60 and res["ok"] == [10, 3600]
     assert len(res["errs"]) == 5 and all("storage.persist_s" in m for m in res["errs"])
 
