@@ -30,7 +30,7 @@ def run(seconds_watts, cls=0, month=0):
             d.tick(t, month, cls, 1000)
             out['warn'].append(d.warning)
 t = t0
-d.tick(t, 0, 0, 1000)
+d.tick(t, 0, 0, 0)
 %s
 out['max'] = list(d.max_w); out['t'] = list(d.max_t); out['over'] = list(d.over_s)
 out['pin'] = pin.v; out['s5'] = d.s5_va; out['last'] = d.last_w
