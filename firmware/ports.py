@@ -94,7 +94,8 @@ class ModbusPorts:
         # The holding-register address ranges, in one place (inclusive).
         ranges = ((0x0000, 0xBFFF, meas),          # KSEM, PnP, SunSpec: never writable
                   (0xC000, 0xC3FF, self.device),   # config (firmware/regmaps/device.py)
-                  (0xC400, 0xC7FF, self.evspace))  # event log (firmware/regmaps/eventlog.py)
+                  (0xC400, 0xC7FF, self.evspace),  # event log (firmware/regmaps/eventlog.py)
+                  (0xC800, 0xCBFF, getattr(self.device, "records_space", None)))  # regmaps/records.py
         holding = Routed(r for r in ranges if r[2] is not None)
         return holding, inputs, (idn["vendor"], idn["model"], VERSION)
 
