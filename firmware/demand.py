@@ -5,7 +5,7 @@ and billing period (current, previous; a billing period is a calendar month, loc
     d = Demand(meter.energy, events, clock, pin=getattr(board, "overrun_out", None))
     d.configure(cfg)            # records.period_min, demand.ps_w, demand.k_pct
     d.tick(utc_s, local_s, cls, dt_ms)   # once a second, in a task (never in the cycle)
-    d.max_w[BILL * cls], d.max_t[...], d.over_s[...]   # BILL 0 current, 1 previous
+    d.v[MAX_W + 2 * cls + b], d.v[MAX_T + ...], d.v[OVER_S + ...]   # b 0 current, 1 previous
     d.warning, d.s5_va          # overrun warning; apparent power, last 5 minutes
 
 Integration periods are aligned to the clock (UTC :00, :10, ... for 10 min; every zone in
@@ -28,6 +28,14 @@ CLASSES = const(6)
 _E_IMPORT = const(24)          # firmware/snapshot.py: TOTAL block, E_ACTIVE_IMPORT
 _E_VA = const(30)              # E_APPARENT_IMPORT; +1 E_APPARENT_EXPORT
 _MILLI = const(1000000)
+# One array for the lasting values (one heap object): per class c and bill b (0 current,
+# 1 previous) at 2c + b: max power W, its period's start UTC, overrun s; then the bills'
+# start UTC and the apparent mVAh of the last 5 minutes.
+MAX_W = const(0)
+MAX_T = const(12)
+OVER_S = const(24)
+BILL_T = const(36)
+MIN_VA = const(38)
 
 
 class Demand:
@@ -36,14 +44,10 @@ class Demand:
         self.events = events
         self.clock = clock
         self.pin = pin
-        n = 2 * CLASSES                 # [class * 2 + 0] current, [class * 2 + 1] previous
-        self.max_w = array("l", [0] * n)
-        self.max_t = array("L", [0] * n)
-        self.over_s = array("L", [0] * n)
-        self.bill_start = array("L", [0, 0])   # UTC of the current and previous starts
+        self.v = array("L", [0] * (MIN_VA + 5))
         self._p = array("i", bytes(4 * 6))       # totals (hi, lo): import, VA import/export
         self.period_s = 600
-        self.ps_w = [0] * CLASSES
+        self.ps_w = (0,) * CLASSES      # the config's list once configured
         self.k_pct = 90
         self.e_mwh = 0                  # import energy in the running period
         self.period = -1                # running period number (utc // period_s)
@@ -52,7 +56,6 @@ class Demand:
         self.last_w = 0                 # average power of the last whole period
         self.hold = False               # the last whole period exceeded k x Ps
         self.warning = False
-        self._min = array("l", [0] * 5)   # apparent mVAh of the last 5 minutes
         self._mi = 0
         self._ms = 0                    # ms into the current minute
         self._va = 0                    # mVAh in the current minute
@@ -61,7 +64,7 @@ class Demand:
 
     def configure(self, cfg):
         self.period_s = cfg["records"]["period_min"] * 60
-        self.ps_w = list(cfg["demand"]["ps_w"])
+        self.ps_w = cfg["demand"]["ps_w"]
         self.k_pct = cfg["demand"]["k_pct"]
 
     def mark(self):
@@ -104,12 +107,13 @@ class Demand:
         w = (self.e_mwh * 7200 + 1000 * T) // (2000 * T)   # mWh over T s -> W, half up
         self.last_w = w
         i = 2 * self.cls
-        if w > self.max_w[i]:
-            self.max_w[i] = w
-            self.max_t[i] = self.period * T
+        v = self.v
+        if w > v[MAX_W + i]:
+            v[MAX_W + i] = w
+            v[MAX_T + i] = self.period * T
         ps = self.ps_w[self.cls]
         if ps and self.e_mwh * 3600 > ps * 1000 * T:
-            self.over_s[i] += T
+            v[OVER_S + i] += T
         self.hold = ps > 0 and self.e_mwh * 3600 * 100 > self.k_pct * ps * 1000 * T
 
     def _warn(self):
@@ -127,15 +131,14 @@ class Demand:
 
     def _new_bill(self, month, utc_s):
         if self.month >= 0:
-            for c in range(CLASSES):
-                for a in (self.max_w, self.max_t, self.over_s):
-                    a[2 * c + 1] = a[2 * c]
-                    a[2 * c] = 0
-            self.bill_start[1] = self.bill_start[0]
+            v = self.v
+            for i in range(0, BILL_T + 1, 2):      # every pair, the bills' starts too
+                v[i + 1] = v[i]
+                v[i] = 0
             if self.events is not None:
                 self.events.add(self.clock.ticks_ms() if self.clock else 0,
                                 EV_BILLING_CLOSED)
-        self.bill_start[0] = utc_s
+        self.v[BILL_T] = utc_s
         self.month = month
 
     def _apparent(self, dva, dt_ms):
@@ -143,10 +146,10 @@ class Demand:
         self._ms += dt_ms
         if self._ms >= 60000:
             self._ms -= 60000
-            self._min[self._mi] = self._va
+            self.v[MIN_VA + self._mi] = self._va
             self._mi = (self._mi + 1) % 5
             self._va = 0
             s = 0
-            for v in self._min:
-                s += v
+            for i in range(MIN_VA, MIN_VA + 5):
+                s += self.v[i]
             self.s5_va = s * 3600 // (1000 * 300)    # mVAh over 300 s -> VA

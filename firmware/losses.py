@@ -31,6 +31,7 @@ C_Q_SUPPLIED = const(3)
 _D = const(360000000)         # fraction units per mWh
 _TOTAL0 = const(24)           # firmware/snapshot.py: block TOTAL x NE
 _MILLI = const(1000000)
+_P = const(12)
 
 
 def kj_permille(pcc_w, sr_kva, line_num=0, line_den=1):
@@ -53,10 +54,9 @@ def kj_permille(pcc_w, sr_kva, line_num=0, line_den=1):
 class Losses:
     def __init__(self, energy):
         self.energy = energy
-        self.hi = array("i", bytes(16))
-        self.lo = array("i", bytes(16))
-        self.frac = [0, 0, 0, 0]          # in 1/_D mWh
-        self._p = array("i", bytes(48))   # measured totals (hi, lo) at the last tick
+        # corrected counters: kWh at [i], mWh at [4 + i], fraction in 1/_D mWh at
+        # [8 + i]; the measured totals (kWh, mWh) at the last tick at [_P + 2k]
+        self.c = array("i", bytes(4 * (_P + 12)))
         self.kj_i = self.kj_e = 1000
         self.kf_w = 0
         self.ktg = 9
@@ -73,30 +73,32 @@ class Losses:
     def mark(self):
         e = self.energy
         for k in range(6):
-            self._p[2 * k] = e.hi[_TOTAL0 + k]
-            self._p[2 * k + 1] = e.lo[_TOTAL0 + k]
+            self.c[_P + 2 * k] = e.hi[_TOTAL0 + k]
+            self.c[_P + 2 * k + 1] = e.lo[_TOTAL0 + k]
 
     def _delta(self, k):
         e = self.energy
+        c = self.c
         h = e.hi[_TOTAL0 + k]
         lo = e.lo[_TOTAL0 + k]
-        d = (h - self._p[2 * k]) * _MILLI + lo - self._p[2 * k + 1]
-        self._p[2 * k] = h
-        self._p[2 * k + 1] = lo
+        d = (h - c[_P + 2 * k]) * _MILLI + lo - c[_P + 2 * k + 1]
+        c[_P + 2 * k] = h
+        c[_P + 2 * k + 1] = lo
         return d
 
     def _add(self, i, units):
         """Add units/_D mWh (>= 0) to corrected counter i."""
-        f = self.frac[i] + units
+        c = self.c
+        f = c[8 + i] + units
         m = f // _D
-        self.frac[i] = f - m * _D
+        c[8 + i] = f - m * _D
         if m:
-            lo = self.lo[i] + m
+            lo = c[4 + i] + m
             if lo >= _MILLI:
                 q = lo // _MILLI
                 lo -= q * _MILLI
-                self.hi[i] += q
-            self.lo[i] = lo
+                c[i] += q
+            c[4 + i] = lo
 
     def tick(self, dt_ms):
         d = [self._delta(k) for k in range(6)]     # import, export, Q1..Q4 (mWh)
@@ -126,4 +128,4 @@ class Losses:
             self._add(C_Q_SUPPLIED, -q)
 
     def milli(self, i):
-        return self.hi[i] * _MILLI + self.lo[i]
+        return self.c[i] * _MILLI + self.c[4 + i]

@@ -25,19 +25,17 @@ from firmware.demand import Demand
 from firmware.events import EV_TARIFF_CORRUPT, EV_TIME_UNKNOWN
 from firmware.losses import Losses
 from firmware.persist import crc32
-from firmware.tariff import Tariff, KINDS, MAX_CLASSES
+from firmware.tariff import Tariff, MAX_CLASSES
 from firmware.walltime import WallClock, sntp_task
 
 _MAGIC = b"RT01"
-_N_T = const(36)               # MAX_CLASSES x KINDS
-_FMT = "<4s36i36i12iB16i4i12i12l12L12L2LiI"   # see _pack
+# magic, tariff class, billing month, then tariff.c (84), losses.c (24), demand.v (43)
+_FMT = "<4sBi84i24i43I"
 _PATH = "/rtime"
 
 
 class RecTime:
     def __init__(self, energy, events, board, vfs=None, persist_s=60):
-        self.board = board
-        self.clock = board.clock
         self.events = events
         self.vfs = vfs
         self.persist_s = persist_s
@@ -47,15 +45,12 @@ class RecTime:
         self.tariff = Tariff(energy)
         self.demand = Demand(energy, events, board.clock, getattr(board, "overrun_out", None))
         self.losses = Losses(energy)
-        self.z = (0, False)
         self.cfg = None
-        self.restored = False
         self.restore()
 
     def configure(self, cfg):
         self.cfg = cfg
-        self.z = tz.zone(cfg["time"]["tz"])
-        self.tariff.configure(cfg)
+        self.tariff.configure(cfg)          # and the zone: tariff.z
         self.demand.configure(cfg)
         self.losses.configure(cfg["losses"])
         self.persist_s = cfg["storage"]["persist_s"]
@@ -66,14 +61,14 @@ class RecTime:
         cls = self.tariff.tick(utc)
         month = -1
         if utc is not None:
-            y, mo = tz.fields(utc + tz.offset(self.z, utc))[:2]
+            y, mo = tz.fields(utc + tz.offset(self.tariff.z, utc))[:2]
             month = y * 12 + mo - 1
         self.demand.tick(utc, month, cls, dt_ms)
         self.losses.tick(dt_ms)
 
     async def run(self):
         import asyncio
-        clock = self.clock
+        clock = self.wall.clock
         last = clock.now_us()
         saved = last
         while True:
@@ -96,10 +91,8 @@ class RecTime:
     # ---- the record ----
     def _pack(self):
         t, lc, d = self.tariff, self.losses, self.demand
-        return struct.pack(_FMT, _MAGIC, *(list(t.hi) + list(t.lo) + [
-            v for k in range(KINDS) for v in (t._phi[k], t._plo[k])] + [t.cls]
-            + list(lc.hi) + list(lc.lo) + list(lc.frac) + list(lc._p) + list(d.max_w)
-            + list(d.max_t) + list(d.over_s) + list(d.bill_start) + [d.month, 0]))
+        return struct.pack(_FMT, _MAGIC, t.cls, d.month, *(list(t.c) + list(lc.c) +
+                                                           list(d.v)))
 
     def save(self):
         if self.vfs is None:
@@ -128,35 +121,26 @@ class RecTime:
             if len(b) == n + 4 and b[:4] == _MAGIC and \
                     struct.unpack("<I", b[n:])[0] == crc32(b[:n]):
                 self._load(struct.unpack(_FMT, b[:n]))
-                self.restored = True
                 return
-            self.events.add(self.clock.ticks_ms(), EV_TARIFF_CORRUPT)
+            self.events.add(self.wall.clock.ticks_ms(), EV_TARIFF_CORRUPT)
 
     def _load(self, v):
         t, lc, d = self.tariff, self.losses, self.demand
-        i = 1
-        for a in (t.hi, t.lo):
-            for k in range(_N_T):
-                a[k] = v[i]
-                i += 1
-        for k in range(KINDS):
-            t._phi[k] = v[i]
-            t._plo[k] = v[i + 1]
-            i += 2
-        t.cls = v[i] if v[i] < MAX_CLASSES else 0
-        i += 1
-        for a in (lc.hi, lc.lo, lc.frac, lc._p, d.max_w, d.max_t, d.over_s, d.bill_start):
+        t.cls = v[1] if v[1] < MAX_CLASSES else 0
+        d.month = v[2]
+        i = 3
+        for a in (t.c, lc.c, d.v):
             for k in range(len(a)):
                 a[k] = v[i]
                 i += 1
-        d.month = v[i]
         # Reconcile with the meter's restored totals (module doc): the difference goes
         # to (or comes back from) the class saved; the corrected counters carry on from
         # the saved totals when the meter is ahead, else from the meter's.
         t.sync()
         e = lc.energy
         for k in range(6):
-            if e.hi[24 + k] * 1000000 + e.lo[24 + k] < lc._p[2 * k] * 1000000 + lc._p[2 * k + 1]:
+            p = lc.c[12 + 2 * k] * 1000000 + lc.c[13 + 2 * k]     # losses.py _P
+            if e.hi[24 + k] * 1000000 + e.lo[24 + k] < p:
                 lc.mark()
                 break
         d.mark()

@@ -33,6 +33,8 @@ K_IMPORT = const(0)
 K_EXPORT = const(1)
 _TOTAL0 = const(24)              # firmware/snapshot.py: block TOTAL (3) x NE (8)
 _MILLI = const(1000000)
+_LO = const(36)                  # MAX_CLASSES x KINDS
+_BASE = const(72)
 # French public holidays on fixed dates (MMDD)
 FR_FIXED = (101, 501, 508, 714, 815, 1101, 1111, 1225)
 
@@ -85,11 +87,9 @@ def class_at(tc, local_s):
 class Tariff:
     def __init__(self, energy):
         self.energy = energy
-        n = MAX_CLASSES * KINDS
-        self.hi = array("i", bytes(4 * n))
-        self.lo = array("i", bytes(4 * n))
-        self._phi = array("i", bytes(4 * KINDS))     # totals at the last sync
-        self._plo = array("i", bytes(4 * KINDS))
+        # per counter i: kWh at [i], mWh 0..999999 at [_LO + i]; then the totals at the
+        # last sync (kWh, mWh) at [_BASE + 2k]: one array, one heap object
+        self.c = array("i", bytes(4 * (_BASE + 2 * KINDS)))
         self.cls = 0
         self.tc = None
         self.z = (0, False)
@@ -104,31 +104,35 @@ class Tariff:
     def mark(self):
         """Take the totals as they are now as the base of the next sync."""
         e = self.energy
+        c = self.c
         for k in range(KINDS):
-            self._phi[k] = e.hi[_TOTAL0 + k]
-            self._plo[k] = e.lo[_TOTAL0 + k]
+            c[_BASE + 2 * k] = e.hi[_TOTAL0 + k]
+            c[_BASE + 2 * k + 1] = e.lo[_TOTAL0 + k]
 
     def sync(self):
         """Add the totals' growth since the last sync to the current class."""
         e = self.energy
+        c = self.c
         b = self.cls * KINDS
         for k in range(KINDS):
             h = e.hi[_TOTAL0 + k]
             lo = e.lo[_TOTAL0 + k]
-            d = (h - self._phi[k]) * _MILLI + lo - self._plo[k]
+            j = _BASE + 2 * k
+            d = (h - c[j]) * _MILLI + lo - c[j + 1]
             if d:
-                self._phi[k] = h
-                self._plo[k] = lo
+                c[j] = h
+                c[j + 1] = lo
                 self.add(b + k, d)
 
     def add(self, i, d):
         """Add d mWh (may be negative, for a restore's reconciliation) to counter i."""
-        lo = self.lo[i] + d
+        c = self.c
+        lo = c[_LO + i] + d
         if lo >= _MILLI or lo < 0:
             q = lo // _MILLI
             lo -= q * _MILLI
-            self.hi[i] += q
-        self.lo[i] = lo
+            c[i] += q
+        c[_LO + i] = lo
 
     def tick(self, utc_s):
         self.sync()
@@ -143,4 +147,4 @@ class Tariff:
 
     def milli(self, cls, kind):
         i = cls * KINDS + kind
-        return self.hi[i] * _MILLI + self.lo[i]
+        return self.c[i] * _MILLI + self.c[_LO + i]

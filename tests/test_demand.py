@@ -32,7 +32,7 @@ def run(seconds_watts, cls=0, month=0):
 t = t0
 d.tick(t, 0, 0, 0)
 %s
-out['max'] = list(d.max_w); out['t'] = list(d.max_t); out['over'] = list(d.over_s)
+out['max'] = list(d.v[0:12]); out['t'] = list(d.v[12:24]); out['over'] = list(d.v[24:36])
 out['pin'] = pin.v; out['s5'] = d.s5_va; out['last'] = d.last_w
 out['ev'] = [[c, a] for _, c, a in ev.recent_args()]
 print('@@JSON'); import json; print(json.dumps(out))

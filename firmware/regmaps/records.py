@@ -71,7 +71,7 @@ class RecordsSpace:
             u = w.utc()
             if u is None:
                 return a, 1, 0
-            off = tz.offset(rt.z, u)
+            off = tz.offset(rt.tariff.z, u)
             if a == 0xC80D:
                 return a, 1, (off // 60) & 0xFFFF
             return a, 1, tz.fields(u + off)[a - 0xC806]
@@ -85,16 +85,14 @@ class RecordsSpace:
         if a < 0xC817:
             return a, 1, d.period_s // 60 if a == 0xC815 else 1 if rt.losses.enabled else 0
         if a < 0xC81B:
-            return (0xC817, 2, d.bill_start[0]) if a < 0xC819 else (0xC819, 2,
-                                                                     d.bill_start[1])
+            return (0xC817, 2, d.v[36]) if a < 0xC819 else (0xC819, 2, d.v[37])
         if _CLASS0 <= a < _DEM0:
             k = (a - _CLASS0) // 4
             return _CLASS0 + 4 * k, 4, rt.tariff.milli(k // 6, k % 6) // 100
         if _DEM0 <= a < _DEM0 + 72:
             k = (a - _DEM0) // 2            # 6 per class: cur max, t, over, prev ...
             c, j = k // 6, k % 6
-            arr = (d.max_w, d.max_t, d.over_s)[j % 3]
-            return _DEM0 + 2 * k, 2, arr[2 * c + j // 3]
+            return _DEM0 + 2 * k, 2, d.v[12 * (j % 3) + 2 * c + j // 3]   # demand.py MAX_W..
         if _CORR0 <= a < _CORR0 + 16:
             k = (a - _CORR0) // 4
             return _CORR0 + 4 * k, 4, rt.losses.milli(k) // 100
