@@ -72,12 +72,18 @@ DEFAULTS = {
     # day type 8 switch points [minute of day, class] (1440 = unused), seasons
     # [from MMDD, to MMDD, class shift] ([0, 0, 0] unused), holidays MMDD (0 unused).
     "tariff": {"classes": ["BASE", "", "", "", "", ""],
-               "wd": [[0, 0]] + [[1440, 0]] * 7, "sat": [[0, 0]] + [[1440, 0]] * 7,
-               "sun": [[0, 0]] + [[1440, 0]] * 7, "seasons": [[0, 0, 0], [0, 0, 0]],
-               "holidays": [0] * 16, "fr_holidays": False},
+               "wd": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
+                      [1440, 0], [1440, 0], [1440, 0]],
+               "sat": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
+                      [1440, 0], [1440, 0], [1440, 0]],
+               "sun": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
+                      [1440, 0], [1440, 0], [1440, 0]],
+               "seasons": [[0, 0, 0], [0, 0, 0]],
+               "holidays": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+               "fr_holidays": False},
     # Demand (firmware/demand.py): subscribed power Ps per class (W, 0 = none), the
     # warning threshold k in percent of Ps (Enedis: 80..100, default 90).
-    "demand": {"ps_w": [0] * 6, "k_pct": 90},
+    "demand": {"ps_w": [0, 0, 0, 0, 0, 0], "k_pct": 90},
     # Loss correction (firmware/losses.py, Enedis section 4): off by default; Joule
     # coefficients in per-mille (import 1000..1060, export 940..1000), iron losses in W,
     # tangent shift Ktg in hundredths (0.09 = 9).

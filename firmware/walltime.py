@@ -62,7 +62,8 @@ class WallClock:
         return None if ms is None else ms // 1000
 
     def set(self, utc_s, source, ms=0):
-        """Set the clock to utc_s (+ ms); logs clock_set (arg: source) with the step."""
+        """Set the clock to utc_s (+ ms); logs clock_set (arg: source; not for the RTC's
+        time at boot), the step in last_step_ms."""
         if not isinstance(utc_s, int) or not MIN_UTC <= utc_s < (1 << 32):
             raise ValueError("clock: UTC seconds must be 2020..2106, got %r" % (utc_s,))
         new = utc_s * 1000 + ms
@@ -72,7 +73,7 @@ class WallClock:
         self._base_ms = new
         self.source = source
         self.sets += 1
-        if self.events is not None:
+        if self.events is not None and source != SRC_RTC:   # the boot's RTC: no step
             self.events.add(self.clock.ticks_ms(), EV_CLOCK_SET, source)
 
 
