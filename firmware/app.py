@@ -209,8 +209,7 @@ class App:
 
     def _start_rectime(self, sup):
         sup.spawn("rtime", self.rectime.run)
-        if self.cfg["time"]["ntp_server"]:
-            sup.spawn("sntp", self.rectime.sntp)
+        sup.spawn("sntp", self.rectime.sntp)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # The button's sequences are logged and confirmed by two blinks, then handed to the

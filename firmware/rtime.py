@@ -4,7 +4,7 @@
     rt = RecTime(meter.energy, events, board, vfs)   # after the counters' restore
     rt.configure(cfg)                    # "time", "records", "tariff", "demand", "losses"
     sup.spawn("rtime", rt.run)           # tariff, demand, losses each second; save
-    sup.spawn("sntp", rt.sntp)           # when time.ntp_server is set
+    sup.spawn("sntp", rt.sntp)           # SNTP client for time.ntp_server ("" = none)
     rt.save()                            # also at stop
 
 Everything here runs in its own task from the meter's counters (never in the metering
@@ -84,9 +84,22 @@ class RecTime:
                     pass               # the next period tries again
 
     async def sntp(self):
-        t = self.cfg["time"]
-        if t["ntp_server"]:
-            await sntp_task(self.wall, t["ntp_server"], t["ntp_interval_s"])
+        """The SNTP client for the configured server, restarted when the config
+        changes (a new server, or one after a Kiss-o'-Death DENY)."""
+        import asyncio
+        while True:
+            cfg = self.cfg
+            t = cfg["time"]
+            task = None
+            if t["ntp_server"]:
+                task = asyncio.create_task(sntp_task(self.wall, t["ntp_server"],
+                                                     t["ntp_interval_s"]))
+            try:
+                while self.cfg is cfg:
+                    await asyncio.sleep(5)
+            finally:
+                if task is not None:
+                    task.cancel()
 
     # ---- the record ----
     def _pack(self):
