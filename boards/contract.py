@@ -24,6 +24,8 @@ attributes
                   a dedicated input detect it from the ADE7880's L1 voltage instead)
   bus_overload    optional (may be absent): Pin-like input, 0 while the RS485
                   connector's 5 V output is overloaded (bus LED red, firmware/leds.py)
+  overrun_out     optional (may be absent): Pin-like output, set to 1 while the demand
+                  overrun warning is closed (firmware/demand.py; Enedis ICE contact)
 
 methods
   ade7880(**kw)   the drivers.ade7880.ADE7880 on the board's SPI bus with its CS, IRQ0

@@ -63,6 +63,7 @@ class App:
         self.store = self._open_store(vfs)
         self.records = self._open_records(vfs)
         self.powerfail = self._power_fail_watch() if self.store is not None else None
+        self.rectime = self._open_rectime(vfs)
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
         sup = self.supervisor
@@ -91,6 +92,7 @@ class App:
         if self.store is not None:
             self._start_persist(sup)
         self._start_records(sup)
+        self._start_rectime(sup)
 
     async def apply_config(self, cfg):
         """Validate cfg and apply it to the meter and the ports. ConfigError (nothing
@@ -110,6 +112,7 @@ class App:
         if self.ports is not None:
             await self.ports.apply_config(new)
             self._apply_push(new)
+        self.rectime.configure(new)
         self.cfg = new
         return new
 
@@ -117,6 +120,7 @@ class App:
         if self.store is not None:
             self.store.close()    # clean stop: a last record, before anything else
             self.evlog.flush()    # then the events not yet on flash
+        self.rectime.save()
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()
@@ -259,6 +263,21 @@ class App:
     def _apply_push(self, new):
         if self.push is not None:
             self.push.configure(new)
+    # ---- clock, tariff indexes, demand, loss correction (issue 12: firmware/rtime.py) ----
+    def _open_rectime(self, vfs):
+        """After the counters' restore (the record reconciles with them); its register
+        space (0xC800..) hangs on the settings owner, which ports.py routes."""
+        from firmware.rtime import RecTime
+        from firmware.regmaps.records import RecordsSpace
+        rt = RecTime(self.meter.energy, self.events, self.board, vfs,
+                     self.cfg["storage"]["persist_s"])
+        rt.configure(self.cfg)
+        self.settings.records_space = RecordsSpace(rt, self.settings)
+        return rt
+
+    def _start_rectime(self, sup):
+        sup.spawn("rtime", self.rectime.run)
+        sup.spawn("sntp", self.rectime.sntp)
 
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # The button's sequences are logged and confirmed by two blinks, then handed to the

@@ -83,6 +83,30 @@ DEFAULTS = {
              "groups": {"inst_total": True, "inst_phases": True, "energy_total": True,
                         "energy_phases": True},
              "tcp": None, "rtu": {"port": None, "slaves": None}},
+    # Clock (firmware/walltime.py): SNTP server ("" = none) and interval; the zone for
+    # local time (firmware/tz.py RULES or "+HH:MM").
+    "time": {"ntp_server": "", "ntp_interval_s": 3600, "tz": "Europe/Paris"},
+    # Tariff calendar (firmware/tariff.py): class names ("" = unused, from the end), per
+    # day type 8 switch points [minute of day, class] (1440 = unused), seasons
+    # [from MMDD, to MMDD, class shift] ([0, 0, 0] unused), holidays MMDD (0 unused).
+    "tariff": {"classes": ["BASE", "", "", "", "", ""],
+               "wd": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
+                      [1440, 0], [1440, 0], [1440, 0]],
+               "sat": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
+                      [1440, 0], [1440, 0], [1440, 0]],
+               "sun": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
+                      [1440, 0], [1440, 0], [1440, 0]],
+               "seasons": [[0, 0, 0], [0, 0, 0]],
+               "holidays": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+               "fr_holidays": False},
+    # Demand (firmware/demand.py): subscribed power Ps per class (W, 0 = none), the
+    # warning threshold k in percent of Ps (Enedis: 80..100, default 90).
+    "demand": {"ps_w": [0, 0, 0, 0, 0, 0], "k_pct": 90},
+    # Loss correction (firmware/losses.py, Enedis section 4): off by default; Joule
+    # coefficients in per-mille (import 1000..1060, export 940..1000), iron losses in W,
+    # tangent shift Ktg in hundredths (0.09 = 9).
+    "losses": {"enabled": False, "kj_import": 1000, "kj_export": 1000, "kf_w": 0,
+               "ktg": 9},
 }
 # Keys replaced as a whole by patch() (a dict of optional overrides, not a section).
 WHOLE = ("sunspec_sf",)
@@ -296,6 +320,7 @@ def validate(cfg=None, calibration=None):
         raise ConfigError("network.hostname: letters, digits and hyphens (not first or "
                           "last), at most 32, got %r" % (h,))
     _check_mqtt(c["mqtt"])
+    _check_records(c)
     return c
 
 
@@ -414,6 +439,89 @@ def _push(p, mb):
     if r["port"] is not None and mb["rs485_" + r["port"]]["role"] != "master":
         raise ConfigError('push.rtu.port: port %s must have modbus.rs485_%s.role "master"'
                           % (r["port"], r["port"]))
+
+
+def _check_records(c):
+    t = c["time"]
+    s = t["ntp_server"]
+    if not isinstance(s, str) or len(s) > 32 or not all(
+            "a" <= ch.lower() <= "z" or "0" <= ch <= "9" or ch in ".-:" for ch in s):
+        raise ConfigError("time.ntp_server: a host name or address of at most 32 "
+                          "characters, or \"\" for none, got %r" % (s,))
+    _num("time.ntp_interval_s", t["ntp_interval_s"], 64, 86400, integer=True)
+    from firmware import tz
+    try:
+        tz.zone(t["tz"])
+    except ValueError as e:
+        raise ConfigError(str(e))
+    tc = c["tariff"]
+    names = tc["classes"]
+    if not isinstance(names, list) or len(names) != 6 or not names[0] or not all(
+            isinstance(n, str) and len(n) <= 8 for n in names):
+        raise ConfigError("tariff.classes: 6 names of at most 8 characters, the first "
+                          "not empty, got %r" % (names,))
+    n = 0
+    while n < 6 and names[n]:
+        n += 1
+    if any(names[n:]):
+        raise ConfigError("tariff.classes: unused names must come last, got %r" % (names,))
+    for day in ("wd", "sat", "sun"):
+        pts = tc[day]
+        if not isinstance(pts, list) or len(pts) != 8:
+            raise ConfigError("tariff.%s: must be 8 switch points [minute, class]" % day)
+        prev = -1
+        for i in range(8):
+            p = pts[i]
+            path = "tariff.%s.%d" % (day, i)
+            if not isinstance(p, list) or len(p) != 2:
+                raise ConfigError(path + ": must be [minute of day, class], got %r" % (p,))
+            _num(path + ".0", p[0], 0, 1440, integer=True)
+            _num(path + ".1", p[1], 0, n - 1, integer=True)
+            if p[0] < 1440 and p[0] <= prev:
+                raise ConfigError(path + ": switch minutes must ascend, got %r" % (p[0],))
+            if p[0] < 1440:
+                prev = p[0]
+        if prev < 0:
+            raise ConfigError("tariff.%s: needs at least one switch point" % day)
+    ss = tc["seasons"]
+    if not isinstance(ss, list) or len(ss) != 2:
+        raise ConfigError("tariff.seasons: must be 2 [from MMDD, to MMDD, shift]")
+    for i in range(2):
+        s = ss[i]
+        if not isinstance(s, list) or len(s) != 3:
+            raise ConfigError("tariff.seasons.%d: must be [from MMDD, to MMDD, shift]" % i)
+        if s[0] or s[1]:
+            _mmdd("tariff.seasons.%d.0" % i, s[0])
+            _mmdd("tariff.seasons.%d.1" % i, s[1])
+        _num("tariff.seasons.%d.2" % i, s[2], 0, 5, integer=True)
+    h = tc["holidays"]
+    if not isinstance(h, list) or len(h) != 16:
+        raise ConfigError("tariff.holidays: must be 16 dates MMDD (0 = unused)")
+    for i in range(16):
+        if h[i]:
+            _mmdd("tariff.holidays.%d" % i, h[i])
+    if not isinstance(tc["fr_holidays"], bool):
+        raise ConfigError("tariff.fr_holidays: must be true or false, got %r"
+                          % (tc["fr_holidays"],))
+    d = c["demand"]
+    if not isinstance(d["ps_w"], list) or len(d["ps_w"]) != 6:
+        raise ConfigError("demand.ps_w: must be 6 powers in W (one per tariff class)")
+    for i in range(6):
+        _num("demand.ps_w.%d" % i, d["ps_w"][i], 0, 100000000, integer=True)
+    _num("demand.k_pct", d["k_pct"], 80, 100, integer=True)
+    lo = c["losses"]
+    if not isinstance(lo["enabled"], bool):
+        raise ConfigError("losses.enabled: must be true or false, got %r" % (lo["enabled"],))
+    _num("losses.kj_import", lo["kj_import"], 1000, 1060, integer=True)
+    _num("losses.kj_export", lo["kj_export"], 940, 1000, integer=True)
+    _num("losses.kf_w", lo["kf_w"], 0, 100000, integer=True)
+    _num("losses.ktg", lo["ktg"], 0, 100, integer=True)
+
+
+def _mmdd(path, v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v % 100 <= (
+            0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[v // 100 if v < 1300 else 0]:
+        raise ConfigError("%s: must be a date MMDD like 1225, got %r" % (path, v))
 
 
 def ipv4(path, v):

@@ -61,6 +61,14 @@ EV_MQTT_DROPPED = const(55)        # queue full while connected: oldest dropped 
 EV_PUSH_ERROR = const(44)          # a push target timed out or could not be connected
 EV_PUSH_OK = const(45)             # a push target in error answers again
 EV_PUSH_EXCEPTION = const(46)      # a push target answered FC 16 with an exception
+# Clock, tariffs and demand (firmware/walltime.py, tariff.py, demand.py): 32..39.
+EV_CLOCK_SET = const(32)           # the wall clock was set; arg: source (1 RTC, 2 SNTP, 3 Modbus)
+EV_SNTP_FAILED = const(33)         # an SNTP query failed; arg: firmware/walltime.py E_* code
+EV_TIME_UNKNOWN = const(34)        # booted without a valid time: records are untimed
+EV_TARIFF_CORRUPT = const(35)      # the tariff/demand record on flash was unreadable
+EV_OVERRUN = const(36)             # overrun warning closed (period power > k x Ps); arg: class
+EV_OVERRUN_END = const(37)         # overrun warning opened again; arg: class
+EV_BILLING_CLOSED = const(38)      # a billing period closed (current -> previous)
 N_CODES = const(64)
 EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
                "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
@@ -69,7 +77,9 @@ EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_m
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
                + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
                   "unlock_failed", "locked_out", "config_changed", "device_reset",
-                  "boot", "log_corrupt", "log_failed", "log_lost"))
+                  "boot", "log_corrupt", "log_failed", "log_lost",
+                  "clock_set", "sntp_failed", "time_unknown", "tariff_corrupt", "overrun",
+                  "overrun_end", "billing_closed"))
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_CT_OVER_110 - len(EVENT_NAMES))
                + ("ct_over_110", "ct_over_120", "ct_underused", "records_failed"))
 EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_PUSH_ERROR - len(EVENT_NAMES))

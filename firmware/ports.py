@@ -100,6 +100,7 @@ class ModbusPorts:
         ranges = ((0x0000, 0xBFFF, meas),          # KSEM, PnP, SunSpec: never writable
                   (0xC000, 0xC3FF, self.device),   # config (firmware/regmaps/device.py)
                   (0xC400, 0xC7FF, self.evspace),  # event log (firmware/regmaps/eventlog.py)
+                  (0xC800, 0xCBFF, getattr(self.device, "records_space", None)),  # clock, tariffs, demand (regmaps/records.py)
                   (0xCC00, 0xCFFF, space_of(self.meter)),  # load curve, KSEM log (rings.py)
                   (0xD000, 0xD1FF, self.push),     # push status (firmware/pushmb.py)
                   (0xD200, 0xD3FF, getattr(getattr(self.device, "app", None), "mqtt", None)))

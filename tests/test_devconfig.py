@@ -30,6 +30,15 @@ CFG = {
                  "product_id": 4660},
     "storage": {"persist_s": 90},
     "records": {"period_min": 15, "ct_class": "0.5", "ct_sustain_s": 900},
+    "time": {"ntp_server": "pool.ntp.org", "ntp_interval_s": 1024, "tz": "+05:30"},
+    "tariff": {"classes": ["HPH", "HCH", "HPE", "HCE", "", ""],
+               "wd": [[360, 0], [1320, 1]] + [[1440, 0]] * 6,
+               "sat": [[0, 1]] + [[1440, 0]] * 7, "sun": [[0, 1]] + [[1440, 0]] * 7,
+               "seasons": [[401, 1031, 2], [0, 0, 0]], "holidays": [1225, 101] + [0] * 14,
+               "fr_holidays": True},
+    "demand": {"ps_w": [36000, 36000, 30000, 30000, 0, 0], "k_pct": 85},
+    "losses": {"enabled": True, "kj_import": 1010, "kj_export": 990, "kf_w": 70000,
+               "ktg": 9},
     "network": {"dhcp": False, "ip": "10.1.2.3", "netmask": "255.255.0.0",
                 "gateway": "10.1.0.1", "dns": "9.9.9.9", "hostname": "meter-7"},
     "mqtt": {"enabled": True, "url": "mqtt://10.1.0.5:1884", "user": "meter",
@@ -66,7 +75,7 @@ def leaves(d, p):
         q = p + k
         if isinstance(v, dict):
             out += leaves(v, q + ".")
-        elif isinstance(v, list) and k in ("gains", "phcal", "tcp", "slaves"):
+        elif isinstance(v, list) and not k.endswith("_code"):   # a row per item (not rationals)
             for i in range(len(v)):
                 if isinstance(v[i], list):
                     out += [q + ".%%d.%%d" %% (i, j) for j in range(len(v[i]))]

@@ -82,6 +82,53 @@ print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0}))
 """
 
 
+# Clock, tariffs, demand and loss correction (issue 12, records-time): its objects, a
+# RecTime (wall clock, tariff, demand, losses) and its Modbus space, take up to 1,536 B
+# of the "records" share; its modules' residue counts in module_objects.
+RTIME_MODULES = ("firmware.tz", "firmware.walltime", "firmware.tariff", "firmware.demand",
+                 "firmware.losses", "firmware.rtime", "firmware.regmaps.records")
+RTIME_OBJECTS = r'''import gc, json
+from firmware.energy import EnergyRegisters
+from firmware.events import EventLog
+from firmware import config
+from firmware.rtime import RecTime
+from firmware.regmaps.records import RecordsSpace
+from boards.sim.board import SimBoard
+class C:
+    def ticks_ms(self):
+        return 0
+    def now_us(self):
+        return 0
+class B:
+    clock = C()
+    def time_utc(self):
+        return 1798761600
+CFG = config.validate(None, SimBoard.CALIBRATION)
+E = EnergyRegisters(32)
+EV = EventLog(32, 64)
+K = [None, None, B()]
+gc.collect()
+#@@CHUNK
+A0 = gc.mem_alloc()
+#@@CHUNK
+K[0] = RecTime(E, EV, K[2], None)
+K[0].configure(CFG)
+K[1] = RecordsSpace(K[0], None)
+gc.collect()
+#@@CHUNK
+A1 = gc.mem_alloc()
+print("@@JSON", json.dumps({"bytes": A1 - A0}))
+'''
+RTIME_SHARE = 1536
+
+
+def test_records_time_objects_within_their_share():
+    got = heap32.run_wasm(RTIME_OBJECTS)["bytes"]
+    assert 0 < got <= RTIME_SHARE, "records-time: %d B live on 32-bit" % got
+    mods = heap32.run_wasm(heap32.RESIDUE % (RTIME_MODULES, RTIME_MODULES))
+    print("records-time objects %d B, modules %d B" % (got, mods["config_modules"]))
+
+
 def evlog_figures():
     res = lambda mods: heap32.run_wasm(heap32.RESIDUE % (mods, ()))["bytes"]
     base = ("firmware.persist",)

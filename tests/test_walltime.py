@@ -1,0 +1,132 @@
+"""The wall clock and its SNTP client (firmware/walltime.py).
+
+No NTP daemon can be started here without root (chronyd/ntpd bind port 123 and set the
+system clock), so the server is a small SNTP responder written below from RFC 4330,
+independent of the firmware's code: it answers in mode 4 from the host's clock, or
+with a Kiss-o'-Death, a wrong originate or a bad stratum when told to.
+"""
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import run_mpy
+
+NTP_1970 = 2208988800
+
+
+class Responder:
+    def __init__(self, mode="ok", offset_s=0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.mode = mode
+        self.offset_s = offset_s
+        self.requests = []
+        self.stop = False
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                data, addr = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            self.requests.append(data)
+            now = time.time() + self.offset_s
+            sec = int(now) + NTP_1970
+            frac = int((now % 1) * 2 ** 32)
+            li_vn_mode = (0 << 6) | (4 << 3) | 4
+            stratum = {"kod": 0, "stratum16": 16}.get(self.mode, 2)
+            refid = b"RATE" if self.mode == "kod" else b"GPS\x00"
+            origin = data[40:48] if self.mode != "origin" else b"\x01" * 8
+            reply = struct.pack(">BBbb", li_vn_mode, stratum, 6, -20) + bytes(8) + refid
+            reply += struct.pack(">II", sec & 0xFFFFFFFF, frac) + origin
+            reply += struct.pack(">IIII", sec & 0xFFFFFFFF, frac, sec & 0xFFFFFFFF, frac)
+            self.sock.sendto(reply, addr)
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.sock.close()
+
+
+PROG = """
+import asyncio, json
+from boards.sim.clock import RealClock
+from firmware.events import EventLog
+from firmware import walltime as W
+clock = RealClock()
+ev = EventLog(16, 64)
+wall = W.WallClock(clock, ev)
+async def main():
+    t = asyncio.create_task(W.sntp_task(wall, '127.0.0.1', 3600, port=%d, timeout_ms=1000))
+    for _ in range(100):
+        await asyncio.sleep_ms(20)
+        if wall.valid() or ev.count(33):
+            break
+    t.cancel()
+asyncio.run(main())
+import time
+print('@@JSON', json.dumps({'utc': wall.utc_ms(), 'host': int(time.time() * 1000),
+      'source': wall.source, 'failed': [a for _, c, a in ev.recent_args() if c == 33],
+      'set': ev.count(32)}))
+"""
+
+
+@pytest.mark.parametrize("mode,offset", [("ok", 0), ("ok", -86400 * 400)])
+def test_sntp_sets_clock_from_responder(mode, offset):
+    r = Responder(mode, offset)
+    try:
+        got = run_mpy(PROG % r.port)
+    finally:
+        r.close()
+    req = r.requests[0]
+    assert len(req) == 48 and req[0] == 0x23     # LI 0, VN 4, mode 3 (RFC 4330 section 5)
+    assert got["source"] == 2 and got["set"] == 1 and not got["failed"]
+    # the responder's clock is the host's plus offset; the round trip is local
+    assert abs(got["utc"] - (got["host"] + offset * 1000)) < 500
+
+
+@pytest.mark.parametrize("mode,code", [("kod", 5), ("stratum16", 3), ("origin", 4)])
+def test_sntp_refuses_bad_replies(mode, code):
+    r = Responder(mode)
+    try:
+        got = run_mpy(PROG % r.port)
+    finally:
+        r.close()
+    assert got["utc"] is None and got["set"] == 0
+    assert got["failed"] == [code]      # a wrong originate: ignored until the timeout, then reported
+
+
+def test_clock_runs_and_steps(mpy_any):
+    got = mpy_any("""
+from boards.sim.clock import VirtualClock
+from firmware.events import EventLog
+from firmware import walltime as W
+c = VirtualClock()
+ev = EventLog(16, 64)
+w = W.WallClock(c, ev, boot_utc=0)          # an unset RTC: unknown
+out = [w.valid(), w.utc()]
+w.set(1767225600, W.SRC_MODBUS)             # 2026-01-01 00:00:00
+c.advance_us(2500000)
+out += [w.utc(), w.utc_ms() - 1767225600000]
+w.set(1767225500, W.SRC_SNTP)               # backwards 102 s
+out += [w.last_step_ms, w.utc()]
+c.advance_us(1000000)
+w.set(1767229200, W.SRC_SNTP)               # forwards
+out += [w.last_step_ms, ev.count(32), [a for _, k, a in ev.recent_args() if k == 32]]
+try:
+    w.set(12, 3); out.append('accepted')
+except ValueError as e:
+    out.append(str(e))
+print('@@JSON'); import json; print(json.dumps(out))
+""")
+    assert got[:4] == [False, None, 1767225602, 2500]
+    assert got[4:6] == [-102500, 1767225500]
+    assert got[6:9] == [3699000, 3, [3, 2, 2]]
+    assert got[9] == "clock: UTC seconds must be 2020..2106, got 12"
