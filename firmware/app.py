@@ -61,9 +61,13 @@ class App:
         self._sup = None
         self._init_device()
         self.store = self._open_store(vfs)
+        self.rectime = self._open_rectime(vfs)
+        # One wall clock (firmware/walltime.py: RTC, SNTP, Modbus) stamps the records
+        # and the event log.
+        if self.evlog is not None:
+            self.evlog.time_utc = self.rectime.wall.utc
         self.records = self._open_records(vfs)
         self.powerfail = self._power_fail_watch() if self.store is not None else None
-        self.rectime = self._open_rectime(vfs)
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
         sup = self.supervisor
@@ -228,13 +232,13 @@ class App:
             self._sup.spawn("mqtt_q", self.mqtt.sample)
     # ---- load curve, KSEM log, CT checks (issue 12, items 2, 3, 7) ----
     def _open_records(self, vfs):
-        """firmware/records.py on the same littlefs; UTC from the board until the clock
-        (issue 12, item 1) is wired here. The register space (0xCC00..) finds it as
+        """firmware/records.py on the same littlefs, stamped by the wall clock
+        (firmware/walltime.py). The register space (0xCC00..) finds it as
         meter.records."""
         if vfs is None:
             return None
         from firmware.records import Records
-        rec = Records(vfs, self.meter, self.events, self.board.clock, self.board.time_utc,
+        rec = Records(vfs, self.meter, self.events, self.board.clock, self.rectime.wall.utc,
                       self.cfg)
         rec.load()
         self.meter.records = rec
