@@ -61,12 +61,16 @@ class App:
         self._sup = None
         self._init_device()
         self.store = self._open_store(vfs)
-        self.rectime = self._open_rectime(vfs)
-        # One wall clock (firmware/walltime.py: RTC, SNTP, Modbus) stamps the records
-        # and the event log.
-        if self.evlog is not None:
-            self.evlog.time_utc = self.rectime.wall.utc
-        self.records = self._open_records(vfs)
+        # Records (issue 12) only when config records.enabled (read at boot): with them
+        # the 32-bit heap is over its budget (README, Benchmarks).
+        self.rectime = self.records = None
+        if self.cfg["records"]["enabled"]:
+            self.rectime = self._open_rectime(vfs)
+            # One wall clock (firmware/walltime.py: RTC, SNTP, Modbus) stamps the
+            # records and the event log.
+            if self.evlog is not None:
+                self.evlog.time_utc = self.rectime.wall.utc
+            self.records = self._open_records(vfs)
         self.powerfail = self._power_fail_watch() if self.store is not None else None
 
     async def start(self, tcp_host="0.0.0.0", tcp_port=None, modbus=True, watchdog=True):
@@ -95,8 +99,9 @@ class App:
         sup.spawn("commit", self.settings.stage.run)
         if self.store is not None:
             self._start_persist(sup)
-        self._start_records(sup)
-        self._start_rectime(sup)
+        if self.rectime is not None:
+            self._start_records(sup)
+            self._start_rectime(sup)
 
     async def apply_config(self, cfg):
         """Validate cfg and apply it to the meter and the ports. ConfigError (nothing
@@ -116,7 +121,8 @@ class App:
         if self.ports is not None:
             await self.ports.apply_config(new)
             self._apply_push(new)
-        self.rectime.configure(new)
+        if self.rectime is not None:
+            self.rectime.configure(new)
         self.cfg = new
         return new
 
@@ -124,7 +130,8 @@ class App:
         if self.store is not None:
             self.store.close()    # clean stop: a last record, before anything else
             self.evlog.flush()    # then the events not yet on flash
-        self.rectime.save()
+        if self.rectime is not None:
+            self.rectime.save()
         self.supervisor.cancel_all()
         if self.ports is not None:
             self.ports.close()

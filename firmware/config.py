@@ -64,7 +64,10 @@ DEFAULTS = {
     # Load curve and KSEM log (firmware/records.py): the load curve's period (Enedis:
     # 10 minutes usual, digest 2.1), the CT class (its useful range's bottom, digest
     # 4.3) and how long above 110 % of the CT primary counts as sustained.
-    "records": {"period_min": 10, "ct_class": "0.2S", "ct_sustain_s": 600},
+    # Records (issue 12): clock/tariffs/demand/losses (firmware/rtime.py) and the load
+    # curve / KSEM log rings (firmware/records.py). Off by default: with them the
+    # firmware's 32-bit heap is over its 64 KB budget (README, Benchmarks); read at boot.
+    "records": {"enabled": False, "period_min": 10, "ct_class": "0.2S", "ct_sustain_s": 600},
     # Network (KSEM manual 6.4): DHCP by default; the static settings apply with dhcp off.
     # hostname "" = derived from the serial (hostname(cfg)), as the KSEM names itself
     # after its serial; letters, digits and hyphens only (RFC 1123).
@@ -372,6 +375,8 @@ CT_CLASSES = ("0.2SE", "0.2S", "0.5")      # firmware/records.py CT_CLASSES
 
 
 def _records(r):
+    if not isinstance(r["enabled"], bool):
+        raise ConfigError("records.enabled: must be true or false, got %r" % (r["enabled"],))
     if r["period_min"] not in PERIODS_MIN or isinstance(r["period_min"], bool):
         raise ConfigError("records.period_min: must be one of %r, got %r"
                           % (PERIODS_MIN, r["period_min"]))

@@ -29,7 +29,7 @@ CFG = {
     "identity": {"vendor": "ACME", "model": "M-1", "serial": "SN42", "hw_version": "2.1",
                  "product_id": 4660},
     "storage": {"persist_s": 90},
-    "records": {"period_min": 15, "ct_class": "0.5", "ct_sustain_s": 900},
+    "records": {"enabled": True, "period_min": 15, "ct_class": "0.5", "ct_sustain_s": 900},
     "time": {"ntp_server": "pool.ntp.org", "ntp_interval_s": 1024, "tz": "+05:30"},
     "tariff": {"classes": ["HPH", "HCH", "HPE", "HCE", "", ""],
                "wd": [[360, 0], [1320, 1]] + [[1440, 0]] * 6,

@@ -25,7 +25,7 @@ def test_dump_csv_png_against_host_run(tmp_path):
            "timeline": [{"at_s": 12.0, "phases": {k: {"i_rms": 20.0}
                                                    for k in ("L1", "L2", "L3")}}]}
     (tmp_path / "scn.json").write_text(json.dumps(scn))
-    (tmp_path / "cfg.json").write_text(json.dumps({"records": {"period_min": 5}}))
+    (tmp_path / "cfg.json").write_text(json.dumps({"records": {"enabled": True, "period_min": 5}}))
     port = free_port()
     env = dict(os.environ, RECORDS_SPEED=str(SPEED))
     p = subprocess.Popen([sys.executable, str(ROOT / "tools" / "host_run.py"), "--scenario",

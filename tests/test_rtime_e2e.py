@@ -5,7 +5,16 @@ import datetime
 import time
 import zoneinfo
 
-from test_config_e2e import SCN, code, read, start, tcp, unlock, settle
+import json
+
+from test_config_e2e import SCN, code, read, start as _start, tcp, unlock, settle
+
+
+def start(tmp):
+    # The records (clock, tariffs, demand) are off by default: on here.
+    cfg = tmp / "records-on.json"
+    cfg.write_text(json.dumps({"records": {"enabled": True}}))
+    return _start(tmp, "--config", str(cfg))
 
 CLK, CLASS0, CORR0 = 0xC800, 0xC820, 0xC900
 

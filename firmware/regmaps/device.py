@@ -117,6 +117,7 @@ ROWS = (
     (0xC079, 1, _U16, "records.period_min", ""),
     (0xC07A, 1, _ENUM, "records.ct_class", ("0.2SE", "0.2S", "0.5")),
     (0xC07B, 1, _U16, "records.ct_sustain_s", ""),
+    (0xC07C, 1, _BOOL, "records.enabled", ""),
     (0xC080, 1, _U16, "modbus.sunspec_da", ""),
     (0xC081, 1, _SF, "modbus.sunspec_sf.A_SF", ""),
     (0xC082, 1, _SF, "modbus.sunspec_sf.V_SF", ""),
