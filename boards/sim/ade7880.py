@@ -395,7 +395,7 @@ class ADE7880Sim:
             self._window_end(w[0], w[1], w[2])
             w = self._win
         self._sag_until(self._now)
-        self._zxto_until(self._now)
+        self._zx_until(self._now)
         self._fire()
 
     def next_event_us(self):
@@ -407,7 +407,7 @@ class ADE7880Sim:
         (STATUS1.ZXTOVA): what may pull IRQ1 low, or None."""
         s = self._sag_next()
         s = s[0] if s is not None else None
-        z = self._zxto_due()
+        z = self._zx_due()
         return z if s is None or (z is not None and z < s) else s
 
     # ---- zero-crossing timeout, phase A voltage (datasheet Rev. A "Zero-Crossing
@@ -418,7 +418,7 @@ class ADE7880Sim:
     # that stays dead sets ZXTOVA once (an acknowledgement is not followed by another).
     # Each crossing also sets ZXVA. Crossings are the scenario's (a phase with voltage
     # crosses every half cycle; docs/ade7880-sim.md); only phase A is modelled.
-    def _zxto_t(self):
+    def _zx_t(self):
         return self._reg[_ZXTOUT] * 125 // 2          # us
 
     def _a_after(self, t):
@@ -445,11 +445,11 @@ class ADE7880Sim:
         end = tb.start[i + 1] - 1 if i + 1 < len(tb.start) else upto
         return max(nx, self._a_last(min(end, upto)))
 
-    def _zxto_due(self):
+    def _zx_due(self):
         """When ZXTOVA is next set (us), or None."""
         if not self._running:
             return None
-        ref, fired, tout = self._zref, self._zfired, self._zxto_t()
+        ref, fired, tout = self._zref, self._zfired, self._zx_t()
         tb = self._tb
         while True:
             nx = self._a_after(ref)
@@ -464,10 +464,10 @@ class ADE7880Sim:
                 nx = self._a_skip(nx, tb.start[i + 1])
             ref, fired = nx, False
 
-    def _zxto_until(self, t):
+    def _zx_until(self, t):
         if not self._running:
             return
-        due = self._zxto_due()
+        due = self._zx_due()
         if due is not None and due <= t:
             self._st1 |= _ZXTOVA
         ref = self._zref
@@ -479,7 +479,7 @@ class ADE7880Sim:
         if ref != self._zref:
             self._zref = ref
             self._st1 |= _ZXVA
-            self._zfired = ref + self._zxto_t() <= t
+            self._zfired = ref + self._zx_t() <= t
             if self._zfired:
                 self._st1 |= _ZXTOVA
         elif due is not None and due <= t:
@@ -690,7 +690,7 @@ class ADE7880Sim:
             self._irqs()
         elif a == _STATUS1:
             self._sag_until(self._now)
-            self._zxto_until(self._now)
+            self._zx_until(self._now)
             self._st1 &= ~v
             if v & _SAG:  # clears every VSPHASE bit too; counting restarts
                 self._vs = 0
@@ -706,7 +706,7 @@ class ADE7880Sim:
     def _set_run(self, on):
         self._settle(self._now)
         self._sag_until(self._now)
-        self._zxto_until(self._now)
+        self._zx_until(self._now)
         if on and not self._running:
             self._running = True
             self._sag_restart()
