@@ -4,6 +4,8 @@
 # include, package).
 #   make -C ports/PORT BOARD=... FROZEN_MANIFEST=$PWD/boards/esp32_lan8720/manifest.py
 include("$(PORT_DIR)/boards/manifest.py")
+# MQTT (firmware/mqtt.py) wraps micropython-lib's umqtt.simple, unmodified.
+require("umqtt.simple")
 package("firmware", base_path="../..")
 package("drivers", base_path="../..")
 package("boards", files=("contract.py", "realboard.py", "esp32_lan8720/board.py"),

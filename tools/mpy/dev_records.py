@@ -154,7 +154,8 @@ def restore(board, files):
 def logs(board):
     """The event log (firmware/eventstore.py /ev/log) decoded, oldest first."""
     import struct
-    from firmware.eventstore import check
+    from firmware.eventstore import RING
+    from firmware.ring import Ring
     from firmware.events import event_name
     vfs = open_fs(board)
     try:
@@ -163,6 +164,7 @@ def logs(board):
     except OSError:
         print("NOLOG")
         return
+    check = Ring(vfs, "/ev/log", RING, 16).check    # the log's record check (CRC, seq)
     out = []
     bad = 0
     for off in range(0, len(data) - 15, 16):
