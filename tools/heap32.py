@@ -56,8 +56,8 @@ BOOT_MODULES = ("firmware.app", "firmware.ports", "firmware.persist", "firmware.
                 "firmware.staging", "drivers.ade7880", "drivers.rs485", "drivers.led",
                 # imported by App as it builds its parts (loaded here, so that their code
                 # is not counted as what building the App leaves)
-                "firmware.eventstore", "firmware.pushmb", "firmware.rtime",
-                "firmware.regmaps.records", "firmware.records", "firmware.ring")
+                "firmware.eventstore", "firmware.pushmb", "firmware.records",
+                "firmware.ring")
 SIM_MODULES = ("boards.sim.board", "boards.sim.scenario", "boards.sim.clock",
                "tools.mpy.cycle_harness")
 
