@@ -75,15 +75,6 @@ class Board(RealBoard):
     name = "esp32-lan8720"
     PINS = PINS
     DIRECT_MAX_A = 63
-    # Same front end as the sim board (derivation in boards/sim/board.py).
-    CALIBRATION = {
-        "v_per_code": "9.395996e-05",
-        "i_per_code": "2.346652e-05",
-        "w_per_code": "1.849616e-02",
-        "wh_per_lsb": "1.262671e-04",
-        "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
-        "phcal": [0, 0, 0],
-    }
 
     def __init__(self):
         from machine import Pin, SPI

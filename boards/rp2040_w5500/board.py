@@ -66,16 +66,6 @@ class Board(RealBoard):
     name = "rp2040-w5500"
     PINS = PINS
     DIRECT_MAX_A = 63
-    # The metering front end is the same design as the sim board's (1 MOhm : 1 kOhm
-    # divider, 2500:1 CT into 10 Ohm): see boards/sim/board.py for the derivation.
-    CALIBRATION = {
-        "v_per_code": "9.395996e-05",
-        "i_per_code": "2.346652e-05",
-        "w_per_code": "1.849616e-02",
-        "wh_per_lsb": "1.262671e-04",
-        "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
-        "phcal": [0, 0, 0],
-    }
 
     def __init__(self):
         from machine import Pin
