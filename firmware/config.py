@@ -228,8 +228,8 @@ def _frozen(v):
 def _merge(base, over, path):
     """Merge `over` into `base` (a new dict of this module's, changed in place); what
     comes from `over` is copied, so the result shares nothing mutable with it. Where the
-    default is a tuple, the value becomes one, and one equal to the default is the
-    default's own (a constant: nothing on the heap)."""
+    default is a tuple, the value becomes one; a value equal to its default is the
+    default's own object (a constant in the code: nothing on the heap)."""
     for k in over:
         if k not in base:
             raise ConfigError("%s%s: unknown key" % (path, k))
@@ -240,11 +240,11 @@ def _merge(base, over, path):
             if not isinstance(v, dict):
                 raise ConfigError("%s%s: must be an object" % (path, k))
             _merge(b, v, path + k + ".")
-        elif isinstance(b, tuple):
-            v = _frozen(v)
-            base[k] = b if v == b else v
         else:
-            base[k] = _copy(v)
+            v = _frozen(v) if isinstance(b, tuple) else _copy(v)
+            # Equal to the default (a stored config's strings, read from JSON): the
+            # default's constant. Same type only: True == 1, and 1 is no bool here.
+            base[k] = b if type(v) is type(b) and v == b else v
     return base
 
 
