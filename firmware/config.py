@@ -1,8 +1,11 @@
 """Meter configuration: defaults, validation with messages that name the key.
 
     from firmware import config
-    cfg = config.validate({"metering": {"cycle_ms": 500}})   # merged over DEFAULTS
+    cfg = config.validate({"metering": {"cycle_ms": 500}})   # merged over defaults()
     config.ConfigError: "metering.cycle_ms: must be one of (200, 500), got 300"
+
+A validated config is nested dicts (cfg["section"]["key"]) whose sequences are tuples
+(calibration's excepted); config.DEFAULTS is defaults(), built when asked for.
 
 Later steps persist it and accept Modbus writes through `validate`; nothing is applied
 that did not pass here.
