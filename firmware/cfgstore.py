@@ -69,8 +69,7 @@ import time
 from micropython import const
 
 from firmware import config as config_mod
-from firmware.events import (EV_RECORD_CORRUPT, EV_DEVICE_RESET, EV_UNLOCK_FAILED,
-                             EV_LOCKED_OUT)
+from firmware import events as ev      # its EV_ codes: one global here, not four
 from firmware.persist import _crc_halves
 from firmware.regmaps.device import DeviceSpace
 from firmware.staging import ConfigStage
@@ -167,8 +166,8 @@ _LOCK_BASE_MS = const(60000)     # 1 min
 _LOCK_MAX_MS = const(3600000)    # 1 h
 _PW_MAX = const(32)
 _ROUNDS = const(64)
-_UPPER = b"ABCDEFGHJKLMNPQRSTUVWXYZ"
-_LOWER = b"abcdefghijkmnopqrstuvwxyz"
+_UPPER = const(b"ABCDEFGHJKLMNPQRSTUVWXYZ")     # consts: no global slot
+_LOWER = const(b"abcdefghijkmnopqrstuvwxyz")
 _EXC_VALUE = const(3)      # wrong password (Modbus Application Protocol 7)
 _EXC_BUSY = const(6)       # locked out: "retry later"
 
@@ -263,7 +262,7 @@ class Access:
             return 0
         self.fails += 1
         now = self.clock.ticks_ms()
-        self.events.add(now, EV_UNLOCK_FAILED, self.fails)
+        self.events.add(now, ev.EV_UNLOCK_FAILED, self.fails)
         if self.fails >= _MAX_FAILS:
             ms = self.lock_base_ms << self.level
             if ms >= self.lock_max_ms:
@@ -272,7 +271,7 @@ class Access:
                 self.level += 1
             self.until = time.ticks_add(now, ms)
             self.fails = 0
-            self.events.add(now, EV_LOCKED_OUT, min(255, (ms + 59999) // 60000))
+            self.events.add(now, ev.EV_LOCKED_OUT, min(255, (ms + 59999) // 60000))
         return _EXC_VALUE
 
     # ---- per caller ----
@@ -350,7 +349,7 @@ class Settings(DeviceSpace):
             try:
                 stored = config_mod.validate(json.loads(data), board.CALIBRATION)
             except ValueError as e:
-                self.app.events.add(board.clock.ticks_ms(), EV_RECORD_CORRUPT, 3)
+                self.app.events.add(board.clock.ticks_ms(), ev.EV_RECORD_CORRUPT, 3)
                 self.note = "stored config dropped (%s)" % e
         if given is not None:
             cfg = config_mod.validate(given, board.CALIBRATION)
@@ -370,7 +369,7 @@ class Settings(DeviceSpace):
             try:
                 self.access.load(self.secs.load())
             except (ValueError, KeyError):
-                self.app.events.add(board.clock.ticks_ms(), EV_RECORD_CORRUPT, 4)
+                self.app.events.add(board.clock.ticks_ms(), ev.EV_RECORD_CORRUPT, 4)
         return cfg
 
     def command(self, code, ctx=None):
@@ -379,7 +378,7 @@ class Settings(DeviceSpace):
             return 3
         r = self.stage.call(code, ctx)
         if r == 0:
-            self.app.events.add(self.app.board.clock.ticks_ms(), EV_DEVICE_RESET, code)
+            self.app.events.add(self.app.board.clock.ticks_ms(), ev.EV_DEVICE_RESET, code)
         return r
 
     # ---- the button (app.password_reset / app.network_reset) ----
@@ -423,4 +422,4 @@ class Settings(DeviceSpace):
             if app.events.store is not None:   # the event log on flash
                 app.events.store.clear()
             # The new log opens with the reset that cleared the old one.
-            app.events.add(app.board.clock.ticks_ms(), EV_DEVICE_RESET, code)
+            app.events.add(app.board.clock.ticks_ms(), ev.EV_DEVICE_RESET, code)

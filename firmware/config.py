@@ -1,8 +1,11 @@
 """Meter configuration: defaults, validation with messages that name the key.
 
     from firmware import config
-    cfg = config.validate({"metering": {"cycle_ms": 500}})   # merged over DEFAULTS
+    cfg = config.validate({"metering": {"cycle_ms": 500}})   # merged over defaults()
     config.ConfigError: "metering.cycle_ms: must be one of (200, 500), got 300"
+
+A validated config is nested dicts (cfg["section"]["key"]) whose sequences are tuples
+(calibration's excepted); config.DEFAULTS is defaults(), built when asked for.
 
 Later steps persist it and accept Modbus writes through `validate`; nothing is applied
 that did not pass here.
@@ -22,119 +25,131 @@ integer scale constants from these with integers only. gains / phcal are the chi
 per-phase trim registers (a production meter is calibrated per unit with them).
 """
 
-DEFAULTS = {
-    "metering": {
-        "cycle_ms": 200,        # KSEM: measuring cycle 200 ms or 500 ms (manual 5.14.3)
-        "nominal_hz": 50,       # 50 or 60; sets COMPMODE.SELFREQ and LINECYC
-        "wiring": "3P4W",       # or "1P2W": L1 + N only (KSEM manual 4.7)
-        "ct_enabled": False,    # external CTs (KSEM: above 63 A direct)
-        "ct_primary_a": 100,    # 1..5000 A primary, secondary fixed at 5 A (KSEM 5.15.4)
-    },
-    # "calibration": from the board (see above): v_per_code, i_per_code, w_per_code,
-    # wh_per_lsb, gains (per phase L1, L2, L3: [IGAIN, VGAIN, PGAIN] register values,
-    # signed 24-bit, factor 1 + gain / 2**23) and phcal (3 values 0..1023).
-    # Modbus slaves. RS485 defaults are the KSEM G2 factory presets (manual 5.14.1):
-    # A = PLENTICORE / PIKO IQ (address 1, 38400 8N2), B = PIKO MP plus (247, 19200 8E1).
-    "modbus": {
-        # role (KSEM port arbitration, manual 5.14.1): "slave" serves the maps, "master"
-        # hands the port to the push (section "push"), "off" leaves it silent.
-        "rs485_a": {"enabled": True, "address": 1, "baud": 38400, "parity": "N", "stop": 2,
-                    "role": "slave"},
-        "rs485_b": {"enabled": True, "address": 247, "baud": 19200, "parity": "E",
-                    "stop": 1, "role": "slave"},
-        # The KSEM ships TCP off; energy managers and inverters expect it, so it is on
-        # here (port 502 on a board; the host run uses its TCP_PORT).
-        "tcp": {"enabled": True, "port": 502, "max_clients": 10, "idle_s": 60,
-                "own_id_only": False},
-        "sunspec_da": 1,
-        # SunSpec scale factor overrides, e.g. {"W_SF": 1}: by default they follow the
-        # rated range (firmware/regmaps/sunspec.py) so no value inside it saturates.
-        "sunspec_sf": None,
-    },
-    "identity": {
-        "vendor": "OpenMeter",
-        "model": "3P-ADE7880",
-        "serial": "00000000",
-        "hw_version": "1.0",
-        "product_id": 18514,     # KSEM PnP product id (anchors section 4)
-    },
-    # Energy counters are written to flash every persist_s seconds (and at once when the
-    # supply fails): a crash without warning loses at most this long (firmware/persist.py).
-    "storage": {"persist_s": 60},
-    # Load curve and KSEM log (firmware/records.py): the load curve's period (Enedis:
-    # 10 minutes usual, digest 2.1), the CT class (its useful range's bottom, digest
-    # 4.3) and how long above 110 % of the CT primary counts as sustained.
-    # Records (issue 12): clock/tariffs/demand/losses (firmware/rtime.py) and the load
-    # curve / KSEM log rings (firmware/records.py). Off by default: with them the
-    # firmware's 32-bit heap is over its 64 KB budget (README, Benchmarks); read at boot.
-    "records": {"enabled": False, "period_min": 10, "ct_class": "0.2S", "ct_sustain_s": 600},
-    # Network (KSEM manual 6.4): DHCP by default; the static settings apply with dhcp off.
-    # hostname "" = derived from the serial (hostname(cfg)), as the KSEM names itself
-    # after its serial; letters, digits and hyphens only (RFC 1123).
-    "network": {"dhcp": True, "ip": "192.168.1.100", "netmask": "255.255.255.0",
-                "gateway": "192.168.1.1", "dns": "192.168.1.1", "hostname": ""},
-    # MQTT with Home Assistant discovery (firmware/mqtt.py). client_id "" = from the
-    # serial; topics <topic_prefix>/<client_id>/state and /status.
-    "mqtt": {"enabled": False, "url": "mqtt://192.168.1.2:1883", "user": "", "password": "",
-             "client_id": "", "keepalive_s": 60, "interval_s": 1,
-             "topic_prefix": "openmeter", "discovery": True,
-             "discovery_prefix": "homeassistant"},
-    # Modbus master push (firmware/pushmb.py; KSEM manual 5.14.2-5.14.3). tcp: 10 slots
-    # {host, port, unit, enabled} (a shorter list is padded; an unused slot is null);
-    # rtu.slaves: 10 addresses, 0 = none.
-    "push": {"mode": "cycle", "interval_s": 10, "timeout_ms": 1000, "retries": 3,
-             "groups": {"inst_total": True, "inst_phases": True, "energy_total": True,
-                        "energy_phases": True},
-             "tcp": None, "rtu": {"port": None, "slaves": None}},
-    # Clock (firmware/walltime.py): SNTP server ("" = none) and interval; the zone for
-    # local time (firmware/tz.py RULES or "+HH:MM").
-    "time": {"ntp_server": "", "ntp_interval_s": 3600, "tz": "Europe/Paris"},
-    # Tariff calendar (firmware/tariff.py): class names ("" = unused, from the end), per
-    # day type 8 switch points [minute of day, class] (1440 = unused), seasons
-    # [from MMDD, to MMDD, class shift] ([0, 0, 0] unused), holidays MMDD (0 unused).
-    "tariff": {"classes": ["BASE", "", "", "", "", ""],
-               "wd": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
-                      [1440, 0], [1440, 0], [1440, 0]],
-               "sat": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
-                      [1440, 0], [1440, 0], [1440, 0]],
-               "sun": [[0, 0], [1440, 0], [1440, 0], [1440, 0], [1440, 0],
-                      [1440, 0], [1440, 0], [1440, 0]],
-               "seasons": [[0, 0, 0], [0, 0, 0]],
-               "holidays": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-               "fr_holidays": False},
-    # Demand (firmware/demand.py): subscribed power Ps per class (W, 0 = none), the
-    # warning threshold k in percent of Ps (Enedis: 80..100, default 90).
-    "demand": {"ps_w": [0, 0, 0, 0, 0, 0], "k_pct": 90},
-    # Loss correction (firmware/losses.py, Enedis section 4): off by default; Joule
-    # coefficients in per-mille (import 1000..1060, export 940..1000), iron losses in W,
-    # tangent shift Ktg in hundredths (0.09 = 9).
-    "losses": {"enabled": False, "kj_import": 1000, "kj_export": 1000, "kf_w": 0,
-               "ktg": 9},
-}
+from micropython import const
+
+# Sequences of the defaults are tuples of constants (flash when frozen); a validated
+# config keeps these very objects for a value equal to its default (no heap).
+_DAY = const(((0, 0), (1440, 0), (1440, 0), (1440, 0), (1440, 0), (1440, 0), (1440, 0),
+              (1440, 0)))
+_ZEROS16 = const((0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
+
+def defaults():
+    """The default config, a new dict at each call (a module-level dict would stay on
+    the heap: the defaults are code, in flash when frozen)."""
+    return {
+        "metering": {
+            "cycle_ms": 200,        # KSEM: measuring cycle 200 ms or 500 ms (manual 5.14.3)
+            "nominal_hz": 50,       # 50 or 60; sets COMPMODE.SELFREQ and LINECYC
+            "wiring": "3P4W",       # or "1P2W": L1 + N only (KSEM manual 4.7)
+            "ct_enabled": False,    # external CTs (KSEM: above 63 A direct)
+            "ct_primary_a": 100,    # 1..5000 A primary, secondary fixed at 5 A (KSEM 5.15.4)
+        },
+        # "calibration": from the board (see above): v_per_code, i_per_code, w_per_code,
+        # wh_per_lsb, gains (per phase L1, L2, L3: [IGAIN, VGAIN, PGAIN] register values,
+        # signed 24-bit, factor 1 + gain / 2**23) and phcal (3 values 0..1023).
+        # Modbus slaves. RS485 defaults are the KSEM G2 factory presets (manual 5.14.1):
+        # A = PLENTICORE / PIKO IQ (address 1, 38400 8N2), B = PIKO MP plus (247, 19200 8E1).
+        "modbus": {
+            # role (KSEM port arbitration, manual 5.14.1): "slave" serves the maps, "master"
+            # hands the port to the push (section "push"), "off" leaves it silent.
+            "rs485_a": {"enabled": True, "address": 1, "baud": 38400, "parity": "N", "stop": 2,
+                        "role": "slave"},
+            "rs485_b": {"enabled": True, "address": 247, "baud": 19200, "parity": "E",
+                        "stop": 1, "role": "slave"},
+            # The KSEM ships TCP off; energy managers and inverters expect it, so it is on
+            # here (port 502 on a board; the host run uses its TCP_PORT).
+            "tcp": {"enabled": True, "port": 502, "max_clients": 10, "idle_s": 60,
+                    "own_id_only": False},
+            "sunspec_da": 1,
+            # SunSpec scale factor overrides, e.g. {"W_SF": 1}: by default they follow the
+            # rated range (firmware/regmaps/sunspec.py) so no value inside it saturates.
+            "sunspec_sf": None,
+        },
+        "identity": {
+            "vendor": "OpenMeter",
+            "model": "3P-ADE7880",
+            "serial": "00000000",
+            "hw_version": "1.0",
+            "product_id": 18514,     # KSEM PnP product id (anchors section 4)
+        },
+        # Energy counters are written to flash every persist_s seconds (and at once when the
+        # supply fails): a crash without warning loses at most this long (firmware/persist.py).
+        "storage": {"persist_s": 60},
+        # Load curve and KSEM log (firmware/records.py): the load curve's period (Enedis:
+        # 10 minutes usual, digest 2.1), the CT class (its useful range's bottom, digest
+        # 4.3) and how long above 110 % of the CT primary counts as sustained.
+        # Records (issue 12): clock/tariffs/demand/losses (firmware/rtime.py) and the load
+        # curve / KSEM log rings (firmware/records.py). Off by default: with them the
+        # firmware's 32-bit heap is over its 64 KB budget (README, Benchmarks); read at boot.
+        "records": {"enabled": False, "period_min": 10, "ct_class": "0.2S", "ct_sustain_s": 600},
+        # Network (KSEM manual 6.4): DHCP by default; the static settings apply with dhcp off.
+        # hostname "" = derived from the serial (hostname(cfg)), as the KSEM names itself
+        # after its serial; letters, digits and hyphens only (RFC 1123).
+        "network": {"dhcp": True, "ip": "192.168.1.100", "netmask": "255.255.255.0",
+                    "gateway": "192.168.1.1", "dns": "192.168.1.1", "hostname": ""},
+        # MQTT with Home Assistant discovery (firmware/mqtt.py). client_id "" = from the
+        # serial; topics <topic_prefix>/<client_id>/state and /status.
+        "mqtt": {"enabled": False, "url": "mqtt://192.168.1.2:1883", "user": "", "password": "",
+                 "client_id": "", "keepalive_s": 60, "interval_s": 1,
+                 "topic_prefix": "openmeter", "discovery": True,
+                 "discovery_prefix": "homeassistant"},
+        # Modbus master push (firmware/pushmb.py; KSEM manual 5.14.2-5.14.3). tcp: 10 slots
+        # {host, port, unit, enabled} (a shorter list is padded; an unused slot is null);
+        # rtu.slaves: 10 addresses, 0 = none.
+        "push": {"mode": "cycle", "interval_s": 10, "timeout_ms": 1000, "retries": 3,
+                 "groups": {"inst_total": True, "inst_phases": True, "energy_total": True,
+                            "energy_phases": True},
+                 "tcp": None, "rtu": {"port": None, "slaves": None}},
+        # Clock (firmware/walltime.py): SNTP server ("" = none) and interval; the zone for
+        # local time (firmware/tz.py RULES or "+HH:MM").
+        "time": {"ntp_server": "", "ntp_interval_s": 3600, "tz": "Europe/Paris"},
+        # Tariff calendar (firmware/tariff.py): class names ("" = unused, from the end), per
+        # day type 8 switch points [minute of day, class] (1440 = unused), seasons
+        # [from MMDD, to MMDD, class shift] ([0, 0, 0] unused), holidays MMDD (0 unused).
+        "tariff": {"classes": ("BASE", "", "", "", "", ""), "wd": _DAY, "sat": _DAY,
+                   "sun": _DAY, "seasons": ((0, 0, 0), (0, 0, 0)), "holidays": _ZEROS16,
+                   "fr_holidays": False},
+        # Demand (firmware/demand.py): subscribed power Ps per class (W, 0 = none), the
+        # warning threshold k in percent of Ps (Enedis: 80..100, default 90).
+        "demand": {"ps_w": (0, 0, 0, 0, 0, 0), "k_pct": 90},
+        # Loss correction (firmware/losses.py, Enedis section 4): off by default; Joule
+        # coefficients in per-mille (import 1000..1060, export 940..1000), iron losses in W,
+        # tangent shift Ktg in hundredths (0.09 = 9).
+        "losses": {"enabled": False, "kj_import": 1000, "kj_export": 1000, "kf_w": 0,
+                   "ktg": 9},
+    }
+
+
+def __getattr__(name):
+    # config.DEFAULTS as before: built on demand
+    if name == "DEFAULTS":
+        return defaults()
+    raise AttributeError(name)
+
+
 # Keys replaced as a whole by patch() (a dict of optional overrides, not a section).
-WHOLE = ("sunspec_sf",)
-PUSH_MODES = ("cycle", "interval_last", "interval_mean")
-PUSH_TARGETS = 10
-ROLES = ("slave", "master", "off")
+_WHOLE = const(("sunspec_sf",))
+PUSH_MODES = ("cycle", "interval_last", "interval_mean")     # firmware/pushmb.py
+_PUSH_TARGETS = const(10)
+_NO_TARGETS = const((None, None, None, None, None, None, None, None, None, None))
+_NO_SLAVES = const((0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+_ROLES = const(("slave", "master", "off"))
 
-CYCLES_MS = (200, 500)
-BAUDS = (9600, 19200, 38400, 57600, 115200)
-WIRINGS = ("3P4W", "1P2W")
-CT_SECONDARY_A = 5
+_CYCLES_MS = const((200, 500))
+_BAUDS = const((9600, 19200, 38400, 57600, 115200))
+_WIRINGS = const(("3P4W", "1P2W"))
+_CT_SECONDARY_A = const(5)
+_PERIODS_MIN = const((5, 10, 15, 30, 60))
+CT_CLASSES = ("0.2SE", "0.2S", "0.5")      # firmware/records.py CT_CLASSES
 
-
-CAL_EXACT = ("v_per_code", "i_per_code", "w_per_code", "wh_per_lsb")
-CAL_KEYS = CAL_EXACT + ("gains", "phcal")
+_CAL_EXACT = const(("v_per_code", "i_per_code", "w_per_code", "wh_per_lsb"))
+_CAL_KEYS = const(("v_per_code", "i_per_code", "w_per_code", "wh_per_lsb", "gains",
+                   "phcal"))
 
 
 class ConfigError(ValueError):
     pass
-
-
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
 
 
 def parse_exact(path, v):
@@ -151,8 +166,10 @@ def parse_exact(path, v):
         raise ConfigError('%s: must be an exact positive number: a decimal string like '
                           '"9.395996e-05", an integer or [numerator, denominator], got %r'
                           % (path, v))
-    g = _gcd(num, den)
-    return num // g, den // g
+    a, b = num, den          # their greatest common divisor
+    while b:
+        a, b = b, a % b
+    return num // a, den // a
 
 
 def _decimal(t):
@@ -196,7 +213,7 @@ def _num(path, v, lo, hi, integer=False):
 
 
 def _copy(v):
-    """Deep copy of dicts and lists: a validated config shares nothing with its inputs."""
+    """Deep copy of dicts, lists and tuples, sequences as lists (a config to edit)."""
     if isinstance(v, dict):
         return {k: _copy(v[k]) for k in v}
     if isinstance(v, (list, tuple)):
@@ -204,57 +221,70 @@ def _copy(v):
     return v
 
 
+def _frozen(v):
+    """A copy of v with its lists as tuples (a validated config's sequences)."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_frozen(x) for x in v)
+    return _copy(v)
+
+
 def _merge(base, over, path):
-    out = {}
-    for k in base:
-        out[k] = _copy(base[k])
+    """Merge `over` into `base` (a new dict of this module's, changed in place); what
+    comes from `over` is copied, so the result shares nothing mutable with it. Where the
+    default is a tuple, the value becomes one; a value equal to its default is the
+    default's own object (a constant in the code: nothing on the heap)."""
     for k in over:
         if k not in base:
             raise ConfigError("%s%s: unknown key" % (path, k))
-        if (base[k] is None or k in WHOLE) and (over[k] is None or isinstance(over[k], dict)):
-            out[k] = _copy(over[k])
-        elif isinstance(base[k], dict):
-            if not isinstance(over[k], dict):
+        b, v = base[k], over[k]
+        if (b is None or k in _WHOLE) and (v is None or isinstance(v, dict)):
+            base[k] = _copy(v)
+        elif isinstance(b, dict):
+            if not isinstance(v, dict):
                 raise ConfigError("%s%s: must be an object" % (path, k))
-            out[k] = _merge(base[k], over[k], path + k + ".")
+            _merge(b, v, path + k + ".")
         else:
-            out[k] = _copy(over[k])
-    return out
+            v = _frozen(v) if isinstance(b, tuple) else _copy(v)
+            # Equal to the default (a stored config's strings, read from JSON): the
+            # default's constant. Same type only: True == 1, and 1 is no bool here.
+            base[k] = b if type(v) is type(b) and v == b else v
+    return base
 
 
 def validate(cfg=None, calibration=None):
-    """Merge cfg over DEFAULTS (and its calibration over the board's `calibration`
-    dict) and check every value. Returns a new dict that shares nothing with either:
-    editing it never changes DEFAULTS, the board's calibration or a later result."""
+    """Merge cfg over the defaults (and its calibration over the board's `calibration`
+    dict) and check every value. Returns a new dict that shares nothing mutable with
+    either: editing it never changes the defaults, the board's calibration or a later
+    result. Its sequences are tuples, except calibration's (lists, as the board's)."""
     if cfg is None:
         cfg = {}
     if not isinstance(cfg, dict):
         raise ConfigError("config: must be an object")
-    base = dict(DEFAULTS)
-    base["calibration"] = {k: None for k in CAL_KEYS}
+    c = defaults()
+    cal = c["calibration"] = dict.fromkeys(_CAL_KEYS)
     if calibration:
         for k in calibration:
-            if k not in CAL_KEYS:
+            if k not in _CAL_KEYS:
                 raise ConfigError("board calibration.%s: unknown key" % k)
-            base["calibration"][k] = calibration[k]
-    c = _merge(base, cfg, "")
-    for k in CAL_KEYS:
-        if c["calibration"][k] is None:
+            cal[k] = _copy(calibration[k])
+    _merge(c, cfg, "")
+    cal = c["calibration"]
+    for k in _CAL_KEYS:
+        if cal[k] is None:
             raise ConfigError("calibration.%s: missing (the board gives no default)" % k)
     m = c["metering"]
-    if m["cycle_ms"] not in CYCLES_MS:
+    if m["cycle_ms"] not in _CYCLES_MS:
         raise ConfigError("metering.cycle_ms: must be one of %r, got %r"
-                          % (CYCLES_MS, m["cycle_ms"]))
+                          % (_CYCLES_MS, m["cycle_ms"]))
     if m["nominal_hz"] not in (50, 60) or isinstance(m["nominal_hz"], bool):
         raise ConfigError("metering.nominal_hz: must be 50 or 60, got %r" % (m["nominal_hz"],))
-    if m["wiring"] not in WIRINGS:
-        raise ConfigError("metering.wiring: must be one of %r, got %r" % (WIRINGS, m["wiring"]))
+    if m["wiring"] not in _WIRINGS:
+        raise ConfigError("metering.wiring: must be one of %r, got %r" % (_WIRINGS, m["wiring"]))
     if not isinstance(m["ct_enabled"], bool):
         raise ConfigError("metering.ct_enabled: must be true or false, got %r"
                           % (m["ct_enabled"],))
     _num("metering.ct_primary_a", m["ct_primary_a"], 1, 5000, integer=True)
-    cal = c["calibration"]
-    for k in CAL_EXACT:
+    for k in _CAL_EXACT:
         parse_exact("calibration." + k, cal[k])
     g = cal["gains"]
     if not isinstance(g, list) or len(g) != 3:
@@ -277,14 +307,14 @@ def validate(cfg=None, calibration=None):
         if not isinstance(p["enabled"], bool):
             raise ConfigError(path + "enabled: must be true or false, got %r" % (p["enabled"],))
         _num(path + "address", p["address"], 1, 247, integer=True)
-        if p["baud"] not in BAUDS or isinstance(p["baud"], bool):
-            raise ConfigError(path + "baud: must be one of %r, got %r" % (BAUDS, p["baud"]))
+        if p["baud"] not in _BAUDS or isinstance(p["baud"], bool):
+            raise ConfigError(path + "baud: must be one of %r, got %r" % (_BAUDS, p["baud"]))
         if p["parity"] not in ("N", "E", "O"):
             raise ConfigError(path + "parity: must be N, E or O, got %r" % (p["parity"],))
         if p["stop"] not in (1, 2) or isinstance(p["stop"], bool):
             raise ConfigError(path + "stop: must be 1 or 2, got %r" % (p["stop"],))
-        if p["role"] not in ROLES:
-            raise ConfigError(path + "role: must be one of %r, got %r" % (ROLES, p["role"]))
+        if p["role"] not in _ROLES:
+            raise ConfigError(path + "role: must be one of %r, got %r" % (_ROLES, p["role"]))
     _push(c["push"], mb)
     t = mb["tcp"]
     for k in ("enabled", "own_id_only"):
@@ -370,16 +400,14 @@ def _check_mqtt(q):
         raise ConfigError("mqtt.url: %s" % e)
     _num("mqtt.keepalive_s", q["keepalive_s"], 5, 3600, integer=True)
     _num("mqtt.interval_s", q["interval_s"], 1, 3600, integer=True)
-PERIODS_MIN = (5, 10, 15, 30, 60)
-CT_CLASSES = ("0.2SE", "0.2S", "0.5")      # firmware/records.py CT_CLASSES
 
 
 def _records(r):
     if not isinstance(r["enabled"], bool):
         raise ConfigError("records.enabled: must be true or false, got %r" % (r["enabled"],))
-    if r["period_min"] not in PERIODS_MIN or isinstance(r["period_min"], bool):
+    if r["period_min"] not in _PERIODS_MIN or isinstance(r["period_min"], bool):
         raise ConfigError("records.period_min: must be one of %r, got %r"
-                          % (PERIODS_MIN, r["period_min"]))
+                          % (_PERIODS_MIN, r["period_min"]))
     if r["ct_class"] not in CT_CLASSES:
         raise ConfigError("records.ct_class: must be one of %r, got %r"
                           % (CT_CLASSES, r["ct_class"]))
@@ -400,11 +428,11 @@ def _push(p, mb):
     t = p["tcp"]
     if t is None:
         t = []
-    if not isinstance(t, list) or len(t) > PUSH_TARGETS:
+    if not isinstance(t, list) or len(t) > _PUSH_TARGETS:
         raise ConfigError("push.tcp: must be a list of at most %d targets, got %r"
-                          % (PUSH_TARGETS, t))
-    slots = []
-    for i in range(PUSH_TARGETS):
+                          % (_PUSH_TARGETS, t))
+    slots = list(_NO_TARGETS)
+    for i in range(_PUSH_TARGETS):
         e = {"host": "", "port": 502, "unit": 1, "enabled": False}
         if i < len(t) and t[i] is not None:
             if not isinstance(t[i], dict):
@@ -427,20 +455,22 @@ def _push(p, mb):
         if e["enabled"] and not h:
             raise ConfigError(path + "host: needed when the target is enabled")
         # An unused slot is None: ten dicts would cost about 1.4 KB of a board's heap.
-        slots.append(e if (h or e["port"] != 502 or e["unit"] != 1) else None)
-    p["tcp"] = slots
+        if h or e["port"] != 502 or e["unit"] != 1:
+            slots[i] = e
+    p["tcp"] = tuple(slots) if any(slots) else _NO_TARGETS
     r = p["rtu"]
     if r["port"] not in (None, "a", "b"):
         raise ConfigError('push.rtu.port: must be "a", "b" or null, got %r' % (r["port"],))
     s = r["slaves"]
     if s is None:
         s = []
-    if not isinstance(s, list) or len(s) > PUSH_TARGETS:
+    if not isinstance(s, list) or len(s) > _PUSH_TARGETS:
         raise ConfigError("push.rtu.slaves: must be a list of at most %d addresses, got %r"
-                          % (PUSH_TARGETS, s))
+                          % (_PUSH_TARGETS, s))
     for i in range(len(s)):
         _num("push.rtu.slaves.%d" % i, s[i], 0, 247, integer=True)
-    r["slaves"] = s + [0] * (PUSH_TARGETS - len(s))
+    s = tuple(s) + _NO_SLAVES[len(s):]
+    r["slaves"] = _NO_SLAVES if s == _NO_SLAVES else s
     if r["port"] is not None and mb["rs485_" + r["port"]]["role"] != "master":
         raise ConfigError('push.rtu.port: port %s must have modbus.rs485_%s.role "master"'
                           % (r["port"], r["port"]))
@@ -466,7 +496,7 @@ def _check_records(c):
             raise ConfigError(str(e))
     tc = c["tariff"]
     names = tc["classes"]
-    if not isinstance(names, list) or len(names) != 6 or not names[0] or not all(
+    if not isinstance(names, tuple) or len(names) != 6 or not names[0] or not all(
             isinstance(n, str) and len(n) <= 8 for n in names):
         raise ConfigError("tariff.classes: 6 names of at most 8 characters, the first "
                           "not empty, got %r" % (names,))
@@ -477,13 +507,13 @@ def _check_records(c):
         raise ConfigError("tariff.classes: unused names must come last, got %r" % (names,))
     for day in ("wd", "sat", "sun"):
         pts = tc[day]
-        if not isinstance(pts, list) or len(pts) != 8:
+        if not isinstance(pts, tuple) or len(pts) != 8:
             raise ConfigError("tariff.%s: must be 8 switch points [minute, class]" % day)
         prev = -1
         for i in range(8):
             p = pts[i]
             path = "tariff.%s.%d" % (day, i)
-            if not isinstance(p, list) or len(p) != 2:
+            if not isinstance(p, tuple) or len(p) != 2:
                 raise ConfigError(path + ": must be [minute of day, class], got %r" % (p,))
             _num(path + ".0", p[0], 0, 1440, integer=True)
             _num(path + ".1", p[1], 0, n - 1, integer=True)
@@ -494,18 +524,18 @@ def _check_records(c):
         if prev < 0:
             raise ConfigError("tariff.%s: needs at least one switch point" % day)
     ss = tc["seasons"]
-    if not isinstance(ss, list) or len(ss) != 2:
+    if not isinstance(ss, tuple) or len(ss) != 2:
         raise ConfigError("tariff.seasons: must be 2 [from MMDD, to MMDD, shift]")
     for i in range(2):
         s = ss[i]
-        if not isinstance(s, list) or len(s) != 3:
+        if not isinstance(s, tuple) or len(s) != 3:
             raise ConfigError("tariff.seasons.%d: must be [from MMDD, to MMDD, shift]" % i)
         if s[0] or s[1]:
             _mmdd("tariff.seasons.%d.0" % i, s[0])
             _mmdd("tariff.seasons.%d.1" % i, s[1])
         _num("tariff.seasons.%d.2" % i, s[2], 0, 5, integer=True)
     h = tc["holidays"]
-    if not isinstance(h, list) or len(h) != 16:
+    if not isinstance(h, tuple) or len(h) != 16:
         raise ConfigError("tariff.holidays: must be 16 dates MMDD (0 = unused)")
     for i in range(16):
         if h[i]:
@@ -514,7 +544,7 @@ def _check_records(c):
         raise ConfigError("tariff.fr_holidays: must be true or false, got %r"
                           % (tc["fr_holidays"],))
     d = c["demand"]
-    if not isinstance(d["ps_w"], list) or len(d["ps_w"]) != 6:
+    if not isinstance(d["ps_w"], tuple) or len(d["ps_w"]) != 6:
         raise ConfigError("demand.ps_w: must be 6 powers in W (one per tariff class)")
     for i in range(6):
         _num("demand.ps_w.%d" % i, d["ps_w"][i], 0, 100000000, integer=True)
@@ -558,14 +588,14 @@ def patch(current, change, calibration=None):
     validated one). ConfigError names the first bad key; `current` is never changed."""
     if not isinstance(change, dict):
         raise ConfigError("config: must be an object")
-    return validate(_merge(current, change, ""), calibration)
+    return validate(_merge(_copy(current), change, ""), calibration)
 
 
 def ct_ratio(cfg):
     """(numerator, denominator) applied to currents, powers and energies."""
     m = cfg["metering"]
     if m["ct_enabled"]:
-        return m["ct_primary_a"], CT_SECONDARY_A
+        return m["ct_primary_a"], _CT_SECONDARY_A
     return 1, 1
 
 

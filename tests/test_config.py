@@ -204,3 +204,65 @@ except config.ConfigError as e:
 print("@@JSON", json.dumps({"err": r, "kept": list(h.meter._k) == k0}))
 """ % json.dumps(cal))
     assert res["err"] and needle in res["err"] and res["kept"]
+
+
+HEAP = r"""
+import gc, json
+from firmware import config
+from boards.sim.board import SimBoard
+CAL = SimBoard.CALIBRATION
+STORED = json.dumps(config.validate(None, CAL))       # the default config as /cfg/c holds it
+TARIFF = {"tariff": {"classes": ["HP", "HC", "", "", "", ""],
+                     "wd": [[0, 1], [360, 0], [1320, 1]] + [[1440, 0]] * 5}}
+K = [None]
+R = {}
+A = [0]
+# First use interns and grows a few things once: not the config's.
+config.validate(json.loads(STORED), CAL)
+config.validate(TARIFF, CAL)
+gc.collect()
+#@@CHUNK
+A[0] = gc.mem_alloc()
+#@@CHUNK
+K[0] = config.validate(None, CAL)
+gc.collect()
+#@@CHUNK
+R["defaults"] = gc.mem_alloc() - A[0]
+K[0] = None
+gc.collect()
+#@@CHUNK
+A[0] = gc.mem_alloc()
+#@@CHUNK
+K[0] = config.validate(json.loads(STORED), CAL)
+gc.collect()
+#@@CHUNK
+R["stored"] = gc.mem_alloc() - A[0]
+K[0] = None
+gc.collect()
+#@@CHUNK
+A[0] = gc.mem_alloc()
+#@@CHUNK
+K[0] = config.validate(TARIFF, CAL)
+gc.collect()
+#@@CHUNK
+R["tariff"] = gc.mem_alloc() - A[0]
+c = K[0]["tariff"]
+R["wd"] = [type(c["wd"]).__name__, list(c["wd"][2])]
+R["sat_shared"] = c["sat"] is config.defaults()["tariff"]["sat"]
+print("@@JSON", json.dumps(R))
+"""
+
+
+def test_validated_config_heap_on_32_bit():
+    """What a board keeps of its config (32-bit heap): the sections' dicts; sequences
+    are tuples, and a value equal to its default is the default's constant (code, in
+    flash when frozen), so a config read back from its JSON record costs what the
+    defaults cost (before: 2.8 KB for the defaults, about 0.5 KB more from JSON)."""
+    from conftest import run_mpy32
+    r = run_mpy32(HEAP)
+    assert 0 < r["defaults"] <= 1536, r
+    assert abs(r["stored"] - r["defaults"]) <= 16, r
+    # A tariff of its own costs its own tuples (the other two day tables stay the
+    # defaults'; as lists, the three took 0.9 KB).
+    assert r["defaults"] < r["tariff"] <= r["defaults"] + 512, r
+    assert r["wd"] == ["tuple", [1320, 1]] and r["sat_shared"] is True

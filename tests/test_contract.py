@@ -43,13 +43,15 @@ def test_no_board_facts_left_in_firmware():
 
 
 def _defaults(path):
-    """config.DEFAULTS as data, read with CPython's ast (no MicroPython imports)."""
+    """config.defaults()'s returned literal as data, read with CPython's ast (no
+    MicroPython imports); its sequences are tuples, its names consts (left as names)."""
     import ast
     tree = ast.parse(path.read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DEFAULTS":
-            return ast.literal_eval(node.value)
-    raise AssertionError("no DEFAULTS in config.py")
+        if isinstance(node, ast.FunctionDef) and node.name == "defaults":
+            ret = [n for n in node.body if isinstance(n, ast.Return)][0].value
+            return ast.unparse(ret)
+    raise AssertionError("no defaults() in config.py")
 
 
 def test_modbus_ports_apply_config(mpy):

@@ -75,9 +75,9 @@ def leaves(d, p):
         q = p + k
         if isinstance(v, dict):
             out += leaves(v, q + ".")
-        elif isinstance(v, list) and not k.endswith("_code"):   # a row per item (not rationals)
-            for i in range(len(v)):
-                if isinstance(v[i], list):
+        elif isinstance(v, (list, tuple)) and not k.endswith("_code"):   # a row per item
+            for i in range(len(v)):                                   # (not rationals)
+                if isinstance(v[i], (list, tuple)):
                     out += [q + ".%%d.%%d" %% (i, j) for j in range(len(v[i]))]
                 elif isinstance(v[i], dict):
                     out += leaves(v[i], q + ".%%d." %% i)

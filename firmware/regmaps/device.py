@@ -327,7 +327,7 @@ _EXC_FUNCTION = const(1)
 _EXC_ADDRESS = const(2)
 _EXC_VALUE = const(3)
 _NONE16 = const(0x8000)        # SF: no override (SunSpec's int16 "not implemented")
-_SPECIAL = (_UNLOCK, _PWCHG, _CMD, _STAT)
+_SPECIAL = const((_UNLOCK, _PWCHG, _CMD, _STAT))
 
 
 def _get(cfg, path):
