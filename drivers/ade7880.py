@@ -24,11 +24,13 @@ LENERGY. A window is handed out exactly once: it is read (and verified) before L
 is acknowledged, and an acknowledgement that could not be confirmed is settled after
 re-initialisation (see `recover`).
 
-The cycle's reads run as precomputed "programs" (see _Prog): every frame of a window is
-built once at construction, the SPI loop only toggles CS and calls write_readinto, and
-one checker (viper where the port has a native emitter, else plain Python giving the same
-values) verifies all reads and stores them as signed 32-bit words, allocating nothing.
-How each read is verified, and why that is as strong as before: see _WINDOW below.
+The cycle's reads run as a precomputed program (see _program): every frame of a window
+is built once at construction, in one buffer that keeps each frame's header as sent and
+its data as received; each frame is clocked in a scratch frame of its length (header
+copied in, reply copied back: a few bytes, not a memoryview per frame), and one checker
+(viper where the port has a native emitter, else plain Python giving the same values)
+verifies all reads and stores them as signed 32-bit words, allocating nothing. How each
+read is verified, and why that is as strong as before: see the notes above _CSUM_EVERY.
 
 Supply failure (SAG): set_sag(level, half_cycles) programs the chip's sag detection at
 the next begin(): SAGLVL 0xE509 (24-bit, compared with the absolute instantaneous
@@ -74,7 +76,6 @@ _RUN = const(0xE228)
 _ACCMODE = const(0xE701)
 _LCYCMODE = const(0xE702)
 _SAGCYC = const(0xE704)       # 8-bit: half line cycles below SAGLVL (no-OS ade7880.h)
-_VERSION = const(0xE707)
 _DSPWP_SET = const(0xE7E3)
 _LAST_RWDATA8 = const(0xE7FD)
 _DSPWP_SEL = const(0xE7FE)
@@ -290,7 +291,6 @@ class ADE7880:
         self.irq_pending = False
         self.ack_unconfirmed = False
         self.reset_seen = False
-        self.version = 0
         self.irq1 = irq1
         self.sag_level = 0        # SAGLVL code; 0: sag detection off
         self.sag_cycles = 0
@@ -584,7 +584,6 @@ class ADE7880:
         if cfmode != _CFMODE_RESET:
             raise ChipError("No ADE7880 found: CFMODE read 0x%04x, expected 0x%04x"
                             % (cfmode, _CFMODE_RESET))
-        self.version = self.read(_VERSION)
         self.reset_seen = bool(self.read(_STATUS1) & _STATUS1_RSTDONE)
         # DSP RAM may be write-protected from an earlier init: lift it first.
         self.write(_DSPWP_SEL, _DSPWP_KEY)
