@@ -82,6 +82,8 @@ _DSPWP_SEL = const(0xE7FE)
 _LAST_ADD = const(0xE9FE)
 _LAST_RWDATA16 = const(0xE9FF)
 _LAST_OP = const(0xEA01)
+# LAST_RWDATA of a data width 1, 2, 4 (index: the width; a tuple constant, no heap).
+_ECHO = const((0, _LAST_RWDATA8, _LAST_RWDATA16, 0, _LAST_RWDATA32))
 _WTHR = const(0xEA02)
 _VARTHR = const(0xEA03)
 _VATHR = const(0xEA04)
@@ -189,10 +191,6 @@ def _width(addr):
     return 4
 
 
-def _echo(n):
-    return _LAST_RWDATA32 if n == 4 else (_LAST_RWDATA16 if n == 2 else _LAST_RWDATA8)
-
-
 _WIDE = 1 if sys.maxsize > 0x7FFFFFFF else 0     # array('l') has 8-byte slots (64-bit port)
 
 # The read program (built once by _program): reads 0.._N_WINDOW-1 are a window's (the
@@ -237,7 +235,7 @@ def _program():
         d[2 * i] = o + 3
         d[2 * i + 1] = f | n
         twice = f & _F_TWICE
-        for a in (addr, _LAST_ADD if twice else _echo(n), addr if twice else _LAST_ADD):
+        for a in (addr, _LAST_ADD if twice else _ECHO[n], addr if twice else _LAST_ADD):
             buf[o] = 0x01
             buf[o + 1] = a >> 8
             buf[o + 2] = a & 0xFF
@@ -278,7 +276,7 @@ class ADE7880:
         wr = [None] * 5
         for n in (1, 2, 4):
             b = bytearray(15 + 2 * n)
-            for o, a in ((3 + n, _LAST_OP), (7 + n, _LAST_ADD), (12 + n, _echo(n))):
+            for o, a in ((3 + n, _LAST_OP), (7 + n, _LAST_ADD), (12 + n, _ECHO[n])):
                 b[o] = 0x01
                 b[o + 1] = a >> 8
                 b[o + 2] = a & 0xFF
