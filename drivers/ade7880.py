@@ -417,15 +417,35 @@ class ADE7880:
                 self._cs(1)
                 raise
             return
-        for k in range(k0, k1):
-            o = d[2 * k] - 3
-            f = d[2 * k + 1]
-            n = f & 7
-            self._frame(buf, o, n)
-            o += 3 + n
-            m = 2 if f & _F_TWICE else n             # LAST_ADD, or LAST_RWDATA
-            self._frame(buf, o, m)
-            self._frame(buf, o + 3 + m, n if f & _F_TWICE else 2)
+        # Plain Python: _frame's work inlined for reads (a call per frame is most of it).
+        fv = self._fv
+        s = fv[4]
+        spi = self._spi
+        cs = self._cs
+        try:
+            for k in range(k0, k1):
+                o = d[2 * k] - 3
+                f = d[2 * k + 1]
+                w = f & 7
+                n = w
+                i = 0
+                while i < 3:
+                    s[0] = 0x01
+                    s[1] = buf[o + 1]
+                    s[2] = buf[o + 2]
+                    s[3:7] = b"\0\0\0\0"               # a read sends zeros as data
+                    b = fv[n]
+                    cs(0)
+                    spi.write_readinto(b, b)
+                    cs(1)
+                    buf[o + 3:o + 3 + n] = fv[4 + n]
+                    o += 3 + n
+                    i += 1
+                    # twice: value, LAST_ADD, value; else value, LAST_RWDATA, LAST_ADD
+                    n = 2 if i == (1 if f & _F_TWICE else 2) else w
+        except BaseException:
+            cs(1)
+            raise
 
     def _mem(self, arr):
         """A byte view of the caller's array('l'), for the plain checker's 32-bit values
