@@ -24,11 +24,13 @@ LENERGY. A window is handed out exactly once: it is read (and verified) before L
 is acknowledged, and an acknowledgement that could not be confirmed is settled after
 re-initialisation (see `recover`).
 
-The cycle's reads run as precomputed "programs" (see _Prog): every frame of a window is
-built once at construction, the SPI loop only toggles CS and calls write_readinto, and
-one checker (viper where the port has a native emitter, else plain Python giving the same
-values) verifies all reads and stores them as signed 32-bit words, allocating nothing.
-How each read is verified, and why that is as strong as before: see _WINDOW below.
+The cycle's reads run as a precomputed program (see _program): every frame of a window
+is built once at construction, in one buffer that keeps each frame's header as sent and
+its data as received; each frame is clocked in a scratch frame of its length (header
+copied in, reply copied back: a few bytes, not a memoryview per frame), and one checker
+(viper where the port has a native emitter, else plain Python giving the same values)
+verifies all reads and stores them as signed 32-bit words, allocating nothing. How each
+read is verified, and why that is as strong as before: see the notes above _CSUM_EVERY.
 
 Supply failure (SAG): set_sag(level, half_cycles) programs the chip's sag detection at
 the next begin(): SAGLVL 0xE509 (24-bit, compared with the absolute instantaneous
@@ -50,9 +52,9 @@ from array import array
 from micropython import const
 
 try:  # native checker where the port has a native emitter (not the WebAssembly port)
-    from drivers.ade7880_viper import check as _check_native
+    from drivers.ade7880_viper import check as _check_native, xfer as _xfer_native
 except Exception:  # SyntaxError "invalid micropython decorator" at compile time
-    _check_native = None
+    _check_native = _xfer_native = None
 
 # Register addresses (ADE7880 datasheet register map; anchors section 3).
 _DSP_RAM_FIRST = const(0x4380)
@@ -74,13 +76,14 @@ _RUN = const(0xE228)
 _ACCMODE = const(0xE701)
 _LCYCMODE = const(0xE702)
 _SAGCYC = const(0xE704)       # 8-bit: half line cycles below SAGLVL (no-OS ade7880.h)
-_VERSION = const(0xE707)
 _DSPWP_SET = const(0xE7E3)
 _LAST_RWDATA8 = const(0xE7FD)
 _DSPWP_SEL = const(0xE7FE)
 _LAST_ADD = const(0xE9FE)
 _LAST_RWDATA16 = const(0xE9FF)
 _LAST_OP = const(0xEA01)
+# LAST_RWDATA of a data width 1, 2, 4 (index: the width; a tuple constant, no heap).
+_ECHO = const((0, _LAST_RWDATA8, _LAST_RWDATA16, 0, _LAST_RWDATA32))
 _WTHR = const(0xEA02)
 _VARTHR = const(0xEA03)
 _VATHR = const(0xEA04)
@@ -105,14 +108,15 @@ _THRESHOLD_DEFAULT = const(3)        # WTHR/VARTHR/VATHR: datasheet minimum reco
 # Per-phase register table: one row per phase so per-phase work is one loop
 # (ESPHome's hand-copied blocks read phase A's voltage from BVRMS; anchors section 1).
 #            VRMS    IRMS    WATT    FVAR    VA      PF      PERIOD  ANGLE   WATTHR  FVARHR  VAHR
-_PHASE_REGS = (
+_PHASE_REGS = const((
     (0x43C1, 0x43C0, 0xE513, 0xE516, 0xE519, 0xE902, 0xE905, 0xE601, 0xE400, 0xE409, 0xE40C),
     (0x43C3, 0x43C2, 0xE514, 0xE517, 0xE51A, 0xE903, 0xE906, 0xE602, 0xE401, 0xE40A, 0xE40D),
     (0x43C5, 0x43C4, 0xE515, 0xE518, 0xE51B, 0xE904, 0xE907, 0xE603, 0xE402, 0xE40B, 0xE40E),
-)
-# Gains: (IGAIN, VGAIN, PGAIN) per phase; PHCAL per phase.
-_GAIN_REGS = ((0x4380, 0x4381, 0x4389), (0x4382, 0x4383, 0x438B), (0x4384, 0x4385, 0x438D))
-_PHCAL_REGS = (0xE614, 0xE615, 0xE616)
+))
+# Gains: (IGAIN, VGAIN, PGAIN) per phase; PHCAL per phase. (Private const tuples: no
+# global slot, the tuple is a constant of the code.)
+_GAIN_REGS = const(((0x4380, 0x4381, 0x4389), (0x4382, 0x4383, 0x438B), (0x4384, 0x4385, 0x438D)))
+_PHCAL_REGS = const((0xE614, 0xE615, 0xE616))
 
 # Raw window layout per phase (indices into the caller's array, block of RAW_N).
 R_VRMS = const(0)
@@ -130,7 +134,7 @@ RAW_N = const(11)
 # How each raw value is signed: RMS are 24-bit ZP (positive); xWATT/xFVAR/xVA are 24-bit
 # SE, i.e. already sign-extended to 32 bits on the wire; PF is 16-bit signed;
 # period/angle 16-bit unsigned; energies 32-bit signed.
-_SIGN_BITS = (0, 0, 32, 32, 32, 16, 0, 0, 32, 32, 32)
+_SIGN_BITS = const((0, 0, 32, 32, 32, 16, 0, 0, 32, 32, 32))
 # All 4-byte registers are delivered as signed 32-bit words (array('l') holds nothing
 # wider on a board): the RMS registers are ZP (top byte 0), so they read as before.
 _INSTANT_N = const(8)   # R_VRMS..R_ANGLE: the instantaneous part of a phase block
@@ -152,7 +156,8 @@ _INSTANT_N = const(8)   # R_VRMS..R_ANGLE: the instantaneous part of a phase blo
 #    second read catches noise on MISO, and also a read whose command byte flipped into
 #    a write of zeros, which value + LAST_RWDATA + LAST_ADD would accept as a 0 window.
 # The speed-up is per frame, not in the frame count: frames are built once, the loop only
-# toggles CS and calls write_readinto, and one checker verifies and stores all values.
+# copies a frame to and from the scratch frame around write_readinto, and one checker
+# verifies and stores all values (see _program).
 # Health: STATUS1.CRC (b25) is the chip's own comparison of CHECKSUM against its
 # reference (docs/ade7880-sim.md sources: datasheet p.94 MASK1 b25; anchors section 3
 # "poll CHECKSUM or enable STATUS1.CRC"), so health() reads STATUS1 each cycle (CRC set
@@ -186,160 +191,56 @@ def _width(addr):
     return 4
 
 
-def _echo(n):
-    return _LAST_RWDATA32 if n == 4 else (_LAST_RWDATA16 if n == 2 else _LAST_RWDATA8)
-
-
-def _zpse24(value):
-    """24-bit signed value as the chip's 32-bit ZPSE word (sign extended to bit 27)."""
-    return value & 0x0FFFFFFF
-
-
 _WIDE = 1 if sys.maxsize > 0x7FFFFFFF else 0     # array('l') has 8-byte slots (64-bit port)
 
-
-class _Prog:
-    """A fixed list of SPI frames (tx built once, rx filled by each run) and the reads
-    they verify. reads: (addr, slot, signed16, twice) per read; twice checks the value
-    against a second read of the register instead of LAST_RWDATA (latched registers,
-    see _window_reads)."""
-
-    def __init__(self, reads):
-        frames = []
-        desc = []
-        first = []
-        off = 0
-        for addr, slot, signed16, twice in reads:
-            n = _width(addr)
-            first.append(len(frames))
-            frames.append((0x01, addr, n))
-            v = off + 3
-            t = off + 1
-            off += 3 + n
-            if twice:                  # value, LAST_ADD, value again
-                frames.append((0x01, _LAST_ADD, 2))
-                a = off + 3
-                off += 5
-                frames.append((0x01, addr, n))
-                c = off + 3
-                off += 3 + n
-            else:                      # value, LAST_RWDATA of its width, LAST_ADD
-                frames.append((0x01, _echo(n), n))
-                c = off + 3
-                off += 3 + n
-                frames.append((0x01, _LAST_ADD, 2))
-                a = off + 3
-                off += 5
-            desc.append((v, c, a, t, n | (8 if signed16 else 0), slot))
-        first.append(len(frames))
-        # tx is the program as sent (the template); each frame is clocked in place in
-        # rx (write_readinto with one buffer, as machine.SPI allows), after tx has been
-        # copied over it: one view per frame instead of two saves about 2 KB of heap
-        # on a 32-bit board, for one memcpy per cycle.
-        self.tx = tx = bytearray(off)
-        self.rx = rx = bytearray(off)
-        mr = memoryview(rx)
-        rxs = []
-        o = 0
-        for op, addr, n in frames:
-            tx[o] = op
-            tx[o + 1] = addr >> 8
-            tx[o + 2] = addr & 0xFF
-            rxs.append(mr[o:o + 3 + n])
-            o += 3 + n
-        self.rxs = tuple(rxs)
-        self.first = array("H", first)          # frames of read k: first[k]..first[k+1]
-        self.d = array("H", [x for r in desc for x in r])
-        self.n = len(reads)
-        self.bad = bytearray(self.n)
-        # The plain checker works from the offsets in d (no view per read: on a 32-bit
-        # board each memoryview is 16 bytes of heap, and a window has 33 reads); the
-        # first read's value bytes, for single verified reads.
-        r = desc[0]
-        self.val0 = mr[r[0]:r[0] + (r[4] & 7)]
+# The read program (built once by _program): reads 0.._N_WINDOW-1 are a window's (the
+# instantaneous ones first, so read_instant is a prefix), then one single read per data
+# width 1, 2, 4 (read _K_SINGLE + width // 2, its address patched per use).
+_N_INSTANT = const(24)      # 3 * _INSTANT_N
+_N_WINDOW = const(33)       # 3 * RAW_N
+_K_SINGLE = const(33)
+# Per read, d holds two uint16: the value's data offset v in the buffer, then flags |
+# slot << 8: the width (bits 0-2), _F_SIGNED16, _F_TWICE (value, LAST_ADD, value again;
+# else value, LAST_RWDATA of its width, LAST_ADD), _F_NOSTORE (single reads: the caller
+# takes the bytes). The other frames' offsets follow from v (see the checkers).
+_F_SIGNED16 = const(8)
+_F_TWICE = const(16)
+_F_NOSTORE = const(32)
 
 
-def _window_reads():
+def _program():
+    """The frames of every read back to back, each as its 3 header bytes (op, address:
+    the template, never overwritten) then its data bytes (as last received), and d."""
     reads = []
-    for ph in range(3):            # instantaneous first, so read_instant is a prefix
-        regs = _PHASE_REGS[ph]
-        for k in range(_INSTANT_N):
-            reads.append((regs[k], ph * RAW_N + k, _SIGN_BITS[k] == 16, False))
     for ph in range(3):
         regs = _PHASE_REGS[ph]
-        for k in range(_INSTANT_N, RAW_N):
-            reads.append((regs[k], ph * RAW_N + k, False, True))
-    return reads
-
-
-class _RawView:
-    """Byte access to a caller's array('l'), for the plain checker's 32-bit values of
-    2**30 and more in magnitude: they go into the array as bytes, never as a long int
-    (a 31-bit small int cannot hold them on a 32-bit port)."""
-
-    def __init__(self):
-        self.arr = None
-        self.mem = None
-
-    def of(self, arr):
-        if arr is not self.arr:
-            import uctypes
-            self.mem = uctypes.bytearray_at(uctypes.addressof(arr), len(arr) * (8 if _WIDE else 4))
-            self.arr = arr
-        return self.mem
-
-
-def _check_plain(p, k0, k1, raw, rv):
-    """Same contract and results as drivers/ade7880_viper.check (plain Python)."""
-    d = p.d                 # per read: value, check, LAST_ADD, address offsets, flags, slot
-    rx = p.rx
-    tx = p.tx
-    bad = p.bad
-    nbad = 0
-    for k in range(k0, k1):
-        j = 6 * k
-        v = d[j]
-        c = d[j + 1]
-        a = d[j + 2]
-        t = d[j + 3]
-        f = d[j + 4]
-        w = f & 7
-        ok = rx[a] == tx[t] and rx[a + 1] == tx[t + 1]
-        i = 0
-        while ok and i < w:
-            ok = rx[v + i] == rx[c + i]
-            i += 1
-        if not ok:
-            bad[k] = 1
-            nbad += 1
-            continue
-        bad[k] = 0
-        slot = d[j + 5]
-        if w == 4:
-            b0 = rx[v]
-            if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes (LE port)
-                m = rv.of(raw)
-                i = slot * (8 if _WIDE else 4)
-                m[i] = rx[v + 3]
-                m[i + 1] = rx[v + 2]
-                m[i + 2] = rx[v + 1]
-                m[i + 3] = b0
-                if _WIDE:
-                    s = 0xFF if b0 & 0x80 else 0
-                    m[i + 4] = s
-                    m[i + 5] = s
-                    m[i + 6] = s
-                    m[i + 7] = s
-                continue
-            x = (((b0 ^ 0x80) - 0x80) << 24) | (rx[v + 1] << 16) | (rx[v + 2] << 8) | rx[v + 3]
-        elif w == 2:
-            x = (rx[v] << 8) | rx[v + 1]
-            if f & 8 and x & 0x8000:
-                x -= 0x10000
-        else:
-            x = rx[v]
-        raw[slot] = x
-    return nbad
+        for k in range(_INSTANT_N):
+            reads.append((regs[k], (_F_SIGNED16 if _SIGN_BITS[k] == 16 else 0)
+                          | (ph * RAW_N + k) << 8))
+    for ph in range(3):
+        regs = _PHASE_REGS[ph]
+        for k in range(_INSTANT_N, RAW_N):      # latched: read twice (see the notes above)
+            reads.append((regs[k], _F_TWICE | (ph * RAW_N + k) << 8))
+    for addr in (0xE700, 0xE900, 0xE000):       # placeholders of width 1, 2, 4
+        reads.append((addr, _F_NOSTORE))
+    size = 0
+    for addr, f in reads:
+        size += 11 + 2 * _width(addr)
+    buf = bytearray(size)
+    d = array("H", [0] * (2 * len(reads)))
+    o = 0
+    for i in range(len(reads)):
+        addr, f = reads[i]
+        n = _width(addr)
+        d[2 * i] = o + 3
+        d[2 * i + 1] = f | n
+        twice = f & _F_TWICE
+        for a in (addr, _LAST_ADD if twice else _ECHO[n], addr if twice else _LAST_ADD):
+            buf[o] = 0x01
+            buf[o + 1] = a >> 8
+            buf[o + 2] = a & 0xFF
+            o += 3 + _width(a)
+    return buf, d
 
 
 class ADE7880:
@@ -358,26 +259,36 @@ class ADE7880:
         self._spi = spi
         self._cs = cs
         self.native = bool(native and _check_native is not None)
-        self._rv = _RawView()    # byte views of the caller's raw / of _one (plain checker)
-        self._rv1 = _RawView()
-        self._win = _Prog(_window_reads())
-        self._n_instant = 3 * _INSTANT_N
-        # One single-read and one write program per data width, address patched per use.
-        # (0xE000, 0xE900, 0xE700: placeholder addresses of width 4, 2, 1.)
-        self._rd = (None, _Prog(((0xE700, 0, False, False),)),
-                    _Prog(((0xE900, 0, False, False),)), None,
-                    _Prog(((0xE000, 0, False, False),)))
-        self._one = array("l", [0])
-        self._wr = tuple(None if n in (0, 3) else self._write_prog(n) for n in range(5))
+        self._buf, self._d = _program()
+        self._bad = bytearray(_K_SINGLE + 3)          # per read: not confirmed
+        mb = memoryview(self._buf)
+        d = self._d
+        # The single reads' value bytes (index width // 2), what _read_bytes returns.
+        self._vals = tuple(mb[d[2 * k]:d[2 * k] + (d[2 * k + 1] & 7)]
+                           for k in range(_K_SINGLE, _K_SINGLE + 3))
+        # The scratch frame every frame is clocked in (one view per frame length instead
+        # of one per frame: about 2 KB less heap on a 32-bit board, for a copy of a few
+        # bytes per frame): [n] the whole frame of n data bytes, [4 + n] its data.
+        m = memoryview(bytearray(7))
+        self._fv = (None, m[:4], m[:5], None, m, m[3:4], m[3:5], None, m[3:])
+        # One write program per data width (write, LAST_OP, LAST_ADD, LAST_RWDATA of its
+        # width: 15 + 2n bytes, headers in place; address and data patched per use).
+        wr = [None] * 5
+        for n in (1, 2, 4):
+            b = bytearray(15 + 2 * n)
+            for o, a in ((3 + n, _LAST_OP), (7 + n, _LAST_ADD), (12 + n, _ECHO[n])):
+                b[o] = 0x01
+                b[o + 1] = a >> 8
+                b[o + 2] = a & 0xFF
+            wr[n] = b
+        self._wr = tuple(wr)
+        self._rarr = self._rmem = None          # raw and its byte view (plain checker)
         self.configure(line_cycles, zx_phases, sixty_hz, gains, phcal)
-        self.checksum = 0
         self._csum = bytearray(4)
         self._csum_age = 0
         self.irq_pending = False
         self.ack_unconfirmed = False
         self.reset_seen = False
-        self.version = 0
-        self.event_code = 0       # last event, for the engine (0 = none since taken)
         self.irq1 = irq1
         self.sag_level = 0        # SAGLVL code; 0: sag detection off
         self.sag_cycles = 0
@@ -397,22 +308,6 @@ class ADE7880:
                 pass
         if irq0 is not None:
             irq0.irq(handler=self._on_irq0, trigger=irq0.IRQ_FALLING)
-
-    @staticmethod
-    def _write_prog(n):
-        """Write frame, then LAST_OP, LAST_ADD and the LAST_RWDATA of its width."""
-        tx = bytearray(3 + n + 4 + 5 + 3 + n)
-        rx = bytearray(len(tx))
-        mt, mr = memoryview(tx), memoryview(rx)
-        o1, o2, o3 = 3 + n, 7 + n, 12 + n
-        for o, op, addr in ((0, 0x00, 0), (o1, 0x01, _LAST_OP), (o2, 0x01, _LAST_ADD),
-                            (o3, 0x01, _echo(n))):
-            tx[o] = op
-            tx[o + 1] = addr >> 8
-            tx[o + 2] = addr & 0xFF
-        return (tx, rx, (mt[:o1], mt[o1:o2], mt[o2:o3], mt[o3:]),
-                (mr[:o1], mr[o1:o2], mr[o2:o3], mr[o3:]),
-                mr[o1 + 3:o2], mr[o2 + 3:o3], mt[1:3], mr[o3 + 3:], mt[3:o1])
 
     def configure(self, line_cycles=20, zx_phases=3, sixty_hz=False, gains=None, phcal=None,
                   zx_mask=None):
@@ -485,70 +380,175 @@ class ADE7880:
             f.set()               # ThreadSafeFlag.set is safe from a hard IRQ
 
     # ---- wire level ----
-    def _xfer(self, p, f0, f1):
-        """Frames f0..f1-1 of program p, each its own CS cycle (the chip ends a frame on
-        /SS high), clocked in place in p.rx after the template p.tx is copied over it."""
-        p.rx[:] = p.tx
-        bufs = p.rxs
-        spi = self._spi
+    def _frame(self, buf, o, n):
+        """The frame at buf[o] (3 header bytes, n data bytes), its own CS cycle (the chip
+        ends a frame on /SS high), clocked in place in the scratch frame: the header and
+        a write's data are copied in (a read sends zeros), a read's reply data back into
+        buf, so buf's headers stay the template."""
+        fv = self._fv
+        f = fv[n]
+        op = buf[o]
+        f[0] = op
+        f[1] = buf[o + 1]
+        f[2] = buf[o + 2]
+        i = 0
+        while i < n:
+            f[3 + i] = 0 if op else buf[o + 3 + i]
+            i += 1
         cs = self._cs
         try:
-            for i in range(f0, f1):
-                b = bufs[i]
-                cs(0)
-                spi.write_readinto(b, b)
-                cs(1)
+            cs(0)
+            self._spi.write_readinto(f, f)
+            cs(1)
         except BaseException:
             cs(1)
             raise
+        if op:
+            buf[o + 3:o + 3 + n] = fv[4 + n]      # a slice store: a copy, no allocation
 
-    def _xfer_pairs(self, txs, rxs, f0, f1):
-        """Frames f0..f1-1 from separate send and receive views (the write programs)."""
-        spi = self._spi
-        cs = self._cs
-        try:
-            for i in range(f0, f1):
-                cs(0)
-                spi.write_readinto(txs[i], rxs[i])
-                cs(1)
-        except BaseException:
-            cs(1)
-            raise
-
-    def _check(self, p, k0, k1, raw, rv):
+    def _xfer(self, k0, k1):
+        """The frames of reads k0..k1-1, in order (viper: the same loop, native)."""
+        buf = self._buf
+        d = self._d
         if self.native:
-            return _check_native(p.rx, p.tx, p.d, k0, k1, raw, _WIDE, p.bad)
-        return _check_plain(p, k0, k1, raw, rv)
-
-    def _run(self, p, k0, k1, raw, rv):
-        """Run reads k0..k1-1 of program p into raw, retrying each failed read; raises
-        ChipError naming the register if one stays unconfirmed."""
-        first = p.first
-        self._xfer(p, first[k0], first[k1])
-        if not self._check(p, k0, k1, raw, rv):
+            try:
+                _xfer_native(self._spi, self._cs, buf, d, k0, k1, self._fv, self._fv[4])
+            except BaseException:
+                self._cs(1)
+                raise
             return
-        bad = p.bad
+        # Plain Python: _frame's work inlined for reads (a call per frame is most of it).
+        fv = self._fv
+        s = fv[4]
+        spi = self._spi
+        cs = self._cs
+        try:
+            for k in range(k0, k1):
+                o = d[2 * k] - 3
+                f = d[2 * k + 1]
+                w = f & 7
+                n = w
+                i = 0
+                while i < 3:
+                    s[0] = 0x01
+                    s[1] = buf[o + 1]
+                    s[2] = buf[o + 2]
+                    s[3:7] = b"\0\0\0\0"               # a read sends zeros as data
+                    b = fv[n]
+                    cs(0)
+                    spi.write_readinto(b, b)
+                    cs(1)
+                    buf[o + 3:o + 3 + n] = fv[4 + n]
+                    o += 3 + n
+                    i += 1
+                    # twice: value, LAST_ADD, value; else value, LAST_RWDATA, LAST_ADD
+                    n = 2 if i == (1 if f & _F_TWICE else 2) else w
+        except BaseException:
+            cs(1)
+            raise
+
+    def _mem(self, arr):
+        """A byte view of the caller's array('l'), for the plain checker's 32-bit values
+        of 2**30 and more in magnitude: they go into the array as bytes, never as a long
+        int (a 31-bit small int cannot hold them on a 32-bit port)."""
+        if arr is not self._rarr:
+            import uctypes
+            self._rmem = uctypes.bytearray_at(uctypes.addressof(arr),
+                                              len(arr) * (8 if _WIDE else 4))
+            self._rarr = arr
+        return self._rmem
+
+    def _check(self, k0, k1, raw):
+        """Verify reads k0..k1-1 and store them into raw as signed 32-bit words; marks
+        failed reads in _bad, returns how many failed. Plain Python below: the same
+        contract and results as drivers/ade7880_viper.check."""
+        buf = self._buf
+        d = self._d
+        bad = self._bad
+        if self.native:
+            return _check_native(buf, d, k0, k1, raw, _WIDE, bad)
+        nbad = 0
+        for k in range(k0, k1):
+            v = d[2 * k]                    # value data; address sent at v - 2
+            f = d[2 * k + 1]
+            w = f & 7
+            if f & _F_TWICE:                # value, LAST_ADD, value again
+                a = v + w + 3
+                c = a + 5
+            else:                           # value, LAST_RWDATA, LAST_ADD
+                c = v + w + 3
+                a = c + w + 3
+            ok = buf[a] == buf[v - 2] and buf[a + 1] == buf[v - 1]
+            i = 0
+            while ok and i < w:
+                ok = buf[v + i] == buf[c + i]
+                i += 1
+            if not ok:
+                bad[k] = 1
+                nbad += 1
+                continue
+            bad[k] = 0
+            if f & _F_NOSTORE:
+                continue
+            slot = f >> 8
+            if w == 4:
+                b0 = buf[v]
+                if 0x40 <= b0 < 0xC0:          # |value| >= 2**30: store the bytes (LE port)
+                    m = self._mem(raw)
+                    i = slot * (8 if _WIDE else 4)
+                    m[i] = buf[v + 3]
+                    m[i + 1] = buf[v + 2]
+                    m[i + 2] = buf[v + 1]
+                    m[i + 3] = b0
+                    if _WIDE:
+                        s = 0xFF if b0 & 0x80 else 0
+                        m[i + 4] = s
+                        m[i + 5] = s
+                        m[i + 6] = s
+                        m[i + 7] = s
+                    continue
+                x = (((b0 ^ 0x80) - 0x80) << 24) | (buf[v + 1] << 16) | (buf[v + 2] << 8) \
+                    | buf[v + 3]
+            elif w == 2:
+                x = (buf[v] << 8) | buf[v + 1]
+                if f & _F_SIGNED16 and x & 0x8000:
+                    x -= 0x10000
+            else:
+                x = buf[v]
+            raw[slot] = x
+        return nbad
+
+    def _run(self, k0, k1, raw):
+        """Run reads k0..k1-1 into raw, retrying each failed read; raises ChipError
+        naming the register if one stays unconfirmed."""
+        self._xfer(k0, k1)
+        if not self._check(k0, k1, raw):
+            return
+        bad = self._bad
         for k in range(k0, k1):
             tries = 1
             while bad[k]:
                 self.spi_errors += 1
                 if tries >= _RETRIES:
-                    t = p.d[6 * k + 3]
+                    t = self._d[2 * k] - 2
                     raise ChipError("ADE7880 read of 0x%02x%02x not confirmed (LAST_RWDATA/"
-                                    "LAST_ADD or repeated read)" % (p.tx[t], p.tx[t + 1]))
+                                    "LAST_ADD or repeated read)"
+                                    % (self._buf[t], self._buf[t + 1]))
                 tries += 1
-                self._xfer(p, first[k], first[k + 1])
-                self._check(p, k, k + 1, raw, rv)
+                self._xfer(k, k + 1)
+                self._check(k, k + 1, raw)
 
     def _read_bytes(self, addr):
         """Verified read; returns a view of the value's bytes (MSB first), valid until
         the next read of that width. Allocates nothing."""
-        p = self._rd[_width(addr)]
-        a = p.tx
-        a[1] = addr >> 8
-        a[2] = addr & 0xFF
-        self._run(p, 0, 1, self._one, self._rv1)
-        return p.val0
+        n = _width(addr)
+        k = _K_SINGLE + (n >> 1)
+        t = self._d[2 * k] - 2
+        buf = self._buf
+        buf[t] = addr >> 8
+        buf[t + 1] = addr & 0xFF
+        self._run(k, k + 1, self._bad)        # not stored (_F_NOSTORE): any buffer will do
+        return self._vals[n >> 1]
 
     def read(self, addr):
         """Verified read: the value must match what the chip says it sent (LAST_RWDATA)
@@ -563,26 +563,26 @@ class ADE7880:
         """Verified write: LAST_OP = 0xCA, LAST_ADD = addr and LAST_RWDATA = value.
         value is taken modulo 2**(8 * width) (its low bytes)."""
         n = _width(addr)
-        tx, rx, txs, rxs, op, last_add, sent_add, echo, sent = self._wr[n]
-        tx[1] = addr >> 8
-        tx[2] = addr & 0xFF
+        b = self._wr[n]
+        b[1] = addr >> 8
+        b[2] = addr & 0xFF
         for i in range(n):
-            tx[3 + i] = (value >> (8 * (n - 1 - i))) & 0xFF
+            b[3 + i] = (value >> (8 * (n - 1 - i))) & 0xFF
         for _ in range(_RETRIES):
-            self._xfer_pairs(txs, rxs, 0, 4)
-            if op[0] == _OP_WRITE and last_add == sent_add and echo == sent:
+            self._frame(b, 0, n)
+            self._frame(b, 3 + n, 1)          # LAST_OP
+            self._frame(b, 7 + n, 2)          # LAST_ADD
+            self._frame(b, 12 + n, n)         # LAST_RWDATA of the width
+            ok = b[6 + n] == _OP_WRITE and b[10 + n] == b[1] and b[11 + n] == b[2]
+            i = 0
+            while ok and i < n:
+                ok = b[15 + n + i] == b[3 + i]
+                i += 1
+            if ok:
                 return
             self.spi_errors += 1
         raise ChipError("ADE7880 write of 0x%x to 0x%04x not confirmed by LAST_OP/LAST_ADD"
                         % (value, addr))
-
-    def _select_frame(self):
-        """One unverified write of 0x01 to 0xEBFF (SPI selection: nothing to verify yet)."""
-        tx, rx, txs, rxs = self._wr[1][:4]
-        tx[1] = _SPI_SELECT >> 8
-        tx[2] = _SPI_SELECT & 0xFF
-        tx[3] = 0x01
-        self._xfer_pairs(txs, rxs, 0, 1)
 
     # ---- bring-up ----
     def begin(self):
@@ -591,14 +591,17 @@ class ADE7880:
         Safe to call again at any time (re-initialisation): the DSP keeps running and
         its energy accumulation is not disturbed, so no window is lost by calling it.
         Sets reset_seen if the chip reported RSTDONE (it had been reset)."""
+        b = self._wr[1]                 # three unverified writes of 0x01 to 0xEBFF select
+        b[1] = _SPI_SELECT >> 8         # SPI (nothing to verify yet)
+        b[2] = _SPI_SELECT & 0xFF
+        b[3] = 0x01
         for _ in range(3):
-            self._select_frame()
+            self._frame(b, 0, 1)
         self.write(_CONFIG2, _CONFIG2_I2C_LOCK)
         cfmode = self.read(_CFMODE)
         if cfmode != _CFMODE_RESET:
             raise ChipError("No ADE7880 found: CFMODE read 0x%04x, expected 0x%04x"
                             % (cfmode, _CFMODE_RESET))
-        self.version = self.read(_VERSION)
         self.reset_seen = bool(self.read(_STATUS1) & _STATUS1_RSTDONE)
         # DSP RAM may be write-protected from an earlier init: lift it first.
         self.write(_DSPWP_SEL, _DSPWP_KEY)
@@ -611,7 +614,8 @@ class ADE7880:
             regs = _GAIN_REGS[ph]
             row = self.gains[ph]
             for k in range(3):
-                self.write(regs[k], _zpse24(row[k]))
+                # 24-bit signed as the chip's 32-bit ZPSE word (sign extended to bit 27)
+                self.write(regs[k], row[k] & 0x0FFFFFFF)
             self.write(_PHCAL_REGS[ph], self.phcal[ph])
         # The last DSP RAM write must be written three times in total (datasheet: the
         # RAM write pipeline), so the registers before it really land.
@@ -641,7 +645,6 @@ class ADE7880:
         self.write(_DSPWP_SEL, _DSPWP_KEY)
         self.write(_DSPWP_SET, _DSPWP_PROTECT)
         self.write(_RUN, 1)
-        self.checksum = self.read(_CHECKSUM)
         self._csum[:] = self._read_bytes(_CHECKSUM)
         self._csum_age = 0
 
@@ -678,7 +681,7 @@ class ADE7880:
 
     def read_instant(self, raw):
         """Instantaneous values only (RMS, powers, PF, period, angle), no energy."""
-        self._run(self._win, 0, self._n_instant, raw, self._rv)
+        self._run(0, _N_INSTANT, raw)
 
     def read_window(self, raw):
         """Read the window that just ended into raw (3 * RAW_N ints) and acknowledge it.
@@ -692,8 +695,7 @@ class ADE7880:
         self.irq_pending = False
         if not self._read_bytes(_STATUS0)[3] & _STATUS0_LENERGY:
             return False
-        p = self._win
-        self._run(p, 0, p.n, raw, self._rv)
+        self._run(0, _N_WINDOW, raw)
         try:
             self.write(_STATUS0, _STATUS0_LENERGY)
         except ChipError:

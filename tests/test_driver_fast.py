@@ -300,3 +300,39 @@ def test_checksum_backstop_catches_an_upset_whose_crc_flag_was_cleared(mpy):
     first = res["t_event_ms"][0] - res["t_upset_ms"]
     assert 0 <= first <= (res["period"] + 1) * 200, first
     check_exact(res)
+
+
+DRIVER_HEAP = r"""
+import gc, json
+from drivers.ade7880 import ADE7880
+class Bus:
+    def write_readinto(self, tx, rx):
+        pass
+def cs(v):
+    pass
+K = [None, Bus()]
+gc.collect()
+#@@CHUNK
+A0 = gc.mem_alloc()
+#@@CHUNK
+K[0] = ADE7880(K[1], cs)
+gc.collect()
+#@@CHUNK
+print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0, "frames": len(K[0]._buf)}))
+"""
+
+
+def test_driver_object_is_small_on_32_bit(mpy32):
+    """The driver's live objects on the 32-bit runtime: one buffer for all read frames
+    (33 window reads and 3 single reads, 11 + 2 * width bytes each), a scratch frame with
+    one view per frame length and three write buffers. It was 6,752 B with a memoryview
+    per frame (16 B each on 32-bit, ~110 of them) and programs per width; 1,648 B
+    measured now, bounded here so that a view per frame cannot come back unnoticed."""
+    res = mpy32(DRIVER_HEAP)
+    w = {1: 0, 2: 0, 4: 0}
+    for ph in PHASE_REGS:
+        for a in ph:
+            w[width(a)] += 1
+    assert res["frames"] == sum(11 + 2 * n for n in (1, 2, 4)) + \
+        sum(c * (11 + 2 * n) for n, c in w.items())
+    assert res["bytes"] <= 2048, res
