@@ -146,18 +146,18 @@ class Meter:
         self.energy.set_scale(k[12])
         for j in range(8):
             self.pending[j] = 0
-        self.single_phase = m["wiring"] == "1P2W"
-        self._wired = 1 if self.single_phase else 7
+        single = m["wiring"] == "1P2W"
+        self._wired = 1 if single else 7   # phases wired (bit 0 = L1); 1: 1P2W
         self._over = 0                     # inputs beyond full scale last cycle
         self.live = self._wired            # assumed live until a cycle measures them
         self._live_now = self._wired
         self._zx = self._wired
-        self.cycle_ms = m["cycle_ms"]
         # A window not seen for 1.5 cycles means a lost IRQ, a stopped chip or lost
         # phases (the window then counts crossings that no longer come: see _follow).
         self._timeout_ms = m["cycle_ms"] * 3 // 2
-        self.cfg = cfg
-        self._chip_cfg = (config_mod.line_cycles(cfg), 1 if self.single_phase else 3,
+        # The validated copy is not kept (the App holds its own: 2.7 KB on 32-bit);
+        # only the chip's settings below refer into it.
+        self._chip_cfg = (config_mod.line_cycles(cfg), 1 if single else 3,
                           m["nominal_hz"] == 60, cal["gains"], cal["phcal"])
         self.chip.configure(*self._chip_cfg)
         self._need_init = True
@@ -314,7 +314,7 @@ class Meter:
             if over & ~self._over:
                 self.events.add(now, EV_OVERLOAD, over)
         self._over = over
-        if self.single_phase:
+        if self._wired == 1:
             status |= ST_SINGLE_PHASE
         if not with_energy:
             status |= ST_STALE

@@ -42,12 +42,12 @@ from micropython import const
 from firmware.events import (EV_COUNTERS_RESTORED, EV_PERSIST_FAILED, EV_RECORD_CORRUPT,
                              EV_SUPPLY_FAIL)
 
-MAGIC0 = const(0x45)          # "E"
-MAGIC1 = const(0x43)          # "C"
+_MAGIC0 = const(0x45)          # "E"
+_MAGIC1 = const(0x43)          # "C"
 VERSION = const(1)
 _HEAD = const(8)
-PERSIST_S_DEFAULT = const(60)
-JOURNALS = const(3)
+_PERSIST_S_DEFAULT = const(60)
+_JOURNALS = const(3)
 _LO_MAX = const(1000000)
 _FRAC_MAX = const(1000000000)
 
@@ -118,8 +118,8 @@ def _crc_halves(buf, end):
 def encode(buf, seq, energy):
     """Fill buf (record_len(n) bytes) with a record of energy's registers."""
     n = len(energy.hi)
-    buf[0] = MAGIC0
-    buf[1] = MAGIC1
+    buf[0] = _MAGIC0
+    buf[1] = _MAGIC1
     buf[2] = VERSION
     buf[3] = n
     struct.pack_into("<I", buf, 4, seq)
@@ -136,7 +136,7 @@ def check(buf, off, n):
     """seq of the record at buf[off:], or -1 when it is not a valid record for n registers
     (magic, version, length, CRC, every field in its range)."""
     end = off + record_len(n) - 4
-    if len(buf) < end + 4 or buf[off] != MAGIC0 or buf[off + 1] != MAGIC1 \
+    if len(buf) < end + 4 or buf[off] != _MAGIC0 or buf[off + 1] != _MAGIC1 \
             or buf[off + 2] != VERSION or buf[off + 3] != n:
         return -1
     mv = memoryview(buf)[off:]
@@ -176,7 +176,7 @@ def _join(a, b):
 
 
 class CounterStore:
-    def __init__(self, vfs, energy, events, clock, root="/cnt", persist_s=PERSIST_S_DEFAULT):
+    def __init__(self, vfs, energy, events, clock, root="/cnt", persist_s=_PERSIST_S_DEFAULT):
         self.vfs = vfs
         self.energy = energy
         self.events = events
@@ -216,7 +216,7 @@ class CounterStore:
         found = []
         rlen = self.rlen
         corrupt0 = self.events.count(EV_RECORD_CORRUPT)
-        for j in range(JOURNALS):
+        for j in range(_JOURNALS):
             try:
                 with self.vfs.open(self._path(j), "rb") as f:
                     data = f.read()
@@ -243,7 +243,7 @@ class CounterStore:
         # Past a corrupt record the next seq skips one: that record may have carried
         # s + 1, and should it ever read as valid again it must not tie with a new one.
         self.seq = s + 1 if self.events.count(EV_RECORD_CORRUPT) > corrupt0 else s
-        self.gen = (j + 1) % JOURNALS
+        self.gen = (j + 1) % _JOURNALS
         self._rec[:] = memoryview(data)[off:off + rlen]
         self._event(EV_COUNTERS_RESTORED, j)
         return s
@@ -284,7 +284,7 @@ class CounterStore:
         self._fh = None
         self.seq += 1
         encode(self._rec, self.seq, self.energy)
-        self.gen = (self.gen + 1) % JOURNALS
+        self.gen = (self.gen + 1) % _JOURNALS
         try:
             f.write(self._rec)
         finally:

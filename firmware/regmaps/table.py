@@ -190,7 +190,7 @@ class Space:
         self._groups = tuple(gl)
         self.image = bytearray(2 * base)
         # Per register: 0 free, 1 first of a value, 2 continues a multi-register value.
-        # Kept (as _mid) only where a read may not split a value.
+        # Where a read may not split a value, its "continues" bits are kept as _mid.
         used = bytearray(base)
         gpos, ends = [], []
         op, pos = bytearray(), array("H")
@@ -233,7 +233,12 @@ class Space:
             rdi.append(j)
         self.op, self.pos, self.ra, self.rb, self.rdi = op, pos, ra, rb, rdi
         self.divs = array("I", divs)   # exact size (append leaves room for more)
-        self._mid = None if split_ok else used
+        self._mid = None
+        if not split_ok:   # one bit per register (LSB first): an eighth of `used`
+            mid = self._mid = bytearray((base + 7) >> 3)
+            for i in range(base):
+                if used[i] == 2:
+                    mid[i >> 3] |= 1 << (i & 7)
         # Page p covers image registers p*32 .. p*32+31; its live rows are
         # first[p] .. first[p+1]-1 (a row crossing a page edge belongs to both, so
         # first[p] is the first row that ends inside or after page p).
@@ -289,7 +294,9 @@ class Space:
             return -2
         if not self._split_ok:
             mid = self._mid
-            if mid[g] == 2 or (g + count < len(mid) and mid[g + count] == 2):
+            e = g + count
+            if mid[g >> 3] >> (g & 7) & 1 or (e < len(self.image) >> 1
+                                              and mid[e >> 3] >> (e & 7) & 1):
                 return -2   # starts or ends inside a value
         return g
 
