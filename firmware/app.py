@@ -27,13 +27,28 @@ unlock time and the lockout (tests).
 from micropython import const
 
 from firmware import config as config_mod
-from firmware.events import (EventLog, EV_BUTTON_RESTART, EV_BUTTON_PASSWORD,
-                             EV_BUTTON_NETWORK)
+from firmware.events import EventLog
 from firmware.metering import Meter
 from firmware.supervisor import Supervisor, WatchdogFeeder
-from firmware.button import Button, A_RESTART, A_PASSWORD, A_NETWORK
-from firmware.leds import Indicators, BOOT_METERING, BOOT_PORTS, BOOT_DONE
+from firmware.button import Button
+from firmware.leds import Indicators
 from firmware.cfgstore import Settings
+
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# firmware/events.py
+_EV_BUTTON_RESTART = const(11)
+_EV_BUTTON_PASSWORD = const(12)
+_EV_BUTTON_NETWORK = const(13)
+# firmware/button.py
+_A_RESTART = const(1)
+_A_PASSWORD = const(2)
+_A_NETWORK = const(3)
+# firmware/leds.py
+_BOOT_METERING = const(3)
+_BOOT_PORTS = const(4)
+_BOOT_DONE = const(5)
 
 _WATCHDOG_MS = const(8000)   # machine.WDT timeout: rp2 allows up to 8388 ms
 _STALL_MS = const(3000)      # snapshots frozen this long: stop feeding (six 500 ms cycles)
@@ -83,7 +98,7 @@ class App:
         sup = self.supervisor
         self._start_network(sup)
         self.meter.start()
-        self.indicators.boot(BOOT_METERING, self.board.clock.ticks_ms())
+        self.indicators.boot(_BOOT_METERING, self.board.clock.ticks_ms())
         sup.spawn("metering", self.meter.run)
         for i, task in enumerate(self.board.tasks()):
             sup.spawn("board%d" % i, task)
@@ -102,7 +117,7 @@ class App:
             self.push = Pusher(self.meter, None, self.events, self.board.clock)
             self.ports = ModbusPorts(self.meter, self.cfg, self.board,
                                      device=self.settings, push=self.push)
-            self.indicators.boot(BOOT_PORTS, self.board.clock.ticks_ms())
+            self.indicators.boot(_BOOT_PORTS, self.board.clock.ticks_ms())
             await self.ports.start(tcp_host, tcp_port, sup)
             self.push.ports = self.ports
             self.push.configure(self.cfg)
@@ -295,7 +310,7 @@ class App:
         self.indicators.bind(meter=self.meter, events=self.events, ports=self.ports,
                              feeder=self.feeder, push=self.push,
                              overload_pin=getattr(self.board, "bus_overload", None))
-        self.indicators.boot(BOOT_DONE, clock.ticks_ms())
+        self.indicators.boot(_BOOT_DONE, clock.ticks_ms())
         sup.spawn("leds", lambda: self.indicators.run(clock))
         sup.spawn("button", lambda: self.button.run(self.board.button, clock,
                                                     self.button_action))
@@ -318,15 +333,15 @@ class App:
 
     def button_action(self, code):
         now = self.board.clock.ticks_ms()
-        if code == A_RESTART:
-            self.events.add(now, EV_BUTTON_RESTART)
+        if code == _A_RESTART:
+            self.events.add(now, _EV_BUTTON_RESTART)
             self.board.reset()
             return
-        if code == A_PASSWORD:
-            self.events.add(now, EV_BUTTON_PASSWORD)
+        if code == _A_PASSWORD:
+            self.events.add(now, _EV_BUTTON_PASSWORD)
             fn = self.password_reset
-        elif code == A_NETWORK:
-            self.events.add(now, EV_BUTTON_NETWORK)
+        elif code == _A_NETWORK:
+            self.events.add(now, _EV_BUTTON_NETWORK)
             fn = self.network_reset
         else:
             return

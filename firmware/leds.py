@@ -55,10 +55,24 @@ from array import array
 from time import ticks_diff, ticks_add
 from micropython import const
 
-from boards.contract import LED_OFF, LED_GREEN, LED_RED, LED_ORANGE
-from firmware.events import (EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR, EV_IRQ_MISSED,
-                             EV_ACK_UNCONFIRMED, EV_TASK_CRASH)
-from firmware.snapshot import ST_CHIP_OK, ST_STALE
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# boards/contract.py
+_LED_OFF = const(0)
+_LED_GREEN = const(1)
+_LED_RED = const(2)
+_LED_ORANGE = const(3)
+# firmware/events.py
+_EV_CHIP_RESET = const(2)
+_EV_CHECKSUM = const(3)
+_EV_SPI_ERROR = const(4)
+_EV_IRQ_MISSED = const(5)
+_EV_ACK_UNCONFIRMED = const(6)
+_EV_TASK_CRASH = const(7)
+# firmware/snapshot.py
+_ST_CHIP_OK = const(1)
+_ST_STALE = const(4)
 
 # Boot phases (issue 10 item 5: storage, config, chip, metering, then the ports).
 _BOOT_STORAGE = const(0)
@@ -87,8 +101,8 @@ _P_GREEN_FAST = const(6)
 _P_RED_BLINK = const(7)
 _P_ORANGE_BLINK = const(8)
 _P_CONFIRM = const(9)
-_P_COLOUR = bytes((LED_OFF, LED_GREEN, LED_RED, LED_ORANGE, LED_GREEN, LED_GREEN,
-                   LED_GREEN, LED_RED, LED_ORANGE, LED_ORANGE))
+_P_COLOUR = bytes((_LED_OFF, _LED_GREEN, _LED_RED, _LED_ORANGE, _LED_GREEN, _LED_GREEN,
+                   _LED_GREEN, _LED_RED, _LED_ORANGE, _LED_ORANGE))
 # Literal tuples of constants: a frozen build keeps them in flash (an array would be
 # built in RAM at import).
 _P_PERIOD = (0, 0, 0, 0, 1000, 500, 250, 500, 500, 0)
@@ -129,8 +143,8 @@ _STATE_NAMES = (STATUS_NAMES, NETWORK_NAMES, BUS_NAMES)
 _PATTERNS = (_STATUS_P, _NETWORK_P, _BUS_P)
 
 # Events that make the status LED blink red for _FAULT_HOLD_MS (firmware/events.py).
-_FAULT_CODES = bytes((EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR, EV_IRQ_MISSED,
-                      EV_ACK_UNCONFIRMED, EV_TASK_CRASH))
+_FAULT_CODES = bytes((_EV_CHIP_RESET, _EV_CHECKSUM, _EV_SPI_ERROR, _EV_IRQ_MISSED,
+                      _EV_ACK_UNCONFIRMED, _EV_TASK_CRASH))
 
 
 def _recent(now, t, window):
@@ -216,9 +230,9 @@ class Indicators:
                 self.chip_fault = self.stale = False
             else:
                 st = m.status_now()
-                self.chip_fault = not (st & ST_CHIP_OK)
+                self.chip_fault = not (st & _ST_CHIP_OK)
                 # Stale for _STALE_MS on end: one late cycle on a busy loop is not a fault.
-                if st & ST_STALE:
+                if st & _ST_STALE:
                     if self._stale_t is None:
                         self._stale_t = now
                     self.stale = ticks_diff(now, self._stale_t) >= _STALE_MS
@@ -310,7 +324,7 @@ class Indicators:
                     self._t0[i] = ticks_add(self._t0[i], d - d % period)
                     d %= period
                 lit = d < _P_ON[p]
-        c = _P_COLOUR[p] if lit else LED_OFF
+        c = _P_COLOUR[p] if lit else _LED_OFF
         self.colours[i] = c
         return c
 

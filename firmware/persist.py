@@ -39,8 +39,14 @@ import asyncio
 import struct
 from micropython import const
 
-from firmware.events import (EV_COUNTERS_RESTORED, EV_PERSIST_FAILED, EV_RECORD_CORRUPT,
-                             EV_SUPPLY_FAIL)
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# firmware/events.py
+_EV_COUNTERS_RESTORED = const(20)
+_EV_PERSIST_FAILED = const(23)
+_EV_RECORD_CORRUPT = const(21)
+_EV_SUPPLY_FAIL = const(22)
 
 _MAGIC0 = const(0x45)          # "E"
 _MAGIC1 = const(0x43)          # "C"
@@ -215,7 +221,7 @@ class CounterStore:
         cycle). Returns its seq, or None on a blank store (registers left as they are)."""
         found = []
         rlen = self.rlen
-        corrupt0 = self.events.count(EV_RECORD_CORRUPT)
+        corrupt0 = self.events.count(_EV_RECORD_CORRUPT)
         for j in range(_JOURNALS):
             try:
                 with self.vfs.open(self._path(j), "rb") as f:
@@ -234,7 +240,7 @@ class CounterStore:
                 else:
                     found.append((s, j, data, off))
             if bad:
-                self._event(EV_RECORD_CORRUPT, j)
+                self._event(_EV_RECORD_CORRUPT, j)
         best = newest(found)
         if best is None:
             return None
@@ -242,10 +248,10 @@ class CounterStore:
         load(data, off, self.energy)
         # Past a corrupt record the next seq skips one: that record may have carried
         # s + 1, and should it ever read as valid again it must not tie with a new one.
-        self.seq = s + 1 if self.events.count(EV_RECORD_CORRUPT) > corrupt0 else s
+        self.seq = s + 1 if self.events.count(_EV_RECORD_CORRUPT) > corrupt0 else s
         self.gen = (j + 1) % _JOURNALS
         self._rec[:] = memoryview(data)[off:off + rlen]
-        self._event(EV_COUNTERS_RESTORED, j)
+        self._event(_EV_COUNTERS_RESTORED, j)
         return s
 
     # ---- writing ----
@@ -301,7 +307,7 @@ class CounterStore:
                 self.arm()
             return True
         except OSError as e:
-            self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+            self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
             return False
 
     def supply_failed(self):
@@ -310,12 +316,12 @@ class CounterStore:
         if self.failed:
             return False
         self.failed = True
-        self._event(EV_SUPPLY_FAIL)
+        self._event(_EV_SUPPLY_FAIL)
         try:
             self.write()
             return True
         except OSError as e:
-            self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+            self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
             return False
 
     def supply_ok(self):
@@ -325,7 +331,7 @@ class CounterStore:
             try:
                 self.arm()
             except OSError as e:
-                self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+                self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
 
     def close(self):
         """Clean stop: a last record (nothing armed afterwards)."""
@@ -333,7 +339,7 @@ class CounterStore:
         try:
             self.write()
         except OSError as e:
-            self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+            self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
 
     async def run(self):
         """Persist every persist_s seconds (read each period: apply_config may change
@@ -342,7 +348,7 @@ class CounterStore:
             try:
                 self.arm()
             except OSError as e:      # the first write will arm itself
-                self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+                self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
         while True:
             waited = 0
             while waited < self.persist_s * 1000:   # 1 s steps: a new interval applies soon
