@@ -111,8 +111,8 @@ class App:
         self._apply_mqtt(self.cfg)       # before the ports: its status registers
         if modbus:
             from firmware.ports import ModbusPorts
-            # Modbus master push (issue 13; firmware/pushmb.py): its RTU targets use
-            # the ports, which route its status registers.
+            # Modbus master push (issue 13; firmware/pushmb.py): built before the
+            # ports, which take it, and configured and started once they run.
             from firmware.pushmb import Pusher
             self.push = Pusher(self.meter, None, self.events, self.board.clock)
             self.ports = ModbusPorts(self.meter, self.cfg, self.board,
