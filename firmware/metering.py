@@ -185,6 +185,7 @@ class Meter:
         self.live = self._wired            # assumed live until a cycle measures them
         self._live_now = self._wired
         self._zx = self._wired
+        self.cycle_ms = m["cycle_ms"]
         # A window not seen for 1.5 cycles means a lost IRQ, a stopped chip or lost
         # phases (the window then counts crossings that no longer come: see _follow).
         self._timeout_ms = m["cycle_ms"] * 3 // 2
