@@ -114,7 +114,7 @@ _PEND_MAX = const(4)       # LSBs a block may hold back against its class (see _
 
 def derive_constants(cfg):
     """The engine's integer constants from a validated config: 12 scale values (U in
-    mV, I in mA, powers in _POWER_UNIT_MW per code; see scale_constant) and the energy
+    mV, I in mA, powers in POWER_UNIT_MW per code; see scale_constant) and the energy
     scale in pWh per LSB (rounded half up, as exact as the counters). ConfigError names
     a calibration factor that cannot be represented."""
     ct_n, ct_d = config_mod.ct_ratio(cfg)
@@ -185,10 +185,10 @@ class Meter:
         self.live = self._wired            # assumed live until a cycle measures them
         self._live_now = self._wired
         self._zx = self._wired
+        # A window not seen for 1.5 cycles (the time-out: cycle_ms * 3 // 2) means a
+        # lost IRQ, a stopped chip or lost phases (the window then counts crossings
+        # that no longer come: see _follow).
         self.cycle_ms = m["cycle_ms"]
-        # A window not seen for 1.5 cycles means a lost IRQ, a stopped chip or lost
-        # phases (the window then counts crossings that no longer come: see _follow).
-        self._timeout_ms = m["cycle_ms"] * 3 // 2
         # The validated copy is not kept (the App holds its own: 2.7 KB on 32-bit);
         # only the chip's settings below refer into it.
         self._chip_cfg = (config_mod.line_cycles(cfg), 1 if single else 3,
@@ -200,12 +200,13 @@ class Meter:
         self._recover()
 
     def status_now(self):
-        """The front snapshot's status, with _ST_STALE added when it is older than the
+        """The front snapshot's status, with ST_STALE added when it is older than the
         cycle time-out: readers call this at read time, so an engine that stopped
         publishing can never have its last values served as fresh."""
         f = self.front
         st = f.status
-        if f.seq == 0 or time.ticks_diff(self.clock.ticks_ms(), f.t_ms) > self._timeout_ms:
+        if f.seq == 0 or (time.ticks_diff(self.clock.ticks_ms(), f.t_ms)
+                          > self.cycle_ms * 3 // 2):
             st |= _ST_STALE
         return st
 
@@ -264,7 +265,7 @@ class Meter:
         events and a re-initialisation."""
         chip = self.chip
         now = self.clock.ticks_ms()
-        late = time.ticks_diff(now, self._last_ms) >= self._timeout_ms
+        late = time.ticks_diff(now, self._last_ms) >= self.cycle_ms * 3 // 2
         polled = not chip.has_irq
         if not (chip.irq_pending or late or polled):
             return False
@@ -477,5 +478,5 @@ class Meter:
     async def _nudge(self, flag):
         import asyncio
         while True:
-            await asyncio.sleep_ms(self._timeout_ms // 3)
+            await asyncio.sleep_ms(self.cycle_ms // 2)
             flag.set()
