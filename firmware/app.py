@@ -24,17 +24,34 @@ cycle: firmware/persist.py), then in start() the ports (the config registers
 commits. stop() writes a last counter record. unlock_ms / lock_base_ms shorten the
 unlock time and the lockout (tests).
 """
+from micropython import const
+
 from firmware import config as config_mod
-from firmware.events import (EventLog, EV_BUTTON_RESTART, EV_BUTTON_PASSWORD,
-                             EV_BUTTON_NETWORK)
+from firmware.events import EventLog
 from firmware.metering import Meter
 from firmware.supervisor import Supervisor, WatchdogFeeder
-from firmware.button import Button, A_RESTART, A_PASSWORD, A_NETWORK
-from firmware.leds import Indicators, BOOT_METERING, BOOT_PORTS, BOOT_DONE
+from firmware.button import Button
+from firmware.leds import Indicators
 from firmware.cfgstore import Settings
 
-WATCHDOG_MS = 8000      # machine.WDT timeout: rp2 allows up to 8388 ms
-STALL_MS = 3000         # snapshots frozen this long: stop feeding (six 500 ms cycles)
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# firmware/events.py
+_EV_BUTTON_RESTART = const(11)
+_EV_BUTTON_PASSWORD = const(12)
+_EV_BUTTON_NETWORK = const(13)
+# firmware/button.py
+_A_RESTART = const(1)
+_A_PASSWORD = const(2)
+_A_NETWORK = const(3)
+# firmware/leds.py
+_BOOT_METERING = const(3)
+_BOOT_PORTS = const(4)
+_BOOT_DONE = const(5)
+
+_WATCHDOG_MS = const(8000)   # machine.WDT timeout: rp2 allows up to 8388 ms
+_STALL_MS = const(3000)      # snapshots frozen this long: stop feeding (six 500 ms cycles)
 
 
 class App:
@@ -59,7 +76,11 @@ class App:
         self.feeder = None
         self.mqtt = None
         self._sup = None
-        self._init_device()
+        # The device's face (issue 10, items 2-3): LEDs and the reset button.
+        leds = board.leds
+        self.indicators = Indicators((leds["status"], leds["network"], leds["bus"]),
+                                     board.clock.ticks_ms())
+        self.button = Button()
         self.store = self._open_store(vfs)
         # Records (issue 12) only when config records.enabled (read at boot): with them
         # the 32-bit heap is over its budget (README, Benchmarks).
@@ -77,31 +98,39 @@ class App:
         sup = self.supervisor
         self._start_network(sup)
         self.meter.start()
-        self.indicators.boot(BOOT_METERING, self.board.clock.ticks_ms())
+        self.indicators.boot(_BOOT_METERING, self.board.clock.ticks_ms())
         sup.spawn("metering", self.meter.run)
         for i, task in enumerate(self.board.tasks()):
             sup.spawn("board%d" % i, task)
         if watchdog:
-            wdt = self.board.watchdog(WATCHDOG_MS)
+            wdt = self.board.watchdog(_WATCHDOG_MS)
             self.feeder = WatchdogFeeder(self.meter, wdt, self.board.clock, self.events,
-                                         stall_ms=STALL_MS)
+                                         stall_ms=_STALL_MS)
             sup.spawn("watchdog", self.feeder.run)
         self._sup = sup
         self._apply_mqtt(self.cfg)       # before the ports: its status registers
         if modbus:
             from firmware.ports import ModbusPorts
+            # Modbus master push (issue 13; firmware/pushmb.py): built before the
+            # ports, which take it, and configured and started once they run.
+            from firmware.pushmb import Pusher
+            self.push = Pusher(self.meter, None, self.events, self.board.clock)
             self.ports = ModbusPorts(self.meter, self.cfg, self.board,
-                                     device=self.settings, push=self._new_push())
-            self.indicators.boot(BOOT_PORTS, self.board.clock.ticks_ms())
+                                     device=self.settings, push=self.push)
+            self.indicators.boot(_BOOT_PORTS, self.board.clock.ticks_ms())
             await self.ports.start(tcp_host, tcp_port, sup)
-            self._start_push(sup)
+            self.push.ports = self.ports
+            self.push.configure(self.cfg)
+            sup.spawn("push", self.push.run)
         self._start_device(sup)
         sup.spawn("commit", self.settings.stage.run)
         if self.store is not None:
-            self._start_persist(sup)
+            self.store.arm()           # erases now, while the supply is good
+            sup.spawn("persist", self.store.run)
+            sup.spawn("powerfail", self.powerfail.run)
+            sup.spawn("evlog", self.evlog.run)
         if self.rectime is not None:
             self._start_records(sup)
-            self._start_rectime(sup)
 
     async def apply_config(self, cfg):
         """Validate cfg and apply it to the meter and the ports. ConfigError (nothing
@@ -115,12 +144,14 @@ class App:
                 raise config_mod.ConfigError("modbus: %s" % e)
         self.meter.apply_config(new)
         self._apply_mqtt(new)
-        self._apply_records(new)
+        if self.records is not None:
+            self.records.apply_config(new)
         if self.store is not None:
             self.store.persist_s = new["storage"]["persist_s"]
         if self.ports is not None:
             await self.ports.apply_config(new)
-            self._apply_push(new)
+            if self.push is not None:
+                self.push.configure(new)
         if self.rectime is not None:
             self.rectime.configure(new)
         self.cfg = new
@@ -214,12 +245,6 @@ class App:
         if self.evlog is not None:
             self.evlog.flush()
 
-    def _start_persist(self, sup):
-        self.store.arm()           # erases now, while the supply is good
-        sup.spawn("persist", self.store.run)
-        sup.spawn("powerfail", self.powerfail.run)
-        sup.spawn("evlog", self.evlog.run)
-
     # ---- MQTT with Home Assistant discovery (issue 13, item 2: firmware/mqtt.py) ----
     def _apply_mqtt(self, cfg):
         """Built and started the first time it is enabled (none of it on the heap
@@ -252,28 +277,13 @@ class App:
         return rec
 
     def _start_records(self, sup):
+        """The record tasks: load curve and KSEM log, then clock and tariffs."""
         if self.records is not None:
             # records_speed: the host run's time acceleration (README "The host run")
             speed = getattr(self.board, "records_speed", 1)
             sup.spawn("records", lambda: self.records.run(speed))
-
-    def _apply_records(self, new):
-        if self.records is not None:
-            self.records.apply_config(new)
-    # ---- Modbus master push (issue 13; firmware/pushmb.py) ----
-    def _new_push(self):
-        from firmware.pushmb import Pusher
-        self.push = Pusher(self.meter, None, self.events, self.board.clock)
-        return self.push
-
-    def _start_push(self, sup):
-        self.push.ports = self.ports
-        self.push.configure(self.cfg)
-        sup.spawn("push", self.push.run)
-
-    def _apply_push(self, new):
-        if self.push is not None:
-            self.push.configure(new)
+        sup.spawn("rtime", self.rectime.run)
+        sup.spawn("sntp", self.rectime.sntp)
     # ---- clock, tariff indexes, demand, loss correction (issue 12: firmware/rtime.py) ----
     def _open_rectime(self, vfs):
         """After the counters' restore (the record reconciles with them); its register
@@ -286,10 +296,6 @@ class App:
         self.settings.records_space = RecordsSpace(rt, self.settings)
         return rt
 
-    def _start_rectime(self, sup):
-        sup.spawn("rtime", self.rectime.run)
-        sup.spawn("sntp", self.rectime.sntp)
-
     # ---- device behaviour: LEDs and the reset button (issue 10, items 2-3) ----
     # The button's sequences are logged and confirmed by two blinks, then handed to the
     # settings owner (firmware/cfgstore.py), as the reset commands over Modbus are.
@@ -299,18 +305,12 @@ class App:
     def network_reset(self):
         self.settings.network_reset()
 
-    def _init_device(self):
-        leds = self.board.leds
-        self.indicators = Indicators((leds["status"], leds["network"], leds["bus"]),
-                                     self.board.clock.ticks_ms())
-        self.button = Button()
-
     def _start_device(self, sup):
         clock = self.board.clock
         self.indicators.bind(meter=self.meter, events=self.events, ports=self.ports,
                              feeder=self.feeder, push=self.push,
                              overload_pin=getattr(self.board, "bus_overload", None))
-        self.indicators.boot(BOOT_DONE, clock.ticks_ms())
+        self.indicators.boot(_BOOT_DONE, clock.ticks_ms())
         sup.spawn("leds", lambda: self.indicators.run(clock))
         sup.spawn("button", lambda: self.button.run(self.board.button, clock,
                                                     self.button_action))
@@ -333,15 +333,15 @@ class App:
 
     def button_action(self, code):
         now = self.board.clock.ticks_ms()
-        if code == A_RESTART:
-            self.events.add(now, EV_BUTTON_RESTART)
+        if code == _A_RESTART:
+            self.events.add(now, _EV_BUTTON_RESTART)
             self.board.reset()
             return
-        if code == A_PASSWORD:
-            self.events.add(now, EV_BUTTON_PASSWORD)
+        if code == _A_PASSWORD:
+            self.events.add(now, _EV_BUTTON_PASSWORD)
             fn = self.password_reset
-        elif code == A_NETWORK:
-            self.events.add(now, EV_BUTTON_NETWORK)
+        elif code == _A_NETWORK:
+            self.events.add(now, _EV_BUTTON_NETWORK)
             fn = self.network_reset
         else:
             return

@@ -20,7 +20,7 @@ KSEM manual 6.1/6.2 (digest section 3) and the tolerances chosen here:
              more presses in a row, or a gap over 1.0 s (the presses then count as
              separate sequences, each of which does nothing alone)
 
-Debounce: a level counts once it has held for 30 ms (DEBOUNCE_MS); a press or release
+Debounce: a level counts once it has held for 30 ms (_DEBOUNCE_MS); a press or release
 is timed from the first sample at its new level, so durations and gaps are exact to
 one poll period (10 ms). A sequence is decided when 1.0 s has passed after the last
 release with no new press started (the gap time-out): that way long-short-short is
@@ -34,20 +34,20 @@ import asyncio
 from time import ticks_diff
 from micropython import const
 
-A_NONE = const(0)
+_A_NONE = const(0)
 A_RESTART = const(1)
 A_PASSWORD = const(2)
 A_NETWORK = const(3)
 ACTION_NAMES = ("none", "restart", "password_reset", "network_reset")
 
-DEBOUNCE_MS = const(30)
-SHORT_MIN_MS = const(200)
-SHORT_MAX_MS = const(1500)
-LONG_MIN_MS = const(3000)
-LONG_MAX_MS = const(5000)
+_DEBOUNCE_MS = const(30)
+_SHORT_MIN_MS = const(200)
+_SHORT_MAX_MS = const(1500)
+_LONG_MIN_MS = const(3000)
+_LONG_MAX_MS = const(5000)
 RESTART_MS = const(6000)
-GAP_MAX_MS = const(1000)
-POLL_MS = const(10)
+_GAP_MAX_MS = const(1000)
+_POLL_MS = const(10)
 
 _BAD = const(0)
 _SHORT = const(1)
@@ -56,9 +56,9 @@ _LONG = const(2)
 
 def classify(held_ms):
     """_SHORT, _LONG or _BAD for a press held this long (restart is handled while held)."""
-    if SHORT_MIN_MS <= held_ms <= SHORT_MAX_MS:
+    if _SHORT_MIN_MS <= held_ms <= _SHORT_MAX_MS:
         return _SHORT
-    if LONG_MIN_MS <= held_ms <= LONG_MAX_MS:
+    if _LONG_MIN_MS <= held_ms <= _LONG_MAX_MS:
         return _LONG
     return _BAD
 
@@ -78,13 +78,13 @@ class Button:
 
     def update(self, pressed, now):
         """Feed one sample (True while the button is down) taken at ticks_ms now.
-        Returns A_NONE or the action to carry out now."""
+        Returns _A_NONE or the action to carry out now."""
         pressed = bool(pressed)
         if pressed != self.pressed:
             if not self._cand:
                 self._cand = True
                 self._cand_t = now
-            elif ticks_diff(now, self._cand_t) >= DEBOUNCE_MS:
+            elif ticks_diff(now, self._cand_t) >= _DEBOUNCE_MS:
                 self._cand = False
                 self.pressed = pressed
                 a = self._edge(pressed, self._cand_t)
@@ -96,15 +96,15 @@ class Button:
 
     def _edge(self, pressed, t):
         if pressed:
-            a = A_NONE
-            if self._n and ticks_diff(t, self._rel_t) > GAP_MAX_MS:
+            a = _A_NONE
+            if self._n and ticks_diff(t, self._rel_t) > _GAP_MAX_MS:
                 a = self._decide()          # the gap was too long: close the old one
             self._press_t = t
             return a
         if self._fired:                     # the restart press ends: nothing more
             self._fired = False
             self._n = 0
-            return A_NONE
+            return _A_NONE
         c = classify(ticks_diff(t, self._press_t))
         if self._n == 0:
             self._c0 = c
@@ -113,7 +113,7 @@ class Button:
         if self._n < 3:
             self._n += 1
         self._rel_t = t
-        return A_NONE
+        return _A_NONE
 
     def _timers(self, now):
         if self.pressed:
@@ -123,9 +123,9 @@ class Button:
                 self._fired = True
                 self._n = 0
                 return A_RESTART
-        elif self._n and not self._cand and ticks_diff(now, self._rel_t) > GAP_MAX_MS:
+        elif self._n and not self._cand and ticks_diff(now, self._rel_t) > _GAP_MAX_MS:
             return self._decide()
-        return A_NONE
+        return _A_NONE
 
     def _decide(self):
         n, c0, c1 = self._n, self._c0, self._c1
@@ -135,9 +135,9 @@ class Button:
         if n == 2 and c0 == _SHORT and c1 == _LONG:
             return A_NETWORK
         self.ignored += 1
-        return A_NONE
+        return _A_NONE
 
-    async def run(self, pin, clock, on_action, period_ms=POLL_MS):
+    async def run(self, pin, clock, on_action, period_ms=_POLL_MS):
         """Poll pin (Pin-like, value() 0 while pressed: board contract) and call
         on_action(code) for each recognised action."""
         while True:

@@ -70,22 +70,23 @@ EV_OVERRUN = const(36)             # overrun warning closed (period power > k x 
 EV_OVERRUN_END = const(37)         # overrun warning opened again; arg: class
 EV_BILLING_CLOSED = const(38)      # a billing period closed (current -> previous)
 N_CODES = const(64)
-EVENT_NAMES = ("", "init", "chip_reset", "checksum_changed", "spi_error", "irq_missed",
-               "ack_unconfirmed", "task_crash", "stalled", "phase_loss", "phase_return",
-               "button_restart", "button_password", "button_network", "overload")
-# Names by code: codes not named above (yet) stay "" up to the persistence codes.
-EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_COUNTERS_RESTORED - len(EVENT_NAMES))
-               + ("counters_restored", "record_corrupt", "supply_fail", "persist_failed",
-                  "unlock_failed", "locked_out", "config_changed", "device_reset",
-                  "boot", "log_corrupt", "log_failed", "log_lost",
-                  "clock_set", "sntp_failed", "time_unknown", "tariff_corrupt", "overrun",
-                  "overrun_end", "billing_closed"))
-EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_CT_OVER_110 - len(EVENT_NAMES))
-               + ("ct_over_110", "ct_over_120", "ct_underused", "records_failed"))
-EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_PUSH_ERROR - len(EVENT_NAMES))
-               + ("push_error", "push_ok", "push_exception"))
-EVENT_NAMES = (EVENT_NAMES + ("",) * (EV_MQTT_CONNECTED - len(EVENT_NAMES))
-               + ("mqtt_connected", "mqtt_lost", "mqtt_refused", "mqtt_dropped"))
+# Names by code (index = code; "" where no code is assigned yet). One literal tuple:
+# a frozen build keeps it in flash (built by concatenation it would be RAM).
+EVENT_NAMES = (
+    "", "init", "chip_reset", "checksum_changed",                               # 0..3
+    "spi_error", "irq_missed", "ack_unconfirmed", "task_crash",                 # 4..7
+    "stalled", "phase_loss", "phase_return", "button_restart",                  # 8..11
+    "button_password", "button_network", "overload", "",                        # 12..15
+    "", "", "", "",                                                             # 16..19
+    "counters_restored", "record_corrupt", "supply_fail", "persist_failed",     # 20..23
+    "unlock_failed", "locked_out", "config_changed", "device_reset",            # 24..27
+    "boot", "log_corrupt", "log_failed", "log_lost",                            # 28..31
+    "clock_set", "sntp_failed", "time_unknown", "tariff_corrupt",               # 32..35
+    "overrun", "overrun_end", "billing_closed", "",                             # 36..39
+    "ct_over_110", "ct_over_120", "ct_underused", "records_failed",             # 40..43
+    "push_error", "push_ok", "push_exception", "",                              # 44..47
+    "", "", "", "",                                                             # 48..51
+    "mqtt_connected", "mqtt_lost", "mqtt_refused", "mqtt_dropped")              # 52..55
 
 
 def event_name(code):

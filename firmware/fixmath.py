@@ -12,7 +12,7 @@ per cycle).
 from micropython import const
 from firmware.snapshot import P_SAT   # a phase value's limit: a sum of three stays < 2**30
 
-FRAC_BITS = const(28)
+_FRAC_BITS = const(28)
 
 
 def scale_constant(num, den, limit=P_SAT):
@@ -20,8 +20,8 @@ def scale_constant(num, den, limit=P_SAT):
     ValueError if it cannot be represented. Integers only (long ints allowed: this runs
     when a config is applied, not in the cycle)."""
     w = num // den
-    m = ((num - w * den) * (1 << (FRAC_BITS + 1)) + den) // (2 * den)
-    if m >> FRAC_BITS:
+    m = ((num - w * den) * (1 << (_FRAC_BITS + 1)) + den) // (2 * den)
+    if m >> _FRAC_BITS:
         w += 1
         m = 0
     if w == 0 and m == 0:
@@ -29,8 +29,8 @@ def scale_constant(num, den, limit=P_SAT):
     if w > limit:
         raise ValueError("more than %d units per code" % limit)
     # Largest code whose scaled value stays <= limit (monotone in x).
-    xmax = min(((limit << FRAC_BITS) + (1 << (FRAC_BITS - 1))) // ((w << FRAC_BITS) + m)
+    xmax = min(((limit << _FRAC_BITS) + (1 << (_FRAC_BITS - 1))) // ((w << _FRAC_BITS) + m)
                + 2, (1 << 28) - 1)
-    while xmax > 0 and xmax * w + ((xmax * m + (1 << (FRAC_BITS - 1))) >> FRAC_BITS) > limit:
+    while xmax > 0 and xmax * w + ((xmax * m + (1 << (_FRAC_BITS - 1))) >> _FRAC_BITS) > limit:
         xmax -= 1
     return [w, m >> 14, m & 0x3FFF, xmax]

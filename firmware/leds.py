@@ -55,25 +55,39 @@ from array import array
 from time import ticks_diff, ticks_add
 from micropython import const
 
-from boards.contract import LED_OFF, LED_GREEN, LED_RED, LED_ORANGE
-from firmware.events import (EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR, EV_IRQ_MISSED,
-                             EV_ACK_UNCONFIRMED, EV_TASK_CRASH)
-from firmware.snapshot import ST_CHIP_OK, ST_STALE
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# boards/contract.py
+_LED_OFF = const(0)
+_LED_GREEN = const(1)
+_LED_RED = const(2)
+_LED_ORANGE = const(3)
+# firmware/events.py
+_EV_CHIP_RESET = const(2)
+_EV_CHECKSUM = const(3)
+_EV_SPI_ERROR = const(4)
+_EV_IRQ_MISSED = const(5)
+_EV_ACK_UNCONFIRMED = const(6)
+_EV_TASK_CRASH = const(7)
+# firmware/snapshot.py
+_ST_CHIP_OK = const(1)
+_ST_STALE = const(4)
 
 # Boot phases (issue 10 item 5: storage, config, chip, metering, then the ports).
-BOOT_STORAGE = const(0)
-BOOT_CONFIG = const(1)
-BOOT_CHIP = const(2)
+_BOOT_STORAGE = const(0)
+_BOOT_CONFIG = const(1)
+_BOOT_CHIP = const(2)
 BOOT_METERING = const(3)
 BOOT_PORTS = const(4)
 BOOT_DONE = const(5)
 
-BOOT_HUNG_MS = const(10000)     # manual 3.4: orange < 10 s booting, > 10 s a fault
-FAULT_HOLD_MS = const(60000)    # a recovered fault blinks red this long
-STALE_MS = const(1000)          # the meter stale this long (on end) blinks red
-NET_ACTIVE_MS = const(3000)     # a request this recent counts as an active connection
-BUS_ACTIVE_MS = const(3000)     # masters poll about every 1 s (manual 3.5.1): 3 missed
-CONFIRM_MS = const(1250)        # two blinks framed by dark, see the table above
+_BOOT_HUNG_MS = const(10000)     # manual 3.4: orange < 10 s booting, > 10 s a fault
+_FAULT_HOLD_MS = const(60000)    # a recovered fault blinks red this long
+_STALE_MS = const(1000)          # the meter stale this long (on end) blinks red
+_NET_ACTIVE_MS = const(3000)     # a request this recent counts as an active connection
+_BUS_ACTIVE_MS = const(3000)     # masters poll about every 1 s (manual 3.5.1): 3 missed
+_CONFIRM_MS = const(1250)        # two blinks framed by dark, see the table above
 _CONFIRM_HALF = const(250)
 
 # Patterns: colour, blink period (0 = steady) and lit time per period.
@@ -87,14 +101,14 @@ _P_GREEN_FAST = const(6)
 _P_RED_BLINK = const(7)
 _P_ORANGE_BLINK = const(8)
 _P_CONFIRM = const(9)
-_P_COLOUR = bytes((LED_OFF, LED_GREEN, LED_RED, LED_ORANGE, LED_GREEN, LED_GREEN,
-                   LED_GREEN, LED_RED, LED_ORANGE, LED_ORANGE))
+_P_COLOUR = bytes((_LED_OFF, _LED_GREEN, _LED_RED, _LED_ORANGE, _LED_GREEN, _LED_GREEN,
+                   _LED_GREEN, _LED_RED, _LED_ORANGE, _LED_ORANGE))
 # Literal tuples of constants: a frozen build keeps them in flash (an array would be
 # built in RAM at import).
 _P_PERIOD = (0, 0, 0, 0, 1000, 500, 250, 500, 500, 0)
 _P_ON = (0, 0, 0, 0, 500, 250, 125, 250, 250, 0)
-PATTERN_NAMES = ("off", "green", "red", "orange", "green-slow", "green-blink",
-                 "green-fast", "red-blink", "orange-blink", "orange-2blink")
+_PATTERN_NAMES = const(("off", "green", "red", "orange", "green-slow", "green-blink",
+                        "green-fast", "red-blink", "orange-blink", "orange-2blink"))
 
 # States, in priority order per LED (lower wins), and the pattern each one shows.
 _S_CONFIRM = const(0)
@@ -124,13 +138,13 @@ _B_IDLE = const(4)
 BUS_NAMES = ("overload", "scanning", "no_answer", "traffic", "idle")
 _BUS_P = const((_P_RED, _P_GREEN_SLOW, _P_ORANGE_BLINK, _P_GREEN_FAST, _P_OFF))
 
-LED_NAMES = ("status", "network", "bus")
+_LED_NAMES = const(("status", "network", "bus"))
 _STATE_NAMES = (STATUS_NAMES, NETWORK_NAMES, BUS_NAMES)
 _PATTERNS = (_STATUS_P, _NETWORK_P, _BUS_P)
 
-# Events that make the status LED blink red for FAULT_HOLD_MS (firmware/events.py).
-_FAULT_CODES = bytes((EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR, EV_IRQ_MISSED,
-                      EV_ACK_UNCONFIRMED, EV_TASK_CRASH))
+# Events that make the status LED blink red for _FAULT_HOLD_MS (firmware/events.py).
+_FAULT_CODES = bytes((_EV_CHIP_RESET, _EV_CHECKSUM, _EV_SPI_ERROR, _EV_IRQ_MISSED,
+                      _EV_ACK_UNCONFIRMED, _EV_TASK_CRASH))
 
 
 def _recent(now, t, window):
@@ -141,7 +155,7 @@ class Indicators:
     def __init__(self, leds=None, now=0):
         self.leds = leds                  # (status, network, bus) LED objects or None
         # Inputs: set directly, or by sample() from the bound sources.
-        self.boot_phase = BOOT_STORAGE
+        self.boot_phase = _BOOT_STORAGE
         self.boot_t = now
         self.updating = False             # firmware update in progress (OTA, later)
         self.chip_fault = False           # red steady
@@ -154,12 +168,10 @@ class Indicators:
         self.scanning = False
         self.overload = False
         self.remote_silent = False
-        self._fault_on = False
-        self._fault_t = 0
-        self._stale_on = False
-        self._stale_t = 0
-        self._confirm_on = False
-        self._confirm_t = 0
+        # Start times (ticks_ms) while on, None while off.
+        self._fault_t = None
+        self._stale_t = None
+        self._confirm_t = None
         # Per LED: state, entry time (blink phase anchor), colour shown.
         self._state = bytearray((255, 255, 255))
         self._t0 = array("l", (0, 0, 0))
@@ -171,22 +183,20 @@ class Indicators:
 
     # ---- inputs ----
     def boot(self, phase, now):
-        if not BOOT_STORAGE <= phase <= BOOT_DONE:
+        if not _BOOT_STORAGE <= phase <= BOOT_DONE:
             raise ValueError("boot phase must be 0..5, got %r" % (phase,))
-        if phase == BOOT_STORAGE:
+        if phase == _BOOT_STORAGE:
             self.boot_t = now
         self.boot_phase = phase
 
     def confirm(self, now):
         """Start the two-blink confirmation (restarts it if one is showing)."""
-        self._confirm_on = True
         self._confirm_t = now
         self._state[0] = _S_CONFIRM        # (re)start the pattern from its beginning
         self._t0[0] = now
 
     def fault(self, now):
-        """A recoverable fault happened: blink red for FAULT_HOLD_MS from now."""
-        self._fault_on = True
+        """A recoverable fault happened: blink red for _FAULT_HOLD_MS from now."""
         self._fault_t = now
 
     def bind(self, meter=None, events=None, ports=None, feeder=None, overload_pin=None,
@@ -220,15 +230,15 @@ class Indicators:
                 self.chip_fault = self.stale = False
             else:
                 st = m.status_now()
-                self.chip_fault = not (st & ST_CHIP_OK)
-                # Stale for STALE_MS on end: one late cycle on a busy loop is not a fault.
-                if st & ST_STALE:
-                    if not self._stale_on:
-                        self._stale_on = True
+                self.chip_fault = not (st & _ST_CHIP_OK)
+                # Stale for _STALE_MS on end: one late cycle on a busy loop is not a fault.
+                if st & _ST_STALE:
+                    if self._stale_t is None:
                         self._stale_t = now
-                    self.stale = ticks_diff(now, self._stale_t) >= STALE_MS
+                    self.stale = ticks_diff(now, self._stale_t) >= _STALE_MS
                 else:
-                    self._stale_on = self.stale = False
+                    self._stale_t = None
+                    self.stale = False
         ev = self._events
         if ev is not None and ev.total != self._ev_total:
             self._ev_total = ev.total
@@ -259,22 +269,22 @@ class Indicators:
 
     # ---- the state machines ----
     def status_state(self, now):
-        if self._confirm_on:
-            if ticks_diff(now, self._confirm_t) < CONFIRM_MS:
+        if self._confirm_t is not None:
+            if ticks_diff(now, self._confirm_t) < _CONFIRM_MS:
                 return _S_CONFIRM
-            self._confirm_on = False
+            self._confirm_t = None
         if self.updating:
             return _S_UPDATE
         if self.chip_fault or self.stalled:
             return _S_ERROR
-        if self._fault_on:
-            if ticks_diff(now, self._fault_t) < FAULT_HOLD_MS:
+        if self._fault_t is not None:
+            if ticks_diff(now, self._fault_t) < _FAULT_HOLD_MS:
                 return _S_FAULT
-            self._fault_on = False
+            self._fault_t = None
         if self.stale:
             return _S_FAULT
         if self.boot_phase < BOOT_DONE:
-            if ticks_diff(now, self.boot_t) >= BOOT_HUNG_MS:
+            if ticks_diff(now, self.boot_t) >= _BOOT_HUNG_MS:
                 return _S_BOOT_HUNG
             return _S_BOOTING if self.boot_phase < BOOT_METERING else _S_STARTING
         return _S_READY
@@ -282,7 +292,7 @@ class Indicators:
     def network_state(self, now):
         if not self.link:
             return _N_NO_LINK
-        if self.net_conns > 0 or _recent(now, self.net_last, NET_ACTIVE_MS):
+        if self.net_conns > 0 or _recent(now, self.net_last, _NET_ACTIVE_MS):
             return _N_ACTIVE
         return _N_SETUP
 
@@ -293,7 +303,7 @@ class Indicators:
             return _B_SCANNING
         if self.remote_silent:
             return _B_NO_ANSWER
-        if _recent(now, self.bus_last, BUS_ACTIVE_MS):
+        if _recent(now, self.bus_last, _BUS_ACTIVE_MS):
             return _B_TRAFFIC
         return _B_IDLE
 
@@ -314,7 +324,7 @@ class Indicators:
                     self._t0[i] = ticks_add(self._t0[i], d - d % period)
                     d %= period
                 lit = d < _P_ON[p]
-        c = _P_COLOUR[p] if lit else LED_OFF
+        c = _P_COLOUR[p] if lit else _LED_OFF
         self.colours[i] = c
         return c
 
@@ -343,10 +353,10 @@ class Indicators:
     # ---- for the host run (allocate: snapshot.json and the live table only) ----
     def names(self):
         """Each LED's pattern name: {"status": "green", "bus": "green-fast", ...}."""
-        return {LED_NAMES[i]: PATTERN_NAMES[_PATTERNS[i][self._state[i]]]
+        return {_LED_NAMES[i]: _PATTERN_NAMES[_PATTERNS[i][self._state[i]]]
                 for i in range(3) if self._state[i] != 255}
 
     def states(self):
         """Each LED's state name (what it means): {"status": "ready", ...}."""
-        return {LED_NAMES[i]: _STATE_NAMES[i][self._state[i]]
+        return {_LED_NAMES[i]: _STATE_NAMES[i][self._state[i]]
                 for i in range(3) if self._state[i] != 255}

@@ -57,24 +57,57 @@ from array import array
 import time
 from micropython import const
 
-from drivers.ade7880 import (ChipError, RAW_N, R_WATT, R_FVAR, R_WATTHR, R_FVARHR, R_VAHR,
-                             FAULT_RESET)
-from firmware.events import (EV_INIT, EV_CHIP_RESET, EV_CHECKSUM, EV_SPI_ERROR,
-                             EV_IRQ_MISSED, EV_ACK_UNCONFIRMED, EV_PHASE_LOSS,
-                             EV_PHASE_RETURN, EV_OVERLOAD)
+from drivers.ade7880 import ChipError
 from firmware import config as config_mod
-from firmware.energy import EnergyRegisters, SCALE_MAX
+from firmware.energy import EnergyRegisters
 from firmware.fixmath import scale_constant
-from firmware.snapshot import (Snapshot, NE, N_COUNTERS, POWER_UNIT_MW,
-                               E_ACTIVE_IMPORT, E_ACTIVE_EXPORT, E_REACTIVE_Q1, E_REACTIVE_Q2,
-                               E_REACTIVE_Q3, E_REACTIVE_Q4,
-                               E_APPARENT_IMPORT, E_APPARENT_EXPORT, ST_CHIP_OK,
-                               ST_SINGLE_PHASE, ST_STALE, ST_LIVE_SHIFT, ST_OVERLOAD)
+from firmware.snapshot import Snapshot
 
 try:   # the cycle's arithmetic under the native emitter where the port has one
     from firmware import meterk_viper as K
 except (ImportError, SyntaxError, AttributeError):   # WebAssembly port: plain bytecode
     from firmware import meterk as K
+
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# drivers/ade7880.py
+_RAW_N = const(11)
+_R_WATT = const(2)
+_R_FVAR = const(3)
+_R_WATTHR = const(8)
+_R_FVARHR = const(9)
+_R_VAHR = const(10)
+_FAULT_RESET = const(1)
+# firmware/events.py
+_EV_INIT = const(1)
+_EV_CHIP_RESET = const(2)
+_EV_CHECKSUM = const(3)
+_EV_SPI_ERROR = const(4)
+_EV_IRQ_MISSED = const(5)
+_EV_ACK_UNCONFIRMED = const(6)
+_EV_PHASE_LOSS = const(9)
+_EV_PHASE_RETURN = const(10)
+_EV_OVERLOAD = const(14)
+# firmware/energy.py
+_SCALE_MAX = const(9999999999999)
+# firmware/snapshot.py
+_NE = const(8)
+_N_COUNTERS = const(32)
+_POWER_UNIT_MW = const(10)
+_E_ACTIVE_IMPORT = const(0)
+_E_ACTIVE_EXPORT = const(1)
+_E_REACTIVE_Q1 = const(2)
+_E_REACTIVE_Q2 = const(3)
+_E_REACTIVE_Q3 = const(4)
+_E_REACTIVE_Q4 = const(5)
+_E_APPARENT_IMPORT = const(6)
+_E_APPARENT_EXPORT = const(7)
+_ST_CHIP_OK = const(1)
+_ST_SINGLE_PHASE = const(2)
+_ST_STALE = const(4)
+_ST_LIVE_SHIFT = const(3)
+_ST_OVERLOAD = const(64)
 
 _PEND_MAX = const(4)       # LSBs a block may hold back against its class (see _count)
 
@@ -88,7 +121,7 @@ def derive_constants(cfg):
     out = []
     for key, mul, div, ct in (("v_per_code", 1000, 1, False),
                               ("i_per_code", 1000, 1, True),
-                              ("w_per_code", 1000, POWER_UNIT_MW, True)):
+                              ("w_per_code", 1000, _POWER_UNIT_MW, True)):
         num, den = config_mod.rational(cfg, key)
         num *= mul
         den *= div
@@ -104,10 +137,10 @@ def derive_constants(cfg):
     num *= 10 ** 12 * ct_n
     den *= ct_d
     ke = (2 * num + den) // (2 * den)
-    if not 0 < ke <= SCALE_MAX:
+    if not 0 < ke <= _SCALE_MAX:
         raise config_mod.ConfigError(
             "calibration.wh_per_lsb = %r (x CT %d:%d): %d pWh per LSB, must be 1..%d"
-            % (cfg["calibration"]["wh_per_lsb"], ct_n, ct_d, ke, SCALE_MAX))
+            % (cfg["calibration"]["wh_per_lsb"], ct_n, ct_d, ke, _SCALE_MAX))
     out.append(ke)
     return out
 
@@ -119,8 +152,8 @@ class Meter:
         self.events = events
         self.front = Snapshot()
         self.back = Snapshot()
-        self.raw = array("l", [0] * (3 * RAW_N))   # the driver's layout (drivers/ade7880.py)
-        self.energy = EnergyRegisters(N_COUNTERS)
+        self.raw = array("l", [0] * (3 * _RAW_N))   # the driver's layout (drivers/ade7880.py)
+        self.energy = EnergyRegisters(_N_COUNTERS)
         # Scale table: per quantity (voltage, current, power) W, fraction high limb,
         # fraction low limb, largest code that does not saturate (scale_constant).
         self._k = array("i", [0] * 12)
@@ -146,18 +179,19 @@ class Meter:
         self.energy.set_scale(k[12])
         for j in range(8):
             self.pending[j] = 0
-        self.single_phase = m["wiring"] == "1P2W"
-        self._wired = 1 if self.single_phase else 7
+        single = m["wiring"] == "1P2W"
+        self._wired = 1 if single else 7   # phases wired (bit 0 = L1); 1: 1P2W
         self._over = 0                     # inputs beyond full scale last cycle
         self.live = self._wired            # assumed live until a cycle measures them
         self._live_now = self._wired
         self._zx = self._wired
+        # A window not seen for 1.5 cycles (the time-out: cycle_ms * 3 // 2) means a
+        # lost IRQ, a stopped chip or lost phases (the window then counts crossings
+        # that no longer come: see _follow).
         self.cycle_ms = m["cycle_ms"]
-        # A window not seen for 1.5 cycles means a lost IRQ, a stopped chip or lost
-        # phases (the window then counts crossings that no longer come: see _follow).
-        self._timeout_ms = m["cycle_ms"] * 3 // 2
-        self.cfg = cfg
-        self._chip_cfg = (config_mod.line_cycles(cfg), 1 if self.single_phase else 3,
+        # The validated copy is not kept (the App holds its own: 2.7 KB on 32-bit);
+        # only the chip's settings below refer into it.
+        self._chip_cfg = (config_mod.line_cycles(cfg), 1 if single else 3,
                           m["nominal_hz"] == 60, cal["gains"], cal["phcal"])
         self.chip.configure(*self._chip_cfg)
         self._need_init = True
@@ -171,8 +205,9 @@ class Meter:
         publishing can never have its last values served as fresh."""
         f = self.front
         st = f.status
-        if f.seq == 0 or time.ticks_diff(self.clock.ticks_ms(), f.t_ms) > self._timeout_ms:
-            st |= ST_STALE
+        if f.seq == 0 or (time.ticks_diff(self.clock.ticks_ms(), f.t_ms)
+                          > self.cycle_ms * 3 // 2):
+            st |= _ST_STALE
         return st
 
     # ---- faults ----
@@ -197,9 +232,9 @@ class Meter:
             self._need_init = True
             return False
         if self.chip.reset_seen and self._booted:
-            self._event(EV_CHIP_RESET)   # not at power-up: the chip always reports it then
+            self._event(_EV_CHIP_RESET)   # not at power-up: the chip always reports it then
         self._booted = True
-        self._event(EV_INIT)
+        self._event(_EV_INIT)
         self._chip_ok = True
         self._need_init = False
         return True
@@ -215,7 +250,7 @@ class Meter:
         for ph in range(3):
             bit = 1 << ph
             if (live ^ old) & bit:
-                self._event(EV_PHASE_RETURN if live & bit else EV_PHASE_LOSS)
+                self._event(_EV_PHASE_RETURN if live & bit else _EV_PHASE_LOSS)
         self.live = live
         zx = live or self._zx       # no phase live: no crossings at all, keep the choice
         if zx != self._zx:
@@ -230,7 +265,7 @@ class Meter:
         events and a re-initialisation."""
         chip = self.chip
         now = self.clock.ticks_ms()
-        late = time.ticks_diff(now, self._last_ms) >= self._timeout_ms
+        late = time.ticks_diff(now, self._last_ms) >= self.cycle_ms * 3 // 2
         polled = not chip.has_irq
         if not (chip.irq_pending or late or polled):
             return False
@@ -243,17 +278,17 @@ class Meter:
                 self._publish_stale(now)
                 return True
             fault = chip.health()
-            if fault and not self._fault(EV_CHIP_RESET if fault == FAULT_RESET
-                                         else EV_CHECKSUM):
+            if fault and not self._fault(_EV_CHIP_RESET if fault == _FAULT_RESET
+                                         else _EV_CHECKSUM):
                 return False
             if chip.read_window(self.raw):
                 self.windows += 1
                 self._last_ms = now
                 self._publish(now, True)
                 if not irq:
-                    self._fault(EV_IRQ_MISSED)
+                    self._fault(_EV_IRQ_MISSED)
                 elif chip.ack_unconfirmed:
-                    self._fault(EV_ACK_UNCONFIRMED)
+                    self._fault(_EV_ACK_UNCONFIRMED)
                 self._follow()
                 return True
             if late:
@@ -268,7 +303,7 @@ class Meter:
         except ChipError:
             # Not answering mid-cycle: log it and leave the re-initialisation to the
             # next poll (the same _fault path), so one poll never loops on a dead bus.
-            self._event(EV_SPI_ERROR)
+            self._event(_EV_SPI_ERROR)
             self._chip_ok = False
             self._need_init = True
             self._last_ms = now
@@ -280,7 +315,7 @@ class Meter:
         for i in range(len(inst)):
             inst[i] = 0
         b.window_us = 0           # the back buffer still holds a cycle from long ago
-        self._finish(b, now, ST_STALE)
+        self._finish(b, now, _ST_STALE)
 
     def _publish(self, now, with_energy):
         raw = self.raw
@@ -306,19 +341,19 @@ class Meter:
         b.window_us = (self.chip.line_cycles * period1 * 125 // 64
                        if with_energy and period1 else 0)
         self._live_now = live
-        status = ST_CHIP_OK if self._chip_ok else 0
+        status = _ST_CHIP_OK if self._chip_ok else 0
         if over:
             # The ADC clipped: U, I, P, Q and S of that phase read low (the chip sees a
             # flattened waveform). One event when it starts; the status bit while it lasts.
-            status |= ST_OVERLOAD
+            status |= _ST_OVERLOAD
             if over & ~self._over:
-                self.events.add(now, EV_OVERLOAD, over)
+                self.events.add(now, _EV_OVERLOAD, over)
         self._over = over
-        if self.single_phase:
-            status |= ST_SINGLE_PHASE
+        if self._wired == 1:
+            status |= _ST_SINGLE_PHASE
         if not with_energy:
-            status |= ST_STALE
-        self._finish(b, now, status | live << ST_LIVE_SHIFT)
+            status |= _ST_STALE
+        self._finish(b, now, status | live << _ST_LIVE_SHIFT)
 
     def _count_all(self):
         """The general path of the counting (meterk.count refuses a window with more
@@ -328,12 +363,12 @@ class Meter:
         nep = neq = nes = cp = cq = 0
         for ph in range(3):
             if self._wired >> ph & 1:
-                base = ph * RAW_N
-                wp = raw[base + R_WATT]
-                wq = raw[base + R_FVAR]
-                ep = raw[base + R_WATTHR]
-                eq = raw[base + R_FVARHR]
-                es = raw[base + R_VAHR]
+                base = ph * _RAW_N
+                wp = raw[base + _R_WATT]
+                wq = raw[base + _R_FVAR]
+                ep = raw[base + _R_WATTHR]
+                eq = raw[base + _R_FVARHR]
+                es = raw[base + _R_VAHR]
                 self._count(ph, wp, wq, ep, eq, es)
                 nep += ep
                 neq += eq
@@ -367,7 +402,7 @@ class Meter:
         `pending`); see README "Counting rules"."""
         reg = self.energy
         pend = self.pending
-        c = blk * NE
+        c = blk * _NE
         j = 2 * blk
         n = pend[j] + ep
         # More LSBs than jitter decide by themselves (a window split by a change of
@@ -383,9 +418,9 @@ class Meter:
         else:
             pend[j] = 0
             if n > 0:
-                reg.add_lsb(c + E_ACTIVE_IMPORT, n)
+                reg.add_lsb(c + _E_ACTIVE_IMPORT, n)
             elif n < 0:
-                reg.add_lsb(c + E_ACTIVE_EXPORT, -n)
+                reg.add_lsb(c + _E_ACTIVE_EXPORT, -n)
         n = pend[j + 1] + eq
         if n > _PEND_MAX:
             sq = 1
@@ -398,17 +433,17 @@ class Meter:
         else:
             pend[j + 1] = 0
             if n > 0:
-                reg.add_lsb(c + (E_REACTIVE_Q1 if sp > 0 else E_REACTIVE_Q2), n)
+                reg.add_lsb(c + (_E_REACTIVE_Q1 if sp > 0 else _E_REACTIVE_Q2), n)
             elif n < 0:
-                reg.add_lsb(c + (E_REACTIVE_Q4 if sp > 0 else E_REACTIVE_Q3), -n)
+                reg.add_lsb(c + (_E_REACTIVE_Q4 if sp > 0 else _E_REACTIVE_Q3), -n)
         if es:
-            reg.add_lsb(c + (E_APPARENT_IMPORT if sp > 0 else E_APPARENT_EXPORT),
+            reg.add_lsb(c + (_E_APPARENT_IMPORT if sp > 0 else _E_APPARENT_EXPORT),
                         es if es > 0 else -es)
 
     def _finish(self, b, now, status):
         reg = self.energy
-        K.copy32(b.e_hi, reg.hi, N_COUNTERS)
-        K.copy32(b.e_lo, reg.lo, N_COUNTERS)
+        K.copy32(b.e_hi, reg.hi, _N_COUNTERS)
+        K.copy32(b.e_lo, reg.lo, _N_COUNTERS)
         f = self.front
         b.seq = f.seq + 1
         b.t_ms = now
@@ -443,5 +478,5 @@ class Meter:
     async def _nudge(self, flag):
         import asyncio
         while True:
-            await asyncio.sleep_ms(self._timeout_ms // 3)
+            await asyncio.sleep_ms(self.cycle_ms // 2)
             flag.set()

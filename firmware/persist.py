@@ -39,15 +39,21 @@ import asyncio
 import struct
 from micropython import const
 
-from firmware.events import (EV_COUNTERS_RESTORED, EV_PERSIST_FAILED, EV_RECORD_CORRUPT,
-                             EV_SUPPLY_FAIL)
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# firmware/events.py
+_EV_COUNTERS_RESTORED = const(20)
+_EV_PERSIST_FAILED = const(23)
+_EV_RECORD_CORRUPT = const(21)
+_EV_SUPPLY_FAIL = const(22)
 
-MAGIC0 = const(0x45)          # "E"
-MAGIC1 = const(0x43)          # "C"
+_MAGIC0 = const(0x45)          # "E"
+_MAGIC1 = const(0x43)          # "C"
 VERSION = const(1)
 _HEAD = const(8)
-PERSIST_S_DEFAULT = const(60)
-JOURNALS = const(3)
+_PERSIST_S_DEFAULT = const(60)
+_JOURNALS = const(3)
 _LO_MAX = const(1000000)
 _FRAC_MAX = const(1000000000)
 
@@ -118,8 +124,8 @@ def _crc_halves(buf, end):
 def encode(buf, seq, energy):
     """Fill buf (record_len(n) bytes) with a record of energy's registers."""
     n = len(energy.hi)
-    buf[0] = MAGIC0
-    buf[1] = MAGIC1
+    buf[0] = _MAGIC0
+    buf[1] = _MAGIC1
     buf[2] = VERSION
     buf[3] = n
     struct.pack_into("<I", buf, 4, seq)
@@ -136,7 +142,7 @@ def check(buf, off, n):
     """seq of the record at buf[off:], or -1 when it is not a valid record for n registers
     (magic, version, length, CRC, every field in its range)."""
     end = off + record_len(n) - 4
-    if len(buf) < end + 4 or buf[off] != MAGIC0 or buf[off + 1] != MAGIC1 \
+    if len(buf) < end + 4 or buf[off] != _MAGIC0 or buf[off + 1] != _MAGIC1 \
             or buf[off + 2] != VERSION or buf[off + 3] != n:
         return -1
     mv = memoryview(buf)[off:]
@@ -176,7 +182,7 @@ def _join(a, b):
 
 
 class CounterStore:
-    def __init__(self, vfs, energy, events, clock, root="/cnt", persist_s=PERSIST_S_DEFAULT):
+    def __init__(self, vfs, energy, events, clock, root="/cnt", persist_s=_PERSIST_S_DEFAULT):
         self.vfs = vfs
         self.energy = energy
         self.events = events
@@ -215,8 +221,8 @@ class CounterStore:
         cycle). Returns its seq, or None on a blank store (registers left as they are)."""
         found = []
         rlen = self.rlen
-        corrupt0 = self.events.count(EV_RECORD_CORRUPT)
-        for j in range(JOURNALS):
+        corrupt0 = self.events.count(_EV_RECORD_CORRUPT)
+        for j in range(_JOURNALS):
             try:
                 with self.vfs.open(self._path(j), "rb") as f:
                     data = f.read()
@@ -234,7 +240,7 @@ class CounterStore:
                 else:
                     found.append((s, j, data, off))
             if bad:
-                self._event(EV_RECORD_CORRUPT, j)
+                self._event(_EV_RECORD_CORRUPT, j)
         best = newest(found)
         if best is None:
             return None
@@ -242,10 +248,10 @@ class CounterStore:
         load(data, off, self.energy)
         # Past a corrupt record the next seq skips one: that record may have carried
         # s + 1, and should it ever read as valid again it must not tie with a new one.
-        self.seq = s + 1 if self.events.count(EV_RECORD_CORRUPT) > corrupt0 else s
-        self.gen = (j + 1) % JOURNALS
+        self.seq = s + 1 if self.events.count(_EV_RECORD_CORRUPT) > corrupt0 else s
+        self.gen = (j + 1) % _JOURNALS
         self._rec[:] = memoryview(data)[off:off + rlen]
-        self._event(EV_COUNTERS_RESTORED, j)
+        self._event(_EV_COUNTERS_RESTORED, j)
         return s
 
     # ---- writing ----
@@ -284,7 +290,7 @@ class CounterStore:
         self._fh = None
         self.seq += 1
         encode(self._rec, self.seq, self.energy)
-        self.gen = (self.gen + 1) % JOURNALS
+        self.gen = (self.gen + 1) % _JOURNALS
         try:
             f.write(self._rec)
         finally:
@@ -301,7 +307,7 @@ class CounterStore:
                 self.arm()
             return True
         except OSError as e:
-            self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+            self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
             return False
 
     def supply_failed(self):
@@ -310,12 +316,12 @@ class CounterStore:
         if self.failed:
             return False
         self.failed = True
-        self._event(EV_SUPPLY_FAIL)
+        self._event(_EV_SUPPLY_FAIL)
         try:
             self.write()
             return True
         except OSError as e:
-            self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+            self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
             return False
 
     def supply_ok(self):
@@ -325,7 +331,7 @@ class CounterStore:
             try:
                 self.arm()
             except OSError as e:
-                self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+                self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
 
     def close(self):
         """Clean stop: a last record (nothing armed afterwards)."""
@@ -333,7 +339,7 @@ class CounterStore:
         try:
             self.write()
         except OSError as e:
-            self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+            self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
 
     async def run(self):
         """Persist every persist_s seconds (read each period: apply_config may change
@@ -342,7 +348,7 @@ class CounterStore:
             try:
                 self.arm()
             except OSError as e:      # the first write will arm itself
-                self._event(EV_PERSIST_FAILED, e.args[0] if e.args else 0)
+                self._event(_EV_PERSIST_FAILED, e.args[0] if e.args else 0)
         while True:
             waited = 0
             while waited < self.persist_s * 1000:   # 1 s steps: a new interval applies soon

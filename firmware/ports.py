@@ -19,6 +19,7 @@ only while that port is between frames, so a reply in progress (the reply to the
 write that changed the setting, say) goes out with the settings it was asked with.
 """
 import asyncio
+from micropython import const
 
 from firmware.modbus.pdu import Dispatcher
 from firmware.modbus.rtu import RtuSlave
@@ -29,8 +30,8 @@ from firmware.regmaps.eventlog import EventLogSpace
 from firmware.regmaps.rings import space_of
 from firmware.version import VERSION
 
-_SETTLE_MS = 5          # poll interval while waiting for a port to be between frames
-_SETTLE_MAX_MS = 2000   # a port busy longer than this is reconfigured anyway
+_SETTLE_MS = const(5)          # poll interval while waiting for a port to be between frames
+_SETTLE_MAX_MS = const(2000)   # a port busy longer than this is reconfigured anyway
 
 
 def identity(cfg):

@@ -64,15 +64,15 @@ MILLI_PER_HI = const(1000000)  # e_lo wraps into e_hi every 1e6 milli-units (1 k
 PHASE_NAMES = ("L1", "L2", "L3", "total")
 ENERGY_NAMES = ("active_import", "active_export", "reactive_q1", "reactive_q2",
                 "reactive_q3", "reactive_q4", "apparent_import", "apparent_export")
-INST_NAMES = ("u_mv", "i_ma", "p_mw", "q_mvar", "s_mva", "pf_e4", "angle_cdeg",
-              "f_mhz", "quadrant")
+_INST_NAMES = const(("u_mv", "i_ma", "p_mw", "q_mvar", "s_mva", "pf_e4", "angle_cdeg",
+                     "f_mhz", "quadrant"))
 
 # Status bits.
 ST_CHIP_OK = const(1)       # chip answered and was configured
 ST_SINGLE_PHASE = const(2)  # 1P2W wiring: L2/L3 blocks stay zero
 ST_STALE = const(4)         # no new chip window in the last cycle time-out
 ST_L1_LIVE = const(8)       # phase L1 has voltage (above 50 V; lost below 40 V)
-ST_L2_LIVE = const(16)      # L2 (never set with 1P2W wiring)
+_ST_L2_LIVE = const(16)      # L2 (never set with 1P2W wiring)
 ST_L3_LIVE = const(32)      # L3
 ST_OVERLOAD = const(64)     # an input (U or I of a phase) beyond the ADC's full scale
 ST_LIVE_SHIFT = const(3)    # status >> 3 & 7: live phases, bit 0 = L1

@@ -22,7 +22,7 @@ from firmware import config as config_mod
 from firmware.events import EV_CONFIG_CHANGED
 
 EXC_ILLEGAL_VALUE = const(0x03)   # Modbus Application Protocol v1.1b3, section 7
-EXC_DEVICE_BUSY = const(0x06)
+_EXC_DEVICE_BUSY = const(0x06)
 _DEPTH = const(4)
 
 
@@ -46,7 +46,7 @@ class ConfigStage:
     def stage(self, change, ctx=None):
         """Queue a partial config; 0, or a Modbus exception code (nothing queued)."""
         if len(self._queue) >= self.depth:
-            return EXC_DEVICE_BUSY
+            return _EXC_DEVICE_BUSY
         base = self._ahead if self._ahead is not None else self.app.cfg
         try:
             ahead = config_mod.patch(base, change, self.app.board.CALIBRATION)
@@ -63,7 +63,7 @@ class ConfigStage:
         """Queue a job (an int: `jobs(job)` runs it, e.g. persisting the secrets or a
         reset) in order with the config changes; 0, or 06 when the queue is full."""
         if len(self._queue) >= self.depth:
-            return EXC_DEVICE_BUSY
+            return _EXC_DEVICE_BUSY
         self._queue.append((job, ctx))
         self._wake.set()
         return 0

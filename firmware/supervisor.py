@@ -23,7 +23,12 @@ import sys
 from time import ticks_diff
 from micropython import const
 
-from firmware.events import EV_TASK_CRASH, EV_WATCHDOG
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# firmware/events.py
+_EV_TASK_CRASH = const(7)
+_EV_WATCHDOG = const(8)
 
 _BACKOFF_MIN_MS = const(100)
 _BACKOFF_MAX_MS = const(5000)
@@ -83,7 +88,7 @@ class Supervisor:
             except Exception as e:        # noqa: any fault of the task, not of ours
                 exc = e
             job.crashes += 1
-            self.events.add(clock.ticks_ms(), EV_TASK_CRASH, job.index)
+            self.events.add(clock.ticks_ms(), _EV_TASK_CRASH, job.index)
             if exc is not None:
                 print("task %s crashed:" % job.name)
                 try:
@@ -115,7 +120,7 @@ class WatchdogFeeder:
     The engine publishes a snapshot every cycle, and a stale one at each time-out when
     the chip gives no window, so `seq` advances whenever the metering loop is alive,
     with or without mains. If it stops advancing for stall_ms the feeder stops feeding
-    (the watchdog then resets the board) and logs EV_WATCHDOG once."""
+    (the watchdog then resets the board) and logs _EV_WATCHDOG once."""
 
     def __init__(self, meter, wdt, clock, events, stall_ms=3000, period_ms=500):
         if not 0 < period_ms < stall_ms:
@@ -150,5 +155,5 @@ class WatchdogFeeder:
                 self.stalled = False
             elif not self.stalled:
                 self.stalled = True
-                self.events.add(self.clock.ticks_ms(), EV_WATCHDOG, 0)
+                self.events.add(self.clock.ticks_ms(), _EV_WATCHDOG, 0)
             await asyncio.sleep_ms(self.period_ms)

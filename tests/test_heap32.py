@@ -207,9 +207,9 @@ def test_probe_measured_what_it_claims(heap):
     p = heap["parts"]
     parts = p["maps"] + p["rtu_a"] + p["rtu_b"] + p["tcp"]
     assert parts <= heap["modbus_ports_whole"] <= parts + 1024
-    # The slots' receive buffers dominate the TCP figure: 8 x 400 bytes and the one
-    # send buffer the slots share (260) at least.
-    assert p["tcp"] >= CLIENTS * 400 + 260
+    # The slots' receive buffers dominate the TCP figure: 8 x 260 bytes (one largest
+    # ADU each) and the one send buffer the slots share (260) at least.
+    assert p["tcp"] >= CLIENTS * 260 + 260
     assert 0 < heap["tcp_conn_32"] < 4096
 
 

@@ -884,7 +884,7 @@ def test_rtu_slave_settings_enable_and_timing():
     got = run_mpy_async("""
 import asyncio, json
 from time import ticks_us, ticks_diff
-from firmware.modbus.rtu import RtuSlave, PRESETS
+from firmware.modbus.rtu import RtuSlave, preset
 from firmware.modbus.pdu import Dispatcher
 from tests.spaces import ArraySpace
 from firmware.modbus.crc import append
@@ -927,7 +927,7 @@ class Port:
 async def main():
     port = Port()
     d = Dispatcher(ArraySpace(0, 10, init=lambda a: a), ArraySpace(0, 1), ("v", "p", "r"), rtu=True)
-    s = RtuSlave(port, d, enabled=False, **PRESETS["piko_mp_plus"])
+    s = RtuSlave(port, d, enabled=False, **preset("piko_mp_plus"))
     t = asyncio.create_task(s.run())
     res = {"t35_b": s.t35_us, "settings": s.settings()}
     port.feed(b"\\xf7\\x03\\x00\\x01\\x00\\x01")
@@ -946,7 +946,7 @@ async def main():
             errs.append(1)
     res["errs"] = errs
     res["after_errs"] = s.settings()
-    s.configure(**PRESETS["plenticore"])
+    s.configure(**preset("plenticore"))
     res["t35_a"] = s.t35_us
     s.configure(baud=9600)
     res["t35_9600_8n2"] = s.t35_us

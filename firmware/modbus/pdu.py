@@ -34,10 +34,10 @@ _MEI_DEVICE_ID = const(0x0E)      # 6.21 Read Device Identification
 _DIAG_RETURN_QUERY = const(0x0000)
 
 # Exception codes (section 7).
-EXC_ILLEGAL_FUNCTION = const(0x01)
-EXC_ILLEGAL_ADDRESS = const(0x02)
+_EXC_ILLEGAL_FUNCTION = const(0x01)
+_EXC_ILLEGAL_ADDRESS = const(0x02)
 EXC_ILLEGAL_VALUE = const(0x03)
-EXC_DEVICE_FAILURE = const(0x04)
+_EXC_DEVICE_FAILURE = const(0x04)
 EXC_GATEWAY_NO_RESPONSE = const(0x0B)
 
 _MAX_PDU = const(253)            # 4.1: 256-byte serial ADU minus address and CRC
@@ -118,12 +118,12 @@ class Dispatcher:
                 return exception(out, off, fc, EXC_ILLEGAL_VALUE)
             addr = (req[roff + 1] << 8) | req[roff + 2]
             if addr + qty > 0x10000:
-                return exception(out, off, fc, EXC_ILLEGAL_ADDRESS)
+                return exception(out, off, fc, _EXC_ILLEGAL_ADDRESS)
             try:
                 err = (self.holding if fc == _FC_READ_HOLDING else self.inputs).read(
                     addr, qty, out, off + 2)
             except Exception:
-                err = EXC_DEVICE_FAILURE
+                err = _EXC_DEVICE_FAILURE
             if err:
                 return exception(out, off, fc, err)
             out[off] = fc
@@ -137,7 +137,7 @@ class Dispatcher:
             return self._device_id(req, n, out, off, roff)
         if fc == _FC_DIAGNOSTICS and self.rtu:
             return self._diagnostics(req, n, out, off, roff)
-        return exception(out, off, fc, EXC_ILLEGAL_FUNCTION)
+        return exception(out, off, fc, _EXC_ILLEGAL_FUNCTION)
 
     # 6.6: the normal response echoes the request.
     def _write_single(self, req, n, out, off, roff, ctx):
@@ -151,7 +151,7 @@ class Dispatcher:
         try:
             err = self.holding.write(addr, qty, req, soff, ctx)
         except Exception:
-            err = EXC_DEVICE_FAILURE
+            err = _EXC_DEVICE_FAILURE
         if err:
             return exception(out, off, fc, err)
         for i in range(5):
@@ -168,7 +168,7 @@ class Dispatcher:
         if qty < 1 or qty > _MAX_WRITE or nb != 2 * qty or n != 6 + nb:
             return exception(out, off, _FC_WRITE_MULTIPLE, EXC_ILLEGAL_VALUE)
         if addr + qty > 0x10000:
-            return exception(out, off, _FC_WRITE_MULTIPLE, EXC_ILLEGAL_ADDRESS)
+            return exception(out, off, _FC_WRITE_MULTIPLE, _EXC_ILLEGAL_ADDRESS)
         return self._write_echo(_FC_WRITE_MULTIPLE, addr, qty, req, roff + 6, out, off, roff,
                                 ctx)
 
@@ -177,7 +177,7 @@ class Dispatcher:
         if n < 3:
             return exception(out, off, _FC_DIAGNOSTICS, EXC_ILLEGAL_VALUE)
         if ((req[roff + 1] << 8) | req[roff + 2]) != _DIAG_RETURN_QUERY:
-            return exception(out, off, _FC_DIAGNOSTICS, EXC_ILLEGAL_FUNCTION)
+            return exception(out, off, _FC_DIAGNOSTICS, _EXC_ILLEGAL_FUNCTION)
         for i in range(n):
             out[off + i] = req[roff + i]
         return n
@@ -187,7 +187,7 @@ class Dispatcher:
         if n < 2:
             return exception(out, off, _FC_MEI, EXC_ILLEGAL_VALUE)
         if req[roff + 1] != _MEI_DEVICE_ID:
-            return exception(out, off, _FC_MEI, EXC_ILLEGAL_FUNCTION)
+            return exception(out, off, _FC_MEI, _EXC_ILLEGAL_FUNCTION)
         if n != 4:
             return exception(out, off, _FC_MEI, EXC_ILLEGAL_VALUE)
         code = req[roff + 2]
@@ -201,7 +201,7 @@ class Dispatcher:
                 if o[0] == oid:
                     break
             else:
-                return exception(out, off, _FC_MEI, EXC_ILLEGAL_ADDRESS)
+                return exception(out, off, _FC_MEI, _EXC_ILLEGAL_ADDRESS)
         else:
             last = (_DEVID_LAST_BASIC, _DEVID_LAST_REGULAR, 0xFF)[code - 1]
             first = oid

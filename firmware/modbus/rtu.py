@@ -1,10 +1,10 @@
 """Modbus RTU slave on one RS485 port (Modbus over Serial Line v1.02).
 
-    from firmware.modbus.rtu import RtuSlave, PRESETS
+    from firmware.modbus.rtu import RtuSlave, preset
     from firmware.modbus.pdu import Dispatcher
     d = Dispatcher(holding, inputs, ident, rtu=True)     # FC 08/00 allowed on serial
-    a = RtuSlave(RS485(uart_a, de_a), d, **PRESETS["plenticore"])   # 1, 38400 8N2
-    b = RtuSlave(RS485(uart_b, de_b), d, **PRESETS["piko_mp_plus"]) # 247, 19200 8E1
+    a = RtuSlave(RS485(uart_a, de_a), d, **preset("plenticore"))    # 1, 38400 8N2
+    b = RtuSlave(RS485(uart_b, de_b), d, **preset("piko_mp_plus"))  # 247, 19200 8E1
     asyncio.create_task(a.run()); asyncio.create_task(b.run())
     a.stats.ok, a.stats.errors, a.stats.last_ms        # for the bus LED
 
@@ -54,15 +54,22 @@ _FC_WRITE_SINGLE = const(0x06)
 _FC_WRITE_MULTIPLE = const(0x10)
 _FC_DEVID = const(0x2B)
 
-BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+_BAUDS = const((1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
 
-# KSEM G2 presets (manual 5.14.1); A ships as "plenticore", B as "piko_mp_plus".
-PRESETS = {
-    "plenticore": {"address": 1, "baud": 38400, "parity": "N", "stop": 2},
-    "piko_mp_plus": {"address": 247, "baud": 19200, "parity": "E", "stop": 1},
-    "piko_ci": {"address": 1, "baud": 19200, "parity": "N", "stop": 2},
-    "enector": {"address": 2, "baud": 57600, "parity": "N", "stop": 2},
-}
+# KSEM G2 presets (manual 5.14.1); A ships as "plenticore", B as "piko_mp_plus":
+# (name, address, baud, parity, stop). A tuple of constants: flash when frozen (the
+# dicts it replaced were about 400 B of RAM).
+_PRESETS = const((("plenticore", 1, 38400, "N", 2), ("piko_mp_plus", 247, 19200, "E", 1),
+                  ("piko_ci", 1, 19200, "N", 2), ("enector", 2, 57600, "N", 2)))
+
+
+def preset(name):
+    """The settings of a KSEM preset as RtuSlave/configure keywords (a new dict)."""
+    for p in _PRESETS:
+        if p[0] == name:
+            return {"address": p[1], "baud": p[2], "parity": p[3], "stop": p[4]}
+    raise ValueError("RTU preset %r: use one of %s"
+                     % (name, ", ".join(p[0] for p in _PRESETS)))
 
 
 # Frame lengths (address + PDU + CRC) from the Application Protocol's PDU layouts.
@@ -169,8 +176,8 @@ class RtuSlave:
         stop = self.port.stop if stop is None else stop
         if not 1 <= address <= 247:
             raise ValueError("RTU address %r: use 1..247" % (address,))
-        if baud not in BAUDS:
-            raise ValueError("baud rate %r: use one of %r" % (baud, BAUDS))
+        if baud not in _BAUDS:
+            raise ValueError("baud rate %r: use one of %r" % (baud, _BAUDS))
         if parity not in ("N", "E", "O") or stop not in (1, 2):
             raise ValueError("line %r/%r: parity N/E/O, stop 1/2" % (parity, stop))
         self.address = address

@@ -45,9 +45,10 @@ Streams of asyncio.start_server with readinto/write/drain instead costs about 30
 more server CPU per request on the unix port: drain takes a loop round even when
 nothing is held, and the public Stream API cannot say whether anything is.)
 
-Memory: each of the max_clients slots owns one receive buffer (400 bytes, room for a
-whole 260-byte ADU plus the head of the next); one 260-byte send buffer serves all of
-them. All are allocated once in the constructor. Sharing the send buffer is safe: a
+Memory: each of the max_clients slots owns one receive buffer of 260 bytes, one
+largest ADU: a pipelined burst is read in pieces of that size (a frame cut at the end
+moves to the front and the rest is read after it), so a larger buffer only saves reads;
+one 260-byte send buffer serves all of them. All are allocated once in the constructor. Sharing the send buffer is safe: a
 reply is built (dispatcher.handle) and handed to the socket in one stretch with no await
 between, and the part a short write leaves over is copied into the Stream's own buffer
 (Stream.write) before that connection waits; on a 32-bit board this saves 276 bytes
@@ -69,7 +70,7 @@ _MBAP = const(7)             # guide 3.1.3: header length including the unit id
 _LEN_MIN = const(2)          # unit id + function code
 _LEN_MAX = const(254)        # unit id + 253-byte PDU (Application Protocol 4.1)
 _ADU_MAX = const(260)
-_RX_SIZE = const(400)
+_RX_SIZE = const(_ADU_MAX)   # a whole ADU always fits (see Memory above)
 _TURN_MAX = const(4)         # pipelined requests answered before yielding the loop
 _REAP_MS = const(250)
 _LINGER_MS = const(20)       # after a bad header: read what still comes, this long

@@ -109,7 +109,7 @@ _T_BLOCK = ((0, _TOTAL, "total"),)
 _PHASES = ((40, _L1, "L1"), (80, _L2, "L2"), (120, _L3, "L3"))
 _E_BLOCKS = ((512, _TOTAL, "total"), (592, _L1, "L1"), (672, _L2, "L2"), (752, _L3, "L3"))
 
-PNP_BASE = 0x2000
+_PNP_BASE = const(0x2000)
 DEFAULT_PRODUCT_ID = 18514
 
 
@@ -132,13 +132,13 @@ def rows(ident):
     out += expand(_PHASES, _POWER + _PHASE_TAIL)
     out += expand(_E_BLOCKS, _E_ROWS)
     out += [
-        (PNP_BASE + 1, _U16, _CONST, ident.get("product_id", DEFAULT_PRODUCT_ID), 0, 1,
+        (_PNP_BASE + 1, _U16, _CONST, ident.get("product_id", DEFAULT_PRODUCT_ID), 0, 1,
          "product id"),
-        (PNP_BASE + 2, _U16, _CONST, version_code(ident.get("hw_version", 0)), 0, 1,
+        (_PNP_BASE + 2, _U16, _CONST, version_code(ident.get("hw_version", 0)), 0, 1,
          "hardware version"),
-        (PNP_BASE + 3, _U16, _CONST, version_code(ident.get("fw_version", 0)), 0, 1,
+        (_PNP_BASE + 3, _U16, _CONST, version_code(ident.get("fw_version", 0)), 0, 1,
          "firmware version"),
-        (PNP_BASE + 0x24, _STR16, _TEXT, text(ident.get("serial", ""), _STR16), 0, 1,
+        (_PNP_BASE + 0x24, _STR16, _TEXT, text(ident.get("serial", ""), _STR16), 0, 1,
          "serial number"),
     ]
     return out

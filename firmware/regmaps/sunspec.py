@@ -74,10 +74,10 @@ _ENERGY = const(8)
 _EVT = const(11)
 
 BASE = 40000            # SUNS_BASE_ADDR_DEFAULT (pysunspec2)
-MODEL1_ADDR = 40002
-MODEL203_ADDR = 40070
-END_ADDR = 40177
-GROUPS = ((BASE, END_ADDR + 1),)
+_MODEL1_ADDR = const(40002)
+_MODEL203_ADDR = const(40070)
+_END_ADDR = const(40177)
+GROUPS = ((BASE, _END_ADDR + 1),)
 SUNS = 0x53756E53       # "SunS"
 
 # Model 1 (common): (name, type, kind, ident key or value).
@@ -260,14 +260,14 @@ def rows(ident, config):
         else:
             m1.append((name, typ, _CONST, key, 0, 1))
     out = [(BASE, _U32, _CONST, SUNS, 0, 1, "SunS")]
-    a = _lay(MODEL1_ADDR, 1, m1, out)
-    if a != MODEL203_ADDR:
+    a = _lay(_MODEL1_ADDR, 1, m1, out)
+    if a != _MODEL203_ADDR:
         raise ValueError("model 1 ends at %d" % a)
     phases = config.get("phases", 3)
     mid = 201 if phases == 1 else 203
-    a = _lay(MODEL203_ADDR, mid, _meter_model(scale_factors(config), phases), out)
-    if a != END_ADDR:
+    a = _lay(_MODEL203_ADDR, mid, _meter_model(scale_factors(config), phases), out)
+    if a != _END_ADDR:
         raise ValueError("model %d ends at %d" % (mid, a))
-    out.append((END_ADDR, _U16, _CONST, 0xFFFF, 0, 1, "ID"))
-    out.append((END_ADDR + 1, _U16, _CONST, 0, 0, 1, "L"))
+    out.append((_END_ADDR, _U16, _CONST, 0xFFFF, 0, 1, "ID"))
+    out.append((_END_ADDR + 1, _U16, _CONST, 0, 0, 1, "L"))
     return out

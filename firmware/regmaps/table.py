@@ -42,8 +42,20 @@ firmware/modbus/space.py.
 import struct
 from array import array
 from micropython import const
-from firmware.snapshot import (POWER_UNIT_MW, QUADRANT, P_MW, Q_MVAR, NE, MILLI_PER_HI, ST_CHIP_OK,
-                               ST_STALE, counter_index)
+from firmware.snapshot import counter_index
+
+# Mirrors of the names this module uses from others (tests/test_mirrors.py checks
+# they are equal): a private const is inlined and takes no global slot, an
+# imported name is a global of this module.
+# firmware/snapshot.py
+_POWER_UNIT_MW = const(10)
+_QUADRANT = const(8)
+_P_MW = const(2)
+_Q_MVAR = const(3)
+_NE = const(8)
+_MILLI_PER_HI = const(1000000)
+_ST_CHIP_OK = const(1)
+_ST_STALE = const(4)
 
 try:   # the native emitter: rp2, esp32, unix; the WebAssembly port has none
     from firmware.regmaps import enc_viper as _enc
@@ -53,7 +65,7 @@ ENCODER = _enc.__name__
 
 # Snapshot power unit in mW per LSB of P, Q, S (firmware/snapshot.py). Every power
 # divisor in the maps is p_div(target unit in mW).
-P_UNIT_MW = POWER_UNIT_MW
+P_UNIT_MW = _POWER_UNIT_MW
 
 
 def p_div(target_mw):
@@ -153,17 +165,17 @@ def _compile(t, k, a, b, div, name):
     if energy:
         mask = (1 << b) if k == ENERGY else b
         base = counter_index(a, 0)
-        for j in range(NE):
+        for j in range(_NE):
             if mask >> j & 1 and counter_index(a, j) != base + j:
                 raise ValueError("%s: counters of a block must be contiguous" % name)
-        if MILLI_PER_HI % div and div % MILLI_PER_HI or t == F32 and div != MILLI_PER_HI:
+        if _MILLI_PER_HI % div and div % _MILLI_PER_HI or t == F32 and div != _MILLI_PER_HI:
             raise ValueError("%s: energy divisor %d must divide or be a multiple of %d"
-                             " (float32: equal)" % (name, div, MILLI_PER_HI))
+                             " (float32: equal)" % (name, div, _MILLI_PER_HI))
         a, b = base, mask
     elif k == QUAD:
-        a, b = a + Q_MVAR, ((a + QUADRANT) << 3) | b
+        a, b = a + _Q_MVAR, ((a + _QUADRANT) << 3) | b
     elif k == PQANGLE:
-        a, b = a + P_MW, a + Q_MVAR
+        a, b = a + _P_MW, a + _Q_MVAR
     return (_T_OP[t] << 4) | _S_OP[k], a, b, div
 
 
@@ -190,7 +202,7 @@ class Space:
         self._groups = tuple(gl)
         self.image = bytearray(2 * base)
         # Per register: 0 free, 1 first of a value, 2 continues a multi-register value.
-        # Kept (as _mid) only where a read may not split a value.
+        # Where a read may not split a value, its "continues" bits are kept as _mid.
         used = bytearray(base)
         gpos, ends = [], []
         op, pos = bytearray(), array("H")
@@ -233,7 +245,14 @@ class Space:
             rdi.append(j)
         self.op, self.pos, self.ra, self.rb, self.rdi = op, pos, ra, rb, rdi
         self.divs = array("I", divs)   # exact size (append leaves room for more)
-        self._mid = None if split_ok else used
+        self._mid = None
+        if not split_ok:
+            # One bit per register (LSB first): an eighth of `used`, and one byte more
+            # so that the register after the last (a read's end) has a bit, never set.
+            mid = self._mid = bytearray((base >> 3) + 1)
+            for i in range(base):
+                if used[i] == 2:
+                    mid[i >> 3] |= 1 << (i & 7)
         # Page p covers image registers p*32 .. p*32+31; its live rows are
         # first[p] .. first[p+1]-1 (a row crossing a page edge belongs to both, so
         # first[p] is the first row that ends inside or after page p).
@@ -289,7 +308,8 @@ class Space:
             return -2
         if not self._split_ok:
             mid = self._mid
-            if mid[g] == 2 or (g + count < len(mid) and mid[g + count] == 2):
+            e = g + count
+            if mid[g >> 3] >> (g & 7) & 1 or mid[e >> 3] >> (e & 7) & 1:
                 return -2   # starts or ends inside a value
         return g
 
@@ -310,7 +330,7 @@ class Space:
             # snapshot is older than the cycle time-out (status_now(), at read time);
             # a change makes the Evt row's pages stale, warm or not.
             st = self._meter.status_now()
-            evt = _EVT_MISSING_SENSOR if not st & ST_CHIP_OK or st & ST_STALE else 0
+            evt = _EVT_MISSING_SENSOR if not st & _ST_CHIP_OK or st & _ST_STALE else 0
             if evt != self._evt:
                 self._evt = evt
                 for pg in range(self._evt_lo >> _PAGE, (self._evt_hi >> _PAGE) + 1):

@@ -249,7 +249,7 @@ class RefMeter(Meter):
             if over & ~self._over:
                 self.events.add(now, EV_OVERLOAD, over)
         self._over = over
-        if self.single_phase:
+        if self._wired == 1:          # 1P2W (Meter keeps no single_phase flag)
             status |= ST_SINGLE_PHASE
         if not with_energy:
             status |= ST_STALE
