@@ -19,9 +19,11 @@ every interval_s with the values at its end; "interval_mean" the mean of every
 snapshot of the interval for the instantaneous values (energies are never averaged:
 the counters at the end). The mean is integer: per value, two 15-bit limbs (v >> 15
 and v & 0x7FFF) summed in small ints; 18,000 cycles (1 h at 200 ms) stay below
-2**30 in each limb, checked by config (interval_s <= 3600). The means fill a Snapshot
-that the KSEM space reads through a meter-like view (front = the mean snapshot), so
-the registers come out of the same map rows. P+/P- etc. are split from the mean of
+2**30 in each limb, checked by config (interval_s <= 3600). The means and the
+energies of the interval's last snapshot fill the Mean object, which the KSEM space
+reads as a meter-like view (front: itself, snapshot-like: inst, e_hi, e_lo, seq), so
+the registers come out of the same map rows. Its sums and values are one int32 array
+(no Snapshot copy: 172 ints). P+/P- etc. are split from the mean of
 the signed value, the quadrant from the signs of the mean P and Q.
 
 One task follows the snapshots (and sums the mean); each push round runs in a task
@@ -42,15 +44,30 @@ from array import array
 from time import ticks_diff, ticks_add
 from micropython import const
 
-from firmware.snapshot import Snapshot, NQ, P_MW, Q_MVAR, QUADRANT, N_COUNTERS
 from firmware.modbus import crc
-from firmware.events import EV_PUSH_ERROR, EV_PUSH_OK, EV_PUSH_EXCEPTION
 from firmware.config import PUSH_MODES
 
+# (Constants are private: a module's public names cost RAM in its dict on a board;
+# const tuples are literal constants, flash when frozen.)
 # KSEM manual 5.14.3 register groups, (first, count), in config order.
-GROUPS = ((0, 28), (40, 106), (512, 40), (592, 200))
-_GROUP_KEYS = ("inst_total", "inst_phases", "energy_total", "energy_phases")
-# (Constants are private: a module's public names cost RAM in its dict on a board.)
+_GROUPS = const(((0, 28), (40, 106), (512, 40), (592, 200)))
+_GROUP_KEYS = const(("inst_total", "inst_phases", "energy_total", "energy_phases"))
+# firmware/snapshot.py indices and firmware/events.py codes, mirrored (tests check).
+_NQ = const(9)
+_P_MW = const(2)
+_Q_MVAR = const(3)
+_QUADRANT = const(8)
+_N_COUNTERS = const(32)
+_EV_PUSH_ERROR = const(44)
+_EV_PUSH_OK = const(45)
+_EV_PUSH_EXCEPTION = const(46)
+# Mean's int32 array: limb sums hi (v >> 15), lo (v & 0x7FFF), the means, e_hi, e_lo.
+_NV = const(36)             # _NQ * 4 instantaneous values
+_M_LO = const(36)
+_M_OUT = const(72)
+_M_EHI = const(108)
+_M_ELO = const(140)
+_M_LEN = const(172)
 _MAX_TCP = const(10)
 _MAX_RTU = const(10)
 _FC16_MAX = const(123)      # Application Protocol 6.12: 1..123 registers
@@ -84,9 +101,9 @@ def chunks(groups_cfg):
     """FC 16 requests for the enabled groups, each <= 123 registers: address, count
     pairs in one array."""
     out = array("H")
-    for k in range(len(GROUPS)):
+    for k in range(4):
         if groups_cfg[_GROUP_KEYS[k]]:
-            a, n = GROUPS[k]
+            a, n = _GROUPS[k]
             while n:
                 c = min(n, _FC16_MAX)
                 out.append(a)
@@ -98,56 +115,66 @@ def chunks(groups_cfg):
 
 class Mean:
     """Integer mean of the instantaneous values over an interval's snapshots, and the
-    meter-like view the KSEM space reads it through (front, status_now())."""
+    meter-like view the KSEM space reads it through (front, status_now(); inst, e_hi,
+    e_lo, seq as a Snapshot's)."""
     def __init__(self, meter):
-        n = NQ * 4
-        self.hi = array("i", [0] * n)     # sum of v >> 15
-        self.lo = array("i", [0] * n)     # sum of v & 0x7FFF
-        self.n = 0
+        self.a = a = array("i", [0] * _M_LEN)
+        mv = memoryview(a)               # the views: no copy, 16 B each
+        self.inst = mv[_M_OUT:_M_EHI]
+        self.e_hi = mv[_M_EHI:_M_ELO]
+        self.e_lo = mv[_M_ELO:]
+        self.seq = self.n = 0
         self.meter = meter
-        self.front = Snapshot()
+        self.front = self
 
     def status_now(self):
         return self.meter.status_now()
 
     def reset(self):
-        for i in range(len(self.hi)):
-            self.hi[i] = 0
-            self.lo[i] = 0
+        a = self.a
+        for i in range(_M_OUT):
+            a[i] = 0
         self.n = 0
 
     def add(self, snap):
         s = snap.inst
-        hi = self.hi
-        lo = self.lo
-        for i in range(len(hi)):
+        a = self.a
+        for i in range(_NV):
             v = s[i]
-            hi[i] += v >> 15
-            lo[i] += v & 0x7FFF
+            a[i] += v >> 15
+            a[_M_LO + i] += v & 0x7FFF
         self.n += 1
 
     def finish(self, last):
-        """The mean snapshot: means of inst (rounded half up), last's energies."""
-        m = self.front
-        m.copy_from(last)
+        """The means of inst (rounded half up) and last's energies into the view."""
+        a = self.a
+        e, f = last.e_hi, last.e_lo
+        for i in range(_N_COUNTERS):
+            a[_M_EHI + i] = e[i]
+            a[_M_ELO + i] = f[i]
+        self.seq = last.seq
         n = self.n
-        if n:
-            hi, lo, out = self.hi, self.lo, m.inst
-            for i in range(len(hi)):
-                qh, rh = hi[i] // n, hi[i] % n      # floor: qh * n + rh, 0 <= rh < n
-                ql, rl = lo[i] // n, lo[i] % n
-                rest = (rh << 15) + rl              # < n * 2**15 < 2**30
-                q = rest // n
-                rest -= q * n
-                out[i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
-            b = 0
-            while b < len(out):                    # quadrant of the mean P and Q (a
-                p = out[b + P_MW]                  # range with a step allocates)
-                q = out[b + Q_MVAR]
-                out[b + QUADRANT] = 0 if p == 0 and q == 0 else (
-                    (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
-                b += NQ
-        return m
+        if not n:
+            s = last.inst
+            for i in range(_NV):
+                a[_M_OUT + i] = s[i]
+            return self
+        for i in range(_NV):
+            h, lo = a[i], a[_M_LO + i]
+            qh, rh = h // n, h % n                  # floor: qh * n + rh, 0 <= rh < n
+            ql, rl = lo // n, lo % n
+            rest = (rh << 15) + rl                  # < n * 2**15 < 2**30
+            q = rest // n
+            rest -= q * n
+            a[_M_OUT + i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
+        b = _M_OUT
+        while b < _M_EHI:                          # quadrant of the mean P and Q (a
+            p = a[b + _P_MW]                       # range with a step allocates)
+            q = a[b + _Q_MVAR]
+            a[b + _QUADRANT] = 0 if p == 0 and q == 0 else (
+                (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
+            b += _NQ
+        return self
 
 
 class Pusher:
@@ -163,16 +190,15 @@ class Pusher:
         n = _MAX_TCP + _MAX_RTU
         self.state = bytearray(n)
         # Per target (n each, one array per type: each array costs its header):
-        # h = last error, consecutive failures; c = successes, failures, ticks_ms of
-        # the next attempt.
-        self.h = array("H", [0] * (2 * n))
+        # h = last error, consecutive failures, then the MBAP transaction id; c =
+        # successes, failures, ticks_ms of the next attempt.
+        self.h = array("H", [0] * (2 * n + 1))
         self.c = array("l", [0] * (3 * n))
         self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
         self.mean = None
         self.rounds = 0
         self.skipped = 0                       # pushes due while one was still out
         self._busy = False
-        self._tid = 0
         self.silent = False
         self.cfg = None
 
@@ -223,7 +249,7 @@ class Pusher:
         self.h[_N + i] = 0
         self.h[i] = 0
         if self.state[i] & 3 == _ST_ERROR:
-            self.events.add(self.clock.ticks_ms(), EV_PUSH_OK, i)
+            self.events.add(self.clock.ticks_ms(), _EV_PUSH_OK, i)
         self.state[i] = _ST_OK
 
     def _bad(self, i, code):
@@ -234,7 +260,7 @@ class Pusher:
         if k < 0xFFFF:
             self.h[_N + i] = k + 1
         if self.state[i] & 3 != _ST_ERROR:
-            self.events.add(now, EV_PUSH_EXCEPTION if code < 0x100 else EV_PUSH_ERROR, i)
+            self.events.add(now, _EV_PUSH_EXCEPTION if code < 0x100 else _EV_PUSH_ERROR, i)
         self.state[i] = _ST_ERROR
         self.silent = True
         # Backoff: timeout_ms for the first `retries` failures, then doubling (60 s max).
@@ -244,9 +270,6 @@ class Pusher:
         self.c[2 * _N + i] = ticks_add(now, d)
         if i < _MAX_TCP:
             self._drop(i)
-
-    def _due(self, i, now):
-        return self.state[i] & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0
 
     # ---- TCP ----
     def _drop(self, i):
@@ -337,60 +360,65 @@ class Pusher:
         now = self.clock.ticks_ms()
         for i in range(_MAX_TCP):
             t = p["tcp"][i]
+            st = self.state[i]
             if (t is not None and t["enabled"] and self._streams[i] is None
-                    and not self.state[i] & _CONNECTING and self._due(i, now)):
+                    and not st & _CONNECTING
+                    and (st & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0)):
                 self.state[i] |= _CONNECTING
                 asyncio.create_task(self._connect(i, t["host"], t["port"], p["timeout_ms"]))
 
     async def _round(self):
-        p = self.cfg
-        tcp = p["tcp"]
-        timeout = p["timeout_ms"]
-        live = 0
-        for i in range(_MAX_TCP):
-            if self._streams[i] is not None:       # only enabled slots connect
-                live |= 1 << i
-        port = self.port()
-        b = self.buf
-        ch = self.chunks
-        for k in range(0, len(ch), 2):
-            a, n = ch[k], ch[k + 1]
-            if self._fill(a, n):
-                return
-            ln = _HDR + 2 * n
-            tid = self._tid
-            self._tid = (tid + 1) & 0xFFFF
-            b[0] = tid >> 8
-            b[1] = tid & 0xFF
-            b[2] = b[3] = 0
-            b[4] = (ln - 6) >> 8
-            b[5] = (ln - 6) & 0xFF
+        try:
+            p = self.cfg
+            tcp = p["tcp"]
+            timeout = p["timeout_ms"]
+            live = 0
+            for i in range(_MAX_TCP):
+                if self._streams[i] is not None:       # only enabled slots connect
+                    live |= 1 << i
+            port = self.port()
+            b = self.buf
+            ch = self.chunks
+            for k in range(0, len(ch), 2):
+                a, n = ch[k], ch[k + 1]
+                if self._fill(a, n):
+                    return
+                ln = _HDR + 2 * n
+                tid = self.h[2 * _N]
+                self.h[2 * _N] = (tid + 1) & 0xFFFF
+                b[0] = tid >> 8
+                b[1] = tid & 0xFF
+                b[2] = b[3] = 0
+                b[4] = (ln - 6) >> 8
+                b[5] = (ln - 6) & 0xFF
+                for i in range(_MAX_TCP):
+                    if live >> i & 1:
+                        b[6] = tcp[i]["unit"]
+                        try:
+                            self._streams[i][1].write(self.mv[:ln])
+                        except OSError:
+                            live &= ~(1 << i)
+                            self._bad(i, _E_CONNECT)
+                # One request in flight per target (many slaves take no pipelining): every
+                # target's reply is awaited in a task of its own, each with the full
+                # timeout, so a silent one costs the others nothing but the wait; then
+                # the next chunk.
+                waits = [asyncio.create_task(self._answer(i, tid, timeout))
+                         for i in range(_MAX_TCP) if live >> i & 1]
+                if port is not None:
+                    await self._rtu_chunk(port, ln)
+                for w in waits:
+                    await w
+                for i in range(_MAX_TCP):
+                    if self._streams[i] is None:       # failed (dropped) in this chunk
+                        live &= ~(1 << i)
             for i in range(_MAX_TCP):
                 if live >> i & 1:
-                    b[6] = tcp[i]["unit"]
-                    try:
-                        self._streams[i][1].write(self.mv[:ln])
-                    except OSError:
-                        live &= ~(1 << i)
-                        self._bad(i, _E_CONNECT)
-            # One request in flight per target (many slaves take no pipelining): every
-            # target's reply is awaited in a task of its own, each with the full
-            # timeout, so a silent one costs the others nothing but the wait; then
-            # the next chunk.
-            waits = [asyncio.create_task(self._answer(i, tid, timeout))
-                     for i in range(_MAX_TCP) if live >> i & 1]
-            if port is not None:
-                await self._rtu_chunk(port, ln)
-            for w in waits:
-                await w
-            for i in range(_MAX_TCP):
-                if self._streams[i] is None:       # failed (dropped) in this chunk
-                    live &= ~(1 << i)
-        for i in range(_MAX_TCP):
-            if live >> i & 1:
-                self._good(i)
-        self.rounds += 1
-        self._update_silent()
+                    self._good(i)
+            self.rounds += 1
+            self._update_silent()
+        finally:
+            self._busy = False         # a push may start again (run())
 
     # ---- RTU ----
     async def _rtu_chunk(self, port, ln):
@@ -401,8 +429,9 @@ class Pusher:
         for j in range(_MAX_RTU):
             addr = slaves[j]
             i = _RTU_BASE + j
-            if not addr or not self._due(i, now):
-                continue
+            if not addr or (self.state[i] & 3 == _ST_ERROR
+                            and ticks_diff(now, self.c[2 * _N + i]) < 0):
+                continue                     # none, or silent: in its backoff
             b[6] = addr
             c = crc.crc16(b, 6, ln)          # RTU ADU: buf[6:ln + 2], CRC low byte first
             b[ln] = c & 0xFF
@@ -448,8 +477,16 @@ class Pusher:
             if f.seq == seq or self.cfg is None:
                 continue
             seq = f.seq
-            if not self.chunks or not self._targets():
+            if not self.chunks:
                 continue
+            p = self.cfg
+            for t in p["tcp"]:
+                if t is not None and t["enabled"]:
+                    break
+            else:
+                if self.port() is None or not any(p["rtu"]["slaves"]):
+                    continue             # no target
+
             self._connect_due()      # every cycle: connected before the interval ends
             mode = self.cfg["mode"]
             if mode != "cycle":
@@ -477,49 +514,34 @@ class Pusher:
             # The round runs beside this loop, so every cycle still reaches the mean
             # while slaves answer (or time out).
             self._busy = True
-            asyncio.create_task(self._push())
-
-    async def _push(self):
-        try:
-            await self._round()
-        finally:
-            self._busy = False
-
-    def _targets(self):
-        p = self.cfg
-        for t in p["tcp"]:
-            if t is not None and t["enabled"]:
-                return True
-        return self.port() is not None and any(p["rtu"]["slaves"])
+            asyncio.create_task(self._round())
 
     # ---- the status space (0xD000..0xD1FF, read-only; firmware/modbus/space.py) ----
-    def _reg(self, a):
-        if a == 0:
-            n = 0
-            for i in range(_MAX_TCP + _MAX_RTU):
-                n += self.state[i] & 3 == _ST_ERROR
-            return n
-        if a == 1 or a == 2:
-            return (self.rounds >> 16 if a == 1 else self.rounds) & 0xFFFF
-        if a == 3:
-            return PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
-        i, k = (a - _STATUS_TARGETS) >> 3, (a - _STATUS_TARGETS) & 7
-        if a < _STATUS_TARGETS or i >= _MAX_TCP + _MAX_RTU or k > 5:
-            return 0
-        if k == 0:
-            return self.state[i] & 3
-        if k == 1:
-            return self.h[i]
-        v = self.c[i if k < 4 else _N + i]
-        return (v >> 16 if k & 1 == 0 else v) & 0xFFFF
-
     def read(self, addr, count, out, off):
         if addr < _STATUS_BASE or addr + count - 1 > _STATUS_END:
             return 2
-        for k in range(count):
-            v = self._reg(addr + k - _STATUS_BASE)
-            out[off + 2 * k] = v >> 8
-            out[off + 2 * k + 1] = v & 0xFF
+        for r in range(count):
+            a = addr + r - _STATUS_BASE
+            i, k = (a - _STATUS_TARGETS) >> 3, (a - _STATUS_TARGETS) & 7
+            v = 0
+            if a == 0:
+                for j in range(_MAX_TCP + _MAX_RTU):
+                    v += self.state[j] & 3 == _ST_ERROR
+            elif a == 1 or a == 2:
+                v = self.rounds >> 16 if a == 1 else self.rounds
+            elif a == 3:
+                v = PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
+            elif a < _STATUS_TARGETS or i >= _MAX_TCP + _MAX_RTU or k > 5:
+                pass
+            elif k == 0:
+                v = self.state[i] & 3
+            elif k == 1:
+                v = self.h[i]
+            else:
+                v = self.c[i if k < 4 else _N + i]
+                v = v >> 16 if k & 1 == 0 else v
+            out[off + 2 * r] = v >> 8 & 0xFF
+            out[off + 2 * r + 1] = v & 0xFF
         return 0
 
     def write(self, addr, count, src, soff, ctx=None):
