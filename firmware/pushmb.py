@@ -97,22 +97,6 @@ _STATUS_END = const(0xD1FF)
 _STATUS_TARGETS = const(0x10)
 
 
-def chunks(groups_cfg):
-    """FC 16 requests for the enabled groups, each <= 123 registers: address, count
-    pairs in one array."""
-    out = array("H")
-    for k in range(4):
-        if groups_cfg[_GROUP_KEYS[k]]:
-            a, n = _GROUPS[k]
-            while n:
-                c = min(n, _FC16_MAX)
-                out.append(a)
-                out.append(c)
-                a += c
-                n -= c
-    return out
-
-
 class Mean:
     """Integer mean of the instantaneous values over an interval's snapshots, and the
     meter-like view the KSEM space reads it through (front, status_now(); inst, e_hi,
@@ -186,7 +170,6 @@ class Pusher:
         # The frame, then one reply area per TCP target (their replies are read
         # concurrently) and one for the RTU port.
         self.buf = bytearray(_BUF + _RX * (_MAX_TCP + 1))
-        self.mv = memoryview(self.buf)
         n = _MAX_TCP + _MAX_RTU
         self.state = bytearray(n)
         # Per target (n each, one array per type: each array costs its header):
@@ -208,7 +191,6 @@ class Pusher:
         p = cfg["push"]
         old = self.cfg
         self.cfg = p
-        self.chunks = chunks(p["groups"])
         if p["mode"] == "interval_mean":
             if self.mean is None:
                 self.mean = Mean(self.meter)
@@ -312,7 +294,7 @@ class Pusher:
         r, w = self._streams[i]
         await w.drain()
         o = _BUF + _RX * i
-        rx = self.mv[o:o + _RX]
+        rx = memoryview(self.buf)[o:o + _RX]
         while True:
             got = 0
             need = 9                          # an exception reply's length
@@ -354,64 +336,25 @@ class Pusher:
         b[12] = 2 * n
         return code
 
-    def _connect_due(self):
-        """Start connecting, in tasks of their own, the targets that need it now."""
-        p = self.cfg
-        now = self.clock.ticks_ms()
-        for i in range(_MAX_TCP):
-            t = p["tcp"][i]
-            st = self.state[i]
-            if (t is not None and t["enabled"] and self._streams[i] is None
-                    and not st & _CONNECTING
-                    and (st & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0)):
-                self.state[i] |= _CONNECTING
-                asyncio.create_task(self._connect(i, t["host"], t["port"], p["timeout_ms"]))
-
     async def _round(self):
         try:
-            p = self.cfg
-            tcp = p["tcp"]
-            timeout = p["timeout_ms"]
             live = 0
             for i in range(_MAX_TCP):
                 if self._streams[i] is not None:       # only enabled slots connect
                     live |= 1 << i
             port = self.port()
-            b = self.buf
-            ch = self.chunks
-            for k in range(0, len(ch), 2):
-                a, n = ch[k], ch[k + 1]
-                if self._fill(a, n):
-                    return
-                ln = _HDR + 2 * n
-                tid = self.h[2 * _N]
-                self.h[2 * _N] = (tid + 1) & 0xFFFF
-                b[0] = tid >> 8
-                b[1] = tid & 0xFF
-                b[2] = b[3] = 0
-                b[4] = (ln - 6) >> 8
-                b[5] = (ln - 6) & 0xFF
-                for i in range(_MAX_TCP):
-                    if live >> i & 1:
-                        b[6] = tcp[i]["unit"]
-                        try:
-                            self._streams[i][1].write(self.mv[:ln])
-                        except OSError:
-                            live &= ~(1 << i)
-                            self._bad(i, _E_CONNECT)
-                # One request in flight per target (many slaves take no pipelining): every
-                # target's reply is awaited in a task of its own, each with the full
-                # timeout, so a silent one costs the others nothing but the wait; then
-                # the next chunk.
-                waits = [asyncio.create_task(self._answer(i, tid, timeout))
-                         for i in range(_MAX_TCP) if live >> i & 1]
-                if port is not None:
-                    await self._rtu_chunk(port, ln)
-                for w in waits:
-                    await w
-                for i in range(_MAX_TCP):
-                    if self._streams[i] is None:       # failed (dropped) in this chunk
-                        live &= ~(1 << i)
+            g = self.cfg["groups"]
+            for k in range(4):
+                if not g[_GROUP_KEYS[k]]:
+                    continue
+                a, left = _GROUPS[k]
+                while left:                  # FC 16 requests of <= 123 registers
+                    n = min(left, _FC16_MAX)
+                    live = await self._chunk(a, n, live, port)
+                    if live < 0:
+                        return
+                    a += n
+                    left -= n
             for i in range(_MAX_TCP):
                 if live >> i & 1:
                     self._good(i)
@@ -419,6 +362,45 @@ class Pusher:
             self._update_silent()
         finally:
             self._busy = False         # a push may start again (run())
+
+    async def _chunk(self, a, n, live, port):
+        """Registers a..a+n-1 to every live TCP target (bit i of live) and the RTU
+        slaves; the targets still live, or -1 when the registers cannot be read."""
+        if self._fill(a, n):
+            return -1
+        b = self.buf
+        tcp = self.cfg["tcp"]
+        ln = _HDR + 2 * n
+        tid = self.h[2 * _N]
+        self.h[2 * _N] = (tid + 1) & 0xFFFF
+        b[0] = tid >> 8
+        b[1] = tid & 0xFF
+        b[2] = b[3] = 0
+        b[4] = (ln - 6) >> 8
+        b[5] = (ln - 6) & 0xFF
+        frame = memoryview(b)[:ln]
+        for i in range(_MAX_TCP):
+            if live >> i & 1:
+                b[6] = tcp[i]["unit"]
+                try:
+                    self._streams[i][1].write(frame)
+                except OSError:
+                    live &= ~(1 << i)
+                    self._bad(i, _E_CONNECT)
+        # One request in flight per target (many slaves take no pipelining): every
+        # target's reply is awaited in a task of its own, each with the full timeout,
+        # so a silent one costs the others nothing but the wait; then the next chunk.
+        timeout = self.cfg["timeout_ms"]
+        waits = [asyncio.create_task(self._answer(i, tid, timeout))
+                 for i in range(_MAX_TCP) if live >> i & 1]
+        if port is not None:
+            await self._rtu_chunk(port, ln)
+        for w in waits:
+            await w
+        for i in range(_MAX_TCP):
+            if self._streams[i] is None:       # failed (dropped) in this chunk
+                live &= ~(1 << i)
+        return live
 
     # ---- RTU ----
     async def _rtu_chunk(self, port, ln):
@@ -440,9 +422,10 @@ class Pusher:
             # The bus silent for t3.5 between frames (Modbus over Serial Line 2.5.1.1:
             # 3.5 characters, 1.75 ms fixed above 19200 baud), then drop line noise.
             await asyncio.sleep_ms(max(2, port.char_us * 7 // 2000 + 1))
-            while port.read_now(self.mv[_RX_RTU:]):
+            mv = memoryview(b)
+            while port.read_now(mv[_RX_RTU:]):
                 pass
-            await port.send(self.mv[6:], n)
+            await port.send(mv[6:], n)
             try:
                 code = await asyncio.wait_for_ms(self._rtu_reply(port, addr),
                                                  self.cfg["timeout_ms"])
@@ -454,7 +437,7 @@ class Pusher:
                 self._good(i)
 
     async def _rtu_reply(self, port, addr):
-        rx = self.mv[_RX_RTU:]
+        rx = memoryview(self.buf)[_RX_RTU:]
         got = 0
         need = 5
         while got < need:
@@ -477,17 +460,27 @@ class Pusher:
             if f.seq == seq or self.cfg is None:
                 continue
             seq = f.seq
-            if not self.chunks:
-                continue
             p = self.cfg
-            for t in p["tcp"]:
-                if t is not None and t["enabled"]:
+            for k in _GROUP_KEYS:
+                if p["groups"][k]:
                     break
             else:
-                if self.port() is None or not any(p["rtu"]["slaves"]):
-                    continue             # no target
-
-            self._connect_due()      # every cycle: connected before the interval ends
+                continue                 # no group to push
+            due = 0                      # TCP targets to connect now: in tasks of
+            now = self.clock.ticks_ms()  # their own, every cycle (connected before
+            for i in range(_MAX_TCP):    # the interval ends)
+                t = p["tcp"][i]
+                if t is None or not t["enabled"]:
+                    continue
+                due = 1
+                st = self.state[i]
+                if (self._streams[i] is None and not st & _CONNECTING and
+                        (st & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0)):
+                    self.state[i] |= _CONNECTING
+                    asyncio.create_task(self._connect(i, t["host"], t["port"],
+                                                      p["timeout_ms"]))
+            if not due and (self.port() is None or not any(p["rtu"]["slaves"])):
+                continue                 # no target
             mode = self.cfg["mode"]
             if mode != "cycle":
                 if self._t0 is None:       # the interval starts after this snapshot
