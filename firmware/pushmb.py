@@ -19,12 +19,12 @@ every interval_s with the values at its end; "interval_mean" the mean of every
 snapshot of the interval for the instantaneous values (energies are never averaged:
 the counters at the end). The mean is integer: per value, two 15-bit limbs (v >> 15
 and v & 0x7FFF) summed in small ints; 18,000 cycles (1 h at 200 ms) stay below
-2**30 in each limb, checked by config (interval_s <= 3600). The means and the
-energies of the interval's last snapshot fill the Mean object, which the KSEM space
-reads as a meter-like view (front: itself, snapshot-like: inst, e_hi, e_lo, seq), so
-the registers come out of the same map rows. Its sums and values are one int32 array
-(no Snapshot copy: 172 ints). P+/P- etc. are split from the mean of
-the signed value, the quadrant from the signs of the mean P and Q.
+2**30 in each limb, checked by config (interval_s <= 3600). The sums, the means and
+the energies of the interval's last snapshot are one int32 array (no Snapshot copy);
+for its reads the KSEM space takes the Pusher itself as its meter (front: itself,
+status_now()) and snapshot (inst, e_hi, e_lo: views into that array; seq), so the
+registers come out of the same map rows. P+/P- etc. are split from the mean of the
+signed value, the quadrant from the signs of the mean P and Q.
 
 One task follows the snapshots (and sums the mean); each push round runs in a task
 beside it, so no cycle is missed while slaves answer; a push that falls due while the
@@ -61,13 +61,15 @@ _N_COUNTERS = const(32)
 _EV_PUSH_ERROR = const(44)
 _EV_PUSH_OK = const(45)
 _EV_PUSH_EXCEPTION = const(46)
-# Mean's int32 array: limb sums hi (v >> 15), lo (v & 0x7FFF), the means, e_hi, e_lo.
-_NV = const(36)             # _NQ * 4 instantaneous values
+# interval_mean's int32 array (Pusher.ma): limb sums hi (v >> 15) and lo (v & 0x7FFF)
+# of the _NV instantaneous values, the snapshot count, then the means, e_hi, e_lo.
+_NV = const(36)             # _NQ * 4
 _M_LO = const(36)
-_M_OUT = const(72)
-_M_EHI = const(108)
-_M_ELO = const(140)
-_M_LEN = const(172)
+_M_N = const(72)
+_M_OUT = const(73)
+_M_EHI = const(109)
+_M_ELO = const(141)
+_M_LEN = const(173)
 _MAX_TCP = const(10)
 _MAX_RTU = const(10)
 _FC16_MAX = const(123)      # Application Protocol 6.12: 1..123 registers
@@ -97,70 +99,6 @@ _STATUS_END = const(0xD1FF)
 _STATUS_TARGETS = const(0x10)
 
 
-class Mean:
-    """Integer mean of the instantaneous values over an interval's snapshots, and the
-    meter-like view the KSEM space reads it through (front, status_now(); inst, e_hi,
-    e_lo, seq as a Snapshot's)."""
-    def __init__(self, meter):
-        self.a = a = array("i", [0] * _M_LEN)
-        mv = memoryview(a)               # the views: no copy, 16 B each
-        self.inst = mv[_M_OUT:_M_EHI]
-        self.e_hi = mv[_M_EHI:_M_ELO]
-        self.e_lo = mv[_M_ELO:]
-        self.seq = self.n = 0
-        self.meter = meter
-        self.front = self
-
-    def status_now(self):
-        return self.meter.status_now()
-
-    def reset(self):
-        a = self.a
-        for i in range(_M_OUT):
-            a[i] = 0
-        self.n = 0
-
-    def add(self, snap):
-        s = snap.inst
-        a = self.a
-        for i in range(_NV):
-            v = s[i]
-            a[i] += v >> 15
-            a[_M_LO + i] += v & 0x7FFF
-        self.n += 1
-
-    def finish(self, last):
-        """The means of inst (rounded half up) and last's energies into the view."""
-        a = self.a
-        e, f = last.e_hi, last.e_lo
-        for i in range(_N_COUNTERS):
-            a[_M_EHI + i] = e[i]
-            a[_M_ELO + i] = f[i]
-        self.seq = last.seq
-        n = self.n
-        if not n:
-            s = last.inst
-            for i in range(_NV):
-                a[_M_OUT + i] = s[i]
-            return self
-        for i in range(_NV):
-            h, lo = a[i], a[_M_LO + i]
-            qh, rh = h // n, h % n                  # floor: qh * n + rh, 0 <= rh < n
-            ql, rl = lo // n, lo % n
-            rest = (rh << 15) + rl                  # < n * 2**15 < 2**30
-            q = rest // n
-            rest -= q * n
-            a[_M_OUT + i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
-        b = _M_OUT
-        while b < _M_EHI:                          # quadrant of the mean P and Q (a
-            p = a[b + _P_MW]                       # range with a step allocates)
-            q = a[b + _Q_MVAR]
-            a[b + _QUADRANT] = 0 if p == 0 and q == 0 else (
-                (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
-            b += _NQ
-        return self
-
-
 class Pusher:
     def __init__(self, meter, ports, events, clock):
         self.meter = meter
@@ -178,7 +116,7 @@ class Pusher:
         self.h = array("H", [0] * (2 * n + 1))
         self.c = array("l", [0] * (3 * n))
         self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
-        self.mean = None
+        self.ma = None                         # interval_mean only (_M_*)
         self.rounds = 0
         self.skipped = 0                       # pushes due while one was still out
         self._busy = False
@@ -191,12 +129,20 @@ class Pusher:
         p = cfg["push"]
         old = self.cfg
         self.cfg = p
-        if p["mode"] == "interval_mean":
-            if self.mean is None:
-                self.mean = Mean(self.meter)
-            self.mean.reset()
+        if p["mode"] != "interval_mean":
+            if self.ma is not None:            # its 0.7 KB go back to the heap
+                self.ma = self.inst = self.e_hi = self.e_lo = None
+        elif self.ma is None:
+            self.ma = a = array("i", [0] * _M_LEN)
+            mv = memoryview(a)
+            self.front = self                  # the view the KSEM space reads (_chunk)
+            self.inst = mv[_M_OUT:_M_EHI]
+            self.e_hi = mv[_M_EHI:_M_ELO]
+            self.e_lo = mv[_M_ELO:]
+            self.seq = 0
         else:
-            self.mean = None     # its 0.9 KB go back to the heap
+            for i in range(_M_OUT):            # the sums start again (not the means:
+                self.ma[i] = 0                 # a round may still be reading them)
         self._t0 = None
         for i in range(_MAX_TCP):
             t = p["tcp"][i]
@@ -209,7 +155,10 @@ class Pusher:
             if old is None or old["rtu"] != p["rtu"]:
                 self.state[_RTU_BASE + j] = _ST_IDLE
                 self.h[_N + _RTU_BASE + j] = 0
-        self._update_silent()
+        self.silent = False
+        for i in range(_N):
+            if self.state[i] & 3 == _ST_ERROR:
+                self.silent = True
 
     def port(self):
         """The RS485 port object of the configured RTU master port, or None."""
@@ -218,14 +167,48 @@ class Pusher:
             return None          # roles are taken at boot: no port with two owners
         return self.ports.rs485.get(name)
 
-    # ---- status ----
-    def _update_silent(self):
-        s = False
-        for i in range(_MAX_TCP + _MAX_RTU):
-            if self.state[i] & 3 == _ST_ERROR:
-                s = True
-        self.silent = s
+    # ---- interval_mean: the sums, the means ----
+    def _add(self, snap):
+        a = self.ma
+        s = snap.inst
+        for i in range(_NV):
+            v = s[i]
+            a[i] += v >> 15
+            a[_M_LO + i] += v & 0x7FFF
+        a[_M_N] += 1
 
+    def _finish(self, last):
+        """The means of inst (rounded half up) and last's energies into the view."""
+        a = self.ma
+        e, f = last.e_hi, last.e_lo
+        for i in range(_N_COUNTERS):
+            a[_M_EHI + i] = e[i]
+            a[_M_ELO + i] = f[i]
+        self.seq = last.seq
+        n = a[_M_N]
+        s = last.inst
+        for i in range(_NV):
+            if not n:
+                a[_M_OUT + i] = s[i]
+                continue
+            qh, rh = a[i] // n, a[i] % n            # floor: qh * n + rh, 0 <= rh < n
+            ql, rl = a[_M_LO + i] // n, a[_M_LO + i] % n
+            rest = (rh << 15) + rl                  # < n * 2**15 < 2**30
+            q = rest // n
+            rest -= q * n
+            a[_M_OUT + i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
+        b = _M_OUT
+        while n and b < _M_EHI:                    # quadrant of the mean P and Q (a
+            p = a[b + _P_MW]                       # range with a step allocates)
+            q = a[b + _Q_MVAR]
+            a[b + _QUADRANT] = 0 if p == 0 and q == 0 else (
+                (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
+            b += _NQ
+
+    def status_now(self):                          # as the meter's (the view)
+        return self.meter.status_now()
+
+    # ---- status ----
     def _good(self, i):
         self.c[i] += 1
         self.h[_N + i] = 0
@@ -312,30 +295,6 @@ class Pusher:
             return rx[8] if rx[7] == 0x90 and rx[8] else _E_REPLY
         return 0
 
-    def _fill(self, a, n):
-        """The KSEM registers a..a+n-1 into the frame; the mean snapshot when set."""
-        sp = self.ports.meas
-        m = self.mean
-        if m is not None:
-            # The space reads `front` and `status_now()` of its meter: for this one
-            # synchronous read, the view whose front is the mean snapshot.
-            keep = sp._meter
-            sp._meter = m
-            try:
-                code = sp.read(a, n, self.buf, _HDR)
-            finally:
-                sp._meter = keep
-        else:
-            code = sp.read(a, n, self.buf, _HDR)
-        b = self.buf
-        b[7] = 16
-        b[8] = a >> 8
-        b[9] = a & 0xFF
-        b[10] = 0
-        b[11] = n
-        b[12] = 2 * n
-        return code
-
     async def _round(self):
         try:
             live = 0
@@ -359,16 +318,38 @@ class Pusher:
                 if live >> i & 1:
                     self._good(i)
             self.rounds += 1
-            self._update_silent()
+            s = False
+            for i in range(_N):
+                if self.state[i] & 3 == _ST_ERROR:
+                    s = True
+            self.silent = s
         finally:
             self._busy = False         # a push may start again (run())
 
     async def _chunk(self, a, n, live, port):
         """Registers a..a+n-1 to every live TCP target (bit i of live) and the RTU
         slaves; the targets still live, or -1 when the registers cannot be read."""
-        if self._fill(a, n):
-            return -1
         b = self.buf
+        sp = self.ports.meas
+        if self.ma is not None:
+            # The space reads `front` and `status_now()` of its meter: for this one
+            # synchronous read, this object, whose front holds the means.
+            keep = sp._meter
+            sp._meter = self
+            try:
+                code = sp.read(a, n, b, _HDR)
+            finally:
+                sp._meter = keep
+        else:
+            code = sp.read(a, n, b, _HDR)
+        if code:
+            return -1
+        b[7] = 16
+        b[8] = a >> 8
+        b[9] = a & 0xFF
+        b[10] = 0
+        b[11] = n
+        b[12] = 2 * n
         tcp = self.cfg["tcp"]
         ln = _HDR + 2 * n
         tid = self.h[2 * _N]
@@ -483,24 +464,23 @@ class Pusher:
                 continue                 # no target
             mode = self.cfg["mode"]
             if mode != "cycle":
+                a = self.ma
                 if self._t0 is None:       # the interval starts after this snapshot
-                    self._t0 = f.t_ms
-                    if self.mean is not None:
-                        self.mean.reset()
+                    self._t0 = f.t_ms      # (the sums are zero: configure, or below)
                     continue
-                if self.mean is not None:
-                    self.mean.add(f)
+                if a is not None:
+                    self._add(f)
                 if ticks_diff(f.t_ms, self._t0) < self.cfg["interval_s"] * 1000:
                     continue
                 self._t0 = f.t_ms
+                if a is not None:
+                    if not self._busy:
+                        self._finish(f)
+                    for i in range(_M_OUT):    # the next interval's sums
+                        a[i] = 0
                 if self._busy:             # the last push still out: skip this one
                     self.skipped += 1
-                    if self.mean is not None:
-                        self.mean.reset()
                     continue
-                if self.mean is not None:
-                    self.mean.finish(f)
-                    self.mean.reset()
             elif self._busy:
                 self.skipped += 1
                 continue
