@@ -61,12 +61,13 @@ _N_COUNTERS = const(32)
 _EV_PUSH_ERROR = const(44)
 _EV_PUSH_OK = const(45)
 _EV_PUSH_EXCEPTION = const(46)
-# interval_mean's int32 array (Pusher.ma): limb sums hi (v >> 15) and lo (v & 0x7FFF)
-# of the _NV instantaneous values, the snapshot count, then the means, e_hi, e_lo.
+# interval_mean's int32 array (Pusher.ma): the means of the _NV instantaneous values
+# (first: the array itself is the view's inst), their limb sums hi (v >> 15) and lo
+# (v & 0x7FFF), the snapshot count, then the energies e_hi, e_lo.
 _NV = const(36)             # _NQ * 4
-_M_LO = const(36)
-_M_N = const(72)
-_M_OUT = const(73)
+_M_HI = const(36)
+_M_LO = const(72)
+_M_N = const(108)
 _M_EHI = const(109)
 _M_ELO = const(141)
 _M_LEN = const(173)
@@ -136,12 +137,12 @@ class Pusher:
             self.ma = a = array("i", [0] * _M_LEN)
             mv = memoryview(a)
             self.front = self                  # the view the KSEM space reads (_chunk)
-            self.inst = mv[_M_OUT:_M_EHI]
+            self.inst = a
             self.e_hi = mv[_M_EHI:_M_ELO]
             self.e_lo = mv[_M_ELO:]
             self.seq = 0
         else:
-            for i in range(_M_OUT):            # the sums start again (not the means:
+            for i in range(_M_HI, _M_EHI):     # the sums start again (not the means:
                 self.ma[i] = 0                 # a round may still be reading them)
         self._t0 = None
         for i in range(_MAX_TCP):
@@ -173,7 +174,7 @@ class Pusher:
         s = snap.inst
         for i in range(_NV):
             v = s[i]
-            a[i] += v >> 15
+            a[_M_HI + i] += v >> 15
             a[_M_LO + i] += v & 0x7FFF
         a[_M_N] += 1
 
@@ -189,16 +190,17 @@ class Pusher:
         s = last.inst
         for i in range(_NV):
             if not n:
-                a[_M_OUT + i] = s[i]
+                a[i] = s[i]
                 continue
-            qh, rh = a[i] // n, a[i] % n            # floor: qh * n + rh, 0 <= rh < n
+            h = a[_M_HI + i]
+            qh, rh = h // n, h % n                  # floor: qh * n + rh, 0 <= rh < n
             ql, rl = a[_M_LO + i] // n, a[_M_LO + i] % n
             rest = (rh << 15) + rl                  # < n * 2**15 < 2**30
             q = rest // n
             rest -= q * n
-            a[_M_OUT + i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
-        b = _M_OUT
-        while n and b < _M_EHI:                    # quadrant of the mean P and Q (a
+            a[i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
+        b = 0
+        while n and b < _NV:                    # quadrant of the mean P and Q (a
             p = a[b + _P_MW]                       # range with a step allocates)
             q = a[b + _Q_MVAR]
             a[b + _QUADRANT] = 0 if p == 0 and q == 0 else (
@@ -476,7 +478,7 @@ class Pusher:
                 if a is not None:
                     if not self._busy:
                         self._finish(f)
-                    for i in range(_M_OUT):    # the next interval's sums
+                    for i in range(_M_HI, _M_EHI):     # the next interval's sums
                         a[i] = 0
                 if self._busy:             # the last push still out: skip this one
                     self.skipped += 1

@@ -586,6 +586,6 @@ def test_private_consts_mirror_the_names_they_stand_for():
     assert n == 8
     nv = snapshot.NQ * 4                       # the interval_mean array's layout
     m = dict(re.findall(r"^_(M_[A-Z]+) = const\((\d+)\)", text, re.M))
-    assert [int(m[k]) for k in ("M_LO", "M_N", "M_OUT", "M_EHI", "M_ELO", "M_LEN")] == [
-        nv, 2 * nv, 2 * nv + 1, 3 * nv + 1, 3 * nv + 1 + snapshot.N_COUNTERS,
+    assert [int(m[k]) for k in ("M_HI", "M_LO", "M_N", "M_EHI", "M_ELO", "M_LEN")] == [
+        nv, 2 * nv, 3 * nv, 3 * nv + 1, 3 * nv + 1 + snapshot.N_COUNTERS,
         3 * nv + 1 + 2 * snapshot.N_COUNTERS]
