@@ -45,7 +45,6 @@ from time import ticks_diff, ticks_add
 from micropython import const
 
 from firmware.modbus import crc
-from firmware.config import PUSH_MODES
 
 # (Constants are private: a module's public names cost RAM in its dict on a board;
 # const tuples are literal constants, flash when frozen.)
@@ -58,6 +57,7 @@ _P_MW = const(2)
 _Q_MVAR = const(3)
 _QUADRANT = const(8)
 _N_COUNTERS = const(32)
+_PUSH_MODES = const(("cycle", "interval_last", "interval_mean"))   # firmware/config.py
 _EV_PUSH_ERROR = const(44)
 _EV_PUSH_OK = const(45)
 _EV_PUSH_EXCEPTION = const(46)
@@ -89,7 +89,10 @@ _E_CONNECT = const(0x101)    # could not connect (refused, unreachable, name)
 _E_REPLY = const(0x102)      # a reply that is not the answer to the request
 _RTU_BASE = const(_MAX_TCP)  # target index of the first RTU slave
 _N = const(_MAX_TCP + _MAX_RTU)
-_RX_RTU = const(_BUF + _RX * _MAX_TCP)   # the RTU port's reply area in the buffer
+_RX_RTU = const(_BUF + _RX * _MAX_TCP)
+_H_ERR = const(_N)          # Pusher.h: state 0.._N-1, then the last errors, ...
+_H_FAILS = const(2 * _N)    # ... the consecutive failures, ...
+_H_TID = const(3 * _N)      # ... the MBAP transaction id   # the RTU port's reply area in the buffer
 # Status block (holding registers, read-only; wave-2 range 0xD000..0xD3FF):
 #   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (config.PUSH_MODES index);
 #   per target t at 0xD010 + 8 t (TCP 0..9, then RTU slaves 10..19): state (0 not
@@ -110,11 +113,11 @@ class Pusher:
         # concurrently) and one for the RTU port.
         self.buf = bytearray(_BUF + _RX * (_MAX_TCP + 1))
         n = _MAX_TCP + _MAX_RTU
-        self.state = bytearray(n)
         # Per target (n each, one array per type: each array costs its header):
-        # h = last error, consecutive failures, then the MBAP transaction id; c =
-        # successes, failures, ticks_ms of the next attempt.
-        self.h = array("H", [0] * (2 * n + 1))
+        # h = state (_ST_*, _CONNECTING), last error, consecutive failures (_H_*),
+        # then the MBAP transaction id; c = successes, failures, ticks_ms of the
+        # next attempt.
+        self.h = array("H", [0] * (3 * n + 1))
         self.c = array("l", [0] * (3 * n))
         self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
         self.ma = None                         # interval_mean only (_M_*)
@@ -149,16 +152,16 @@ class Pusher:
             t = p["tcp"][i]
             if old is None or old["tcp"][i] != t:
                 self._drop(i)
-                self.state[i] = _ST_IDLE
-                self.h[_N + i] = 0
+                self.h[i] = _ST_IDLE
+                self.h[_H_FAILS + i] = 0
                 self.c[2 * _N + i] = self.clock.ticks_ms()
         for j in range(_MAX_RTU):
             if old is None or old["rtu"] != p["rtu"]:
-                self.state[_RTU_BASE + j] = _ST_IDLE
-                self.h[_N + _RTU_BASE + j] = 0
+                self.h[_RTU_BASE + j] = _ST_IDLE
+                self.h[_H_FAILS + _RTU_BASE + j] = 0
         self.silent = False
         for i in range(_N):
-            if self.state[i] & 3 == _ST_ERROR:
+            if self.h[i] & 3 == _ST_ERROR:
                 self.silent = True
 
     def port(self):
@@ -213,22 +216,22 @@ class Pusher:
     # ---- status ----
     def _good(self, i):
         self.c[i] += 1
-        self.h[_N + i] = 0
-        self.h[i] = 0
-        if self.state[i] & 3 == _ST_ERROR:
+        self.h[_H_FAILS + i] = 0
+        self.h[_H_ERR + i] = 0
+        if self.h[i] & 3 == _ST_ERROR:
             self.events.add(self.clock.ticks_ms(), _EV_PUSH_OK, i)
-        self.state[i] = _ST_OK
+        self.h[i] = _ST_OK
 
     def _bad(self, i, code):
         now = self.clock.ticks_ms()
         self.c[_N + i] += 1
-        self.h[i] = code
-        k = self.h[_N + i]
+        self.h[_H_ERR + i] = code
+        k = self.h[_H_FAILS + i]
         if k < 0xFFFF:
-            self.h[_N + i] = k + 1
-        if self.state[i] & 3 != _ST_ERROR:
+            self.h[_H_FAILS + i] = k + 1
+        if self.h[i] & 3 != _ST_ERROR:
             self.events.add(now, _EV_PUSH_EXCEPTION if code < 0x100 else _EV_PUSH_ERROR, i)
-        self.state[i] = _ST_ERROR
+        self.h[i] = _ST_ERROR
         self.silent = True
         # Backoff: timeout_ms for the first `retries` failures, then doubling (60 s max).
         t = self.cfg["timeout_ms"]
@@ -261,17 +264,7 @@ class Pusher:
             else:
                 s[1].close()
         finally:
-            self.state[i] &= ~_CONNECTING
-
-    async def _answer(self, i, tid, timeout):
-        try:
-            code = await asyncio.wait_for_ms(self._reply(i, tid), timeout)
-        except asyncio.TimeoutError:
-            code = _E_TIMEOUT
-        except OSError:
-            code = _E_CONNECT
-        if code:
-            self._bad(i, code)
+            self.h[i] &= ~_CONNECTING
 
     async def _reply(self, i, tid):
         """Read the FC 16 reply (MBAP 7 + 5 bytes) to transaction tid of target i: 0 or
@@ -322,7 +315,7 @@ class Pusher:
             self.rounds += 1
             s = False
             for i in range(_N):
-                if self.state[i] & 3 == _ST_ERROR:
+                if self.h[i] & 3 == _ST_ERROR:
                     s = True
             self.silent = s
         finally:
@@ -354,8 +347,8 @@ class Pusher:
         b[12] = 2 * n
         tcp = self.cfg["tcp"]
         ln = _HDR + 2 * n
-        tid = self.h[2 * _N]
-        self.h[2 * _N] = (tid + 1) & 0xFFFF
+        tid = self.h[_H_TID]
+        self.h[_H_TID] = (tid + 1) & 0xFFFF
         b[0] = tid >> 8
         b[1] = tid & 0xFF
         b[2] = b[3] = 0
@@ -374,12 +367,23 @@ class Pusher:
         # target's reply is awaited in a task of its own, each with the full timeout,
         # so a silent one costs the others nothing but the wait; then the next chunk.
         timeout = self.cfg["timeout_ms"]
-        waits = [asyncio.create_task(self._answer(i, tid, timeout))
+        waits = [asyncio.create_task(asyncio.wait_for_ms(self._reply(i, tid), timeout))
                  for i in range(_MAX_TCP) if live >> i & 1]
         if port is not None:
             await self._rtu_chunk(port, ln)
-        for w in waits:
-            await w
+        k = 0
+        for i in range(_MAX_TCP):
+            if live >> i & 1:
+                try:
+                    code = await waits[k]          # a task: its exception comes here
+                except asyncio.TimeoutError:
+                    code = _E_TIMEOUT
+                except OSError:
+                    code = _E_CONNECT
+                k += 1
+                if code:
+                    self._bad(i, code)
+                    live &= ~(1 << i)
         for i in range(_MAX_TCP):
             if self._streams[i] is None:       # failed (dropped) in this chunk
                 live &= ~(1 << i)
@@ -394,7 +398,7 @@ class Pusher:
         for j in range(_MAX_RTU):
             addr = slaves[j]
             i = _RTU_BASE + j
-            if not addr or (self.state[i] & 3 == _ST_ERROR
+            if not addr or (self.h[i] & 3 == _ST_ERROR
                             and ticks_diff(now, self.c[2 * _N + i]) < 0):
                 continue                     # none, or silent: in its backoff
             b[6] = addr
@@ -456,10 +460,10 @@ class Pusher:
                 if t is None or not t["enabled"]:
                     continue
                 due = 1
-                st = self.state[i]
+                st = self.h[i]
                 if (self._streams[i] is None and not st & _CONNECTING and
                         (st & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0)):
-                    self.state[i] |= _CONNECTING
+                    self.h[i] |= _CONNECTING
                     asyncio.create_task(self._connect(i, t["host"], t["port"],
                                                       p["timeout_ms"]))
             if not due and (self.port() is None or not any(p["rtu"]["slaves"])):
@@ -501,17 +505,17 @@ class Pusher:
             v = 0
             if a == 0:
                 for j in range(_MAX_TCP + _MAX_RTU):
-                    v += self.state[j] & 3 == _ST_ERROR
+                    v += self.h[j] & 3 == _ST_ERROR
             elif a == 1 or a == 2:
                 v = self.rounds >> 16 if a == 1 else self.rounds
             elif a == 3:
-                v = PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
+                v = _PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
             elif a < _STATUS_TARGETS or i >= _MAX_TCP + _MAX_RTU or k > 5:
                 pass
             elif k == 0:
-                v = self.state[i] & 3
+                v = self.h[i] & 3
             elif k == 1:
-                v = self.h[i]
+                v = self.h[_H_ERR + i]
             else:
                 v = self.c[i if k < 4 else _N + i]
                 v = v >> 16 if k & 1 == 0 else v

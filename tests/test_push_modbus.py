@@ -584,6 +584,10 @@ def test_private_consts_mirror_the_names_they_stand_for():
             assert getattr(src[0], name) == int(val), (name, val)
             n += 1
     assert n == 8
+    from firmware.config import PUSH_MODES
+    import ast
+    modes = re.search(r"^_PUSH_MODES = const\((\(.*?\))\)", text, re.M).group(1)
+    assert ast.literal_eval(modes) == PUSH_MODES
     nv = snapshot.NQ * 4                       # the interval_mean array's layout
     m = dict(re.findall(r"^_(M_[A-Z]+) = const\((\d+)\)", text, re.M))
     assert [int(m[k]) for k in ("M_HI", "M_LO", "M_N", "M_EHI", "M_ELO", "M_LEN")] == [
