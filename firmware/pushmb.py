@@ -28,7 +28,7 @@ signed value, the quadrant from the signs of the mean P and Q.
 
 One task follows the snapshots (and sums the mean); each push round runs in a task
 beside it, so no cycle is missed while slaves answer; a push that falls due while the
-last one is still out is skipped (`skipped`), never queued. One FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
+last one is still out is skipped (counted: Pusher.c[_C_SKIPPED]), never queued. One FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
 an RTU frame's address goes, so the RTU frame is the TCP frame from offset 6). A round
 fills the buffer once per chunk and writes it to every TCP target at once, then awaits
 their replies, each in a task with its own timeout_ms, before the next chunk: one
@@ -61,8 +61,8 @@ _PUSH_MODES = const(("cycle", "interval_last", "interval_mean"))   # firmware/co
 _EV_PUSH_ERROR = const(44)
 _EV_PUSH_OK = const(45)
 _EV_PUSH_EXCEPTION = const(46)
-# interval_mean's int32 array (Pusher.ma): the means of the _NV instantaneous values
-# (first: the array itself is the view's inst), their limb sums hi (v >> 15) and lo
+# interval_mean's int32 array (Pusher.inst, None in the other modes): the means of
+# the _NV instantaneous values (first: so it is the view's inst), their limb sums hi (v >> 15) and lo
 # (v & 0x7FFF), the snapshot count, then the energies e_hi, e_lo.
 _NV = const(36)             # _NQ * 4
 _M_HI = const(36)
@@ -92,7 +92,9 @@ _N = const(_MAX_TCP + _MAX_RTU)
 _RX_RTU = const(_BUF + _RX * _MAX_TCP)
 _H_ERR = const(_N)          # Pusher.h: state 0.._N-1, then the last errors, ...
 _H_FAILS = const(2 * _N)    # ... the consecutive failures, ...
-_H_TID = const(3 * _N)      # ... the MBAP transaction id   # the RTU port's reply area in the buffer
+_H_TID = const(3 * _N)      # ... the MBAP transaction id, ...
+_H_BUSY = const(3 * _N + 1)  # ... 1 while a round is out
+_C_SKIPPED = const(3 * _N)  # Pusher.c after the per-target counters and deadlines   # the RTU port's reply area in the buffer
 # Status block (holding registers, read-only; wave-2 range 0xD000..0xD3FF):
 #   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (config.PUSH_MODES index);
 #   per target t at 0xD010 + 8 t (TCP 0..9, then RTU slaves 10..19): state (0 not
@@ -115,15 +117,14 @@ class Pusher:
         n = _MAX_TCP + _MAX_RTU
         # Per target (n each, one array per type: each array costs its header):
         # h = state (_ST_*, _CONNECTING), last error, consecutive failures (_H_*),
-        # then the MBAP transaction id; c = successes, failures, ticks_ms of the
-        # next attempt.
-        self.h = array("H", [0] * (3 * n + 1))
-        self.c = array("l", [0] * (3 * n))
+        # then the MBAP transaction id and the busy flag; c = successes, failures,
+        # ticks_ms of the next attempt, then the pushes skipped (due while one was
+        # still out).
+        self.h = array("H", [0] * (3 * n + 2))
+        self.c = array("l", [0] * (3 * n + 1))
         self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
-        self.ma = None                         # interval_mean only (_M_*)
+        self.inst = None                       # interval_mean only (_M_*)
         self.rounds = 0
-        self.skipped = 0                       # pushes due while one was still out
-        self._busy = False
         self.silent = False
         self.cfg = None
 
@@ -134,19 +135,18 @@ class Pusher:
         old = self.cfg
         self.cfg = p
         if p["mode"] != "interval_mean":
-            if self.ma is not None:            # its 0.7 KB go back to the heap
-                self.ma = self.inst = self.e_hi = self.e_lo = None
-        elif self.ma is None:
-            self.ma = a = array("i", [0] * _M_LEN)
+            if self.inst is not None:          # its 0.7 KB go back to the heap
+                self.inst = self.e_hi = self.e_lo = None
+        elif self.inst is None:
+            self.inst = a = array("i", [0] * _M_LEN)
             mv = memoryview(a)
             self.front = self                  # the view the KSEM space reads (_chunk)
-            self.inst = a
             self.e_hi = mv[_M_EHI:_M_ELO]
             self.e_lo = mv[_M_ELO:]
             self.seq = 0
         else:
             for i in range(_M_HI, _M_EHI):     # the sums start again (not the means:
-                self.ma[i] = 0                 # a round may still be reading them)
+                self.inst[i] = 0               # a round may still be reading them)
         self._t0 = None
         for i in range(_MAX_TCP):
             t = p["tcp"][i]
@@ -173,7 +173,7 @@ class Pusher:
 
     # ---- interval_mean: the sums, the means ----
     def _add(self, snap):
-        a = self.ma
+        a = self.inst
         s = snap.inst
         for i in range(_NV):
             v = s[i]
@@ -183,7 +183,7 @@ class Pusher:
 
     def _finish(self, last):
         """The means of inst (rounded half up) and last's energies into the view."""
-        a = self.ma
+        a = self.inst
         e, f = last.e_hi, last.e_lo
         for i in range(_N_COUNTERS):
             a[_M_EHI + i] = e[i]
@@ -319,14 +319,14 @@ class Pusher:
                     s = True
             self.silent = s
         finally:
-            self._busy = False         # a push may start again (run())
+            self.h[_H_BUSY] = 0        # a push may start again (run())
 
     async def _chunk(self, a, n, live, port):
         """Registers a..a+n-1 to every live TCP target (bit i of live) and the RTU
         slaves; the targets still live, or -1 when the registers cannot be read."""
         b = self.buf
         sp = self.ports.meas
-        if self.ma is not None:
+        if self.inst is not None:
             # The space reads `front` and `status_now()` of its meter: for this one
             # synchronous read, this object, whose front holds the means.
             keep = sp._meter
@@ -470,7 +470,7 @@ class Pusher:
                 continue                 # no target
             mode = self.cfg["mode"]
             if mode != "cycle":
-                a = self.ma
+                a = self.inst
                 if self._t0 is None:       # the interval starts after this snapshot
                     self._t0 = f.t_ms      # (the sums are zero: configure, or below)
                     continue
@@ -480,19 +480,19 @@ class Pusher:
                     continue
                 self._t0 = f.t_ms
                 if a is not None:
-                    if not self._busy:
+                    if not self.h[_H_BUSY]:
                         self._finish(f)
                     for i in range(_M_HI, _M_EHI):     # the next interval's sums
                         a[i] = 0
-                if self._busy:             # the last push still out: skip this one
-                    self.skipped += 1
+                if self.h[_H_BUSY]:        # the last push still out: skip this one
+                    self.c[_C_SKIPPED] += 1
                     continue
-            elif self._busy:
-                self.skipped += 1
+            elif self.h[_H_BUSY]:
+                self.c[_C_SKIPPED] += 1
                 continue
             # The round runs beside this loop, so every cycle still reaches the mean
             # while slaves answer (or time out).
-            self._busy = True
+            self.h[_H_BUSY] = 1
             asyncio.create_task(self._round())
 
     # ---- the status space (0xD000..0xD1FF, read-only; firmware/modbus/space.py) ----
