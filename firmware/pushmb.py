@@ -62,8 +62,8 @@ _EV_PUSH_ERROR = const(44)
 _EV_PUSH_OK = const(45)
 _EV_PUSH_EXCEPTION = const(46)
 # interval_mean's int32 array (Pusher.inst, None in the other modes): the means of
-# the _NV instantaneous values (first: so it is the view's inst), their limb sums hi (v >> 15) and lo
-# (v & 0x7FFF), the snapshot count, then the energies e_hi, e_lo.
+# the _NV instantaneous values (first: so it is the view's inst), their limb sums hi
+# (v >> 15) and lo (v & 0x7FFF), the snapshot count, then the energies e_hi, e_lo.
 _NV = const(36)             # _NQ * 4
 _M_HI = const(36)
 _M_LO = const(72)
@@ -89,12 +89,12 @@ _E_CONNECT = const(0x101)    # could not connect (refused, unreachable, name)
 _E_REPLY = const(0x102)      # a reply that is not the answer to the request
 _RTU_BASE = const(_MAX_TCP)  # target index of the first RTU slave
 _N = const(_MAX_TCP + _MAX_RTU)
-_RX_RTU = const(_BUF + _RX * _MAX_TCP)
+_RX_RTU = const(_BUF + _RX * _MAX_TCP)   # the RTU port's reply area in the buffer
 _H_ERR = const(_N)          # Pusher.h: state 0.._N-1, then the last errors, ...
 _H_FAILS = const(2 * _N)    # ... the consecutive failures, ...
 _H_TID = const(3 * _N)      # ... the MBAP transaction id, ...
 _H_BUSY = const(3 * _N + 1)  # ... 1 while a round is out
-_C_SKIPPED = const(3 * _N)  # Pusher.c after the per-target counters and deadlines   # the RTU port's reply area in the buffer
+_C_SKIPPED = const(3 * _N)  # Pusher.c, after the per-target counters and deadlines
 # Status block (holding registers, read-only; wave-2 range 0xD000..0xD3FF):
 #   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (config.PUSH_MODES index);
 #   per target t at 0xD010 + 8 t (TCP 0..9, then RTU slaves 10..19): state (0 not
@@ -195,15 +195,15 @@ class Pusher:
             if not n:
                 a[i] = s[i]
                 continue
-            h = a[_M_HI + i]
-            qh, rh = h // n, h % n                  # floor: qh * n + rh, 0 <= rh < n
+            sh = a[_M_HI + i]
+            qh, rh = sh // n, sh % n                # floor: qh * n + rh, 0 <= rh < n
             ql, rl = a[_M_LO + i] // n, a[_M_LO + i] % n
             rest = (rh << 15) + rl                  # < n * 2**15 < 2**30
             q = rest // n
             rest -= q * n
             a[i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
         b = 0
-        while n and b < _NV:                    # quadrant of the mean P and Q (a
+        while n and b < _NV:                       # quadrant of the mean P and Q (a
             p = a[b + _P_MW]                       # range with a step allocates)
             q = a[b + _Q_MVAR]
             a[b + _QUADRANT] = 0 if p == 0 and q == 0 else (
@@ -380,6 +380,8 @@ class Pusher:
                     code = _E_TIMEOUT
                 except OSError:
                     code = _E_CONNECT
+                except Exception:              # its stream dropped meanwhile (a new
+                    code = 0                   # config): not the target's fault
                 k += 1
                 if code:
                     self._bad(i, code)
@@ -453,20 +455,20 @@ class Pusher:
                     break
             else:
                 continue                 # no group to push
-            due = 0                      # TCP targets to connect now: in tasks of
+            tcp = 0                      # TCP targets to connect now: in tasks of
             now = self.clock.ticks_ms()  # their own, every cycle (connected before
             for i in range(_MAX_TCP):    # the interval ends)
                 t = p["tcp"][i]
                 if t is None or not t["enabled"]:
                     continue
-                due = 1
+                tcp = 1
                 st = self.h[i]
                 if (self._streams[i] is None and not st & _CONNECTING and
                         (st & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0)):
                     self.h[i] |= _CONNECTING
                     asyncio.create_task(self._connect(i, t["host"], t["port"],
                                                       p["timeout_ms"]))
-            if not due and (self.port() is None or not any(p["rtu"]["slaves"])):
+            if not tcp and (self.port() is None or not any(p["rtu"]["slaves"])):
                 continue                 # no target
             mode = self.cfg["mode"]
             if mode != "cycle":

@@ -234,9 +234,10 @@ def push_figures():
 
 def test_push_within_its_share_and_mean_mode_extra():
     # Measured on its own (not through the `heap` fixture): module objects plus a
-    # Pusher with 10 TCP targets configured. interval_mean keeps two int32 sums per
-    # instantaneous value (36 each) and one Snapshot (firmware/pushmb.py Mean): about
-    # 0.9 KB more, freed in the other modes.
+    # Pusher with 10 TCP targets configured. interval_mean keeps one int32 array
+    # (firmware/pushmb.py _M_*: two limb sums per instantaneous value, 36 each, the
+    # means and the interval's energies) and two views into it: about 0.75 KB more,
+    # freed in the other modes.
     mods, objs, mean = push_figures()
     assert 0 < mods + objs <= SHARES["push"], (mods, objs)
     assert 2 * 36 * 4 <= mean - objs <= 1024
