@@ -2,7 +2,7 @@
 
     m = Mqtt(meter, cfg, clock, events)    # cfg["mqtt"]: firmware/config.py
     sup.spawn("mqtt", m.run)               # connection: connect, publish, ping, reconnect
-    sup.spawn("mqtt_q", m.sample)          # the snapshot into a bounded queue per interval
+    sup.spawn("mqtt_q", m.sample)          # a sample due every interval
     m.apply_config(cfg)                    # new settings: the session reconnects
     space = m                              # Modbus status registers 0xD200.. (read only)
 
@@ -67,8 +67,8 @@ class Mqtt:
     timeout_ms = _TIMEOUT_MS
 
     def __init__(self, meter, cfg, clock, events):
-        from umqtt import simple
-        self._sock = simple.socket = _Sock()   # its socket module: no blocking I/O
+        import umqtt.simple          # noqa: F401  (missing: ImportError here, app.py)
+        self._sock = _Sock()
         self.meter, self.clock, self.events = meter, clock, events
         self.qn = 0                  # a sample waits (Modbus 0xD209)
         self.sent = self.drops = self.connects = 0
@@ -151,9 +151,10 @@ class Mqtt:
     async def _session(self, gen, r, w):
         m, n = self.m, self.names
         ka = m["keepalive_s"]
-        from umqtt.simple import MQTTClient
+        from umqtt import simple
+        simple.socket = self._sock         # its socket module: no blocking I/O
         host, port = self.addr
-        c = MQTTClient(n["node"], host, port, m["user"] or None, m["password"], ka)
+        c = simple.MQTTClient(n["node"], host, port, m["user"] or None, m["password"], ka)
         avail = n["base"] + "/status"
         c.set_last_will(avail, "offline", retain=True)
         self._sock.b = bytearray()
