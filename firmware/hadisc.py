@@ -1,11 +1,11 @@
 """Home Assistant MQTT discovery and the state message: both built from one data table.
 
     from firmware import hadisc
-    for i in range(hadisc.count()):
+    for i in range(hadisc.COUNT):
         topic, payload = hadisc.config(i, names)      # retained, once per connection
     payload = hadisc.state(snap)                      # the state topic's JSON
 
-Entities: one per row of INST (per block L1, L2, L3, total) and of ENERGY. A row gives
+Entities: one per row of _INST (per block L1, L2, L3, total) and of _ENERGY. A row gives
 (JSON key, snapshot index, name, device_class, unit, decimals of the fixed-point value).
 device_class / unit pairs follow Home Assistant's sensor documentation (device classes:
 voltage V, current A, power W, reactive_power var, apparent_power VA, power_factor with
@@ -15,23 +15,37 @@ state_class total_increasing (the Energy dashboard takes import/export as they a
 rest measurement. Values are exact decimals written from the integers (no float): the
 counters as "kWh.6 decimals" from e_hi (whole kWh) and e_lo (mWh, firmware/snapshot.py).
 """
-from firmware.snapshot import (U_MV, I_MA, P_MW, Q_MVAR, S_MVA, PF_E4, F_MHZ, QUADRANT,
-                               BLOCKS, PHASE_NAMES, ENERGY_NAMES, NE)
+from micropython import const
 
+from firmware.snapshot import PHASE_NAMES, ENERGY_NAMES
+
+# Snapshot indices (firmware/snapshot.py) as private consts, so the tables below are
+# literal constants (flash when frozen); tests/test_mqtt.py checks they mirror it.
+_U_MV = const(0)
+_I_MA = const(1)
+_P_MW = const(2)
+_Q_MVAR = const(3)
+_S_MVA = const(4)
+_PF_E4 = const(5)
+_F_MHZ = const(7)
+_QUADRANT = const(8)
+_NQ = const(9)
+_NE = const(8)
 # (key, inst index, name, device_class, unit, decimals): value = int / 10**decimals.
 # P, Q, S are in 10 mW units (snapshot.POWER_UNIT_MW): 2 decimals of W.
-INST = (
-    ("u", U_MV, "voltage", "voltage", "V", 3),
-    ("i", I_MA, "current", "current", "A", 3),
-    ("p", P_MW, "active power", "power", "W", 2),
-    ("q", Q_MVAR, "reactive power", "reactive_power", "var", 2),
-    ("s", S_MVA, "apparent power", "apparent_power", "VA", 2),
-    ("pf", PF_E4, "power factor", "power_factor", "", 4),
-    ("f", F_MHZ, "frequency", "frequency", "Hz", 3),
-    ("quadrant", QUADRANT, "quadrant", "", "", 0),
-)
+_INST = const((
+    ("u", _U_MV, "voltage", "voltage", "V", 3),
+    ("i", _I_MA, "current", "current", "A", 3),
+    ("p", _P_MW, "active power", "power", "W", 2),
+    ("q", _Q_MVAR, "reactive power", "reactive_power", "var", 2),
+    ("s", _S_MVA, "apparent power", "apparent_power", "VA", 2),
+    ("pf", _PF_E4, "power factor", "power_factor", "", 4),
+    ("f", _F_MHZ, "frequency", "frequency", "Hz", 3),
+    ("quadrant", _QUADRANT, "quadrant", "", "", 0),
+))
+_NI = const(8)            # rows of _INST
 # Energy kinds in snapshot order (ENERGY_NAMES): (name, device_class, unit).
-ENERGY = (
+_ENERGY = const((
     ("active energy import", "energy", "kWh"),
     ("active energy export", "energy", "kWh"),
     ("reactive energy Q1", "reactive_energy", "kvarh"),
@@ -40,13 +54,11 @@ ENERGY = (
     ("reactive energy Q4", "reactive_energy", "kvarh"),
     ("apparent energy import", "", "kVAh"),
     ("apparent energy export", "", "kVAh"),
-)
-NI = len(INST)
-PER_BLOCK = NI + NE
+))
+_PER_BLOCK = const(16)    # _NI + _NE entities per block
 
 
-def count():
-    return 4 * PER_BLOCK
+COUNT = const(64)         # entities: 4 blocks of _PER_BLOCK
 
 
 def dec(v, places):
@@ -64,14 +76,14 @@ def state(snap):
     inst, hi, lo = snap.inst, snap.e_hi, snap.e_lo
     parts = ['{"seq":%d' % snap.seq]
     for b in range(4):
-        base = BLOCKS[b]
+        base = b * _NQ
         parts.append(',"%s":{' % PHASE_NAMES[b])
-        for k in range(NI):
-            row = INST[k]
+        for k in range(_NI):
+            row = _INST[k]
             parts.append('%s"%s":%s' % ("," if k else "", row[0],
                                         dec(inst[base + row[1]], row[5])))
-        for k in range(NE):
-            c = b * NE + k
+        for k in range(_NE):
+            c = b * _NE + k
             parts.append(',"%s":%d.%06d' % (ENERGY_NAMES[k], hi[c], lo[c]))
         parts.append("}")
     parts.append("}")
@@ -86,14 +98,14 @@ def _q(s):
 def config(i, n):
     """(topic, payload) of entity i. n: dict with node, prefix (discovery), base (the
     meter's topics), serial, vendor, model, sw."""
-    b, k = divmod(i, PER_BLOCK)
+    b, k = divmod(i, _PER_BLOCK)
     ph = PHASE_NAMES[b]
-    if k < NI:
-        key, _, name, dc, unit, _ = INST[k]
+    if k < _NI:
+        key, _, name, dc, unit, _ = _INST[k]
         sc = "" if key == "quadrant" else "measurement"
     else:
-        key = ENERGY_NAMES[k - NI]
-        name, dc, unit = ENERGY[k - NI]
+        key = ENERGY_NAMES[k - _NI]
+        name, dc, unit = _ENERGY[k - _NI]
         sc = "total_increasing"
     obj = "%s_%s" % (ph.lower(), key)
     uid = "%s_%s" % (n["node"], obj)

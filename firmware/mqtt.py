@@ -2,7 +2,7 @@
 
     m = Mqtt(meter, cfg, clock, events)    # cfg["mqtt"]: firmware/config.py
     sup.spawn("mqtt", m.run)               # connection: connect, publish, ping, reconnect
-    sup.spawn("mqtt_q", m.sample)          # the snapshot into a bounded queue per interval
+    sup.spawn("mqtt_q", m.sample)          # a sample due every interval
     m.apply_config(cfg)                    # new settings: the session reconnects
     space = m                              # Modbus status registers 0xD200.. (read only)
 
@@ -15,35 +15,40 @@ on the broker. Evidence for this choice: README "MQTT and Home Assistant".
 
 Topics: <topic_prefix>/<client_id>/status ("online" birth, "offline" last will, both
 retained), <topic_prefix>/<client_id>/state (firmware/hadisc.py state()), discovery
-<discovery_prefix>/sensor/<client_id>/<object>/config (retained). The queue holds
-QLEN snapshot copies (preallocated); when full the oldest is dropped and counted.
+<discovery_prefix>/sensor/<client_id>/<object>/config (retained). One sample waits at
+most: every interval_s one is due, and the session sends the meter's newest snapshot
+for it (a reference read without yielding: one whole cycle, firmware/snapshot.py), so
+no copy is kept; a sample due while the last one still waits replaces it (counted as
+a drop).
 """
 import asyncio
-import struct
 from time import ticks_ms, ticks_diff
 from micropython import const
 
 from firmware import hadisc
-from firmware.events import (EV_MQTT_CONNECTED, EV_MQTT_LOST, EV_MQTT_REFUSED,
-                             EV_MQTT_DROPPED)
-from firmware.config import parse_url
-from firmware.snapshot import Snapshot
-from firmware.version import VERSION
 
-QLEN = const(1)           # newest snapshot waiting; a board with heap to spare may raise it
-TIMEOUT_MS = const(5000)     # connect, CONNACK and every send (Mqtt.timeout_ms)
-BACKOFF_MAX_S = const(60)
+_TIMEOUT_MS = const(5000)    # connect, CONNACK and every send (Mqtt.timeout_ms)
+_BACKOFF_MAX_S = const(60)
 _BASE = const(0xD200)
 _END = const(0xD3FF)
 _ERR_REFUSED = const(0x100)  # last error: 0x100 + CONNACK return code, else errno
+# firmware/events.py codes (private consts: no globals; tests/test_mqtt.py checks them)
+_EV_MQTT_CONNECTED = const(52)
+_EV_MQTT_LOST = const(53)
+_EV_MQTT_REFUSED = const(54)
+_EV_MQTT_DROPPED = const(55)
 
 
 class _Sock:
-    """Stand-in socket for umqtt.simple: what it writes is kept for the stream; its one
-    read (connect()'s CONNACK) gets an accept, the real CONNACK is checked here."""
+    """Stand-in socket module and socket for umqtt.simple: what it writes is kept in b
+    (a bytearray per session) for the stream; its one read (connect()'s CONNACK) gets
+    an accept, the real CONNACK is checked by the session."""
 
-    def __init__(self):
-        self.b = bytearray()
+    def socket(self, *a):
+        return self
+
+    def getaddrinfo(self, host, port, *a):
+        return ((0, 0, 0, "", (host, port)),)
 
     def write(self, data, n=None):
         self.b.extend(data if n is None else data[:n])
@@ -58,72 +63,48 @@ class _Sock:
         pass
 
 
-class _Net:
-    """What umqtt.simple's connect() calls on its socket module."""
-    sock = None
-
-    @staticmethod
-    def socket(*a):
-        return _Net.sock
-
-    @staticmethod
-    def getaddrinfo(host, port, *a):
-        return ((0, 0, 0, "", (host, port)),)
-
-
-def client_id(cfg):
-    """The configured client id, or one from the serial (as the hostname is)."""
-    cid = cfg["mqtt"]["client_id"]
-    if cid:
-        return cid
-    s = "".join(ch for ch in cfg["identity"]["serial"]
-                if "a" <= ch.lower() <= "z" or "0" <= ch <= "9")
-    return "openmeter_" + s.lower()
-
-
 class Mqtt:
+    timeout_ms = _TIMEOUT_MS
+
     def __init__(self, meter, cfg, clock, events):
-        from umqtt import simple
-        simple.socket = _Net         # its socket module: the stand-in (no blocking I/O)
-        self._mk = simple.MQTTClient
+        import umqtt.simple          # noqa: F401  (missing: ImportError here, app.py)
+        self._sock = _Sock()
         self.meter, self.clock, self.events = meter, clock, events
-        self.q = [Snapshot() for _ in range(QLEN)]
-        self.qh = self.qn = 0
+        self.qn = 0                  # a sample waits (Modbus 0xD209)
         self.sent = self.drops = self.connects = 0
         self.connected = 0
         self.err = 0
         self._gen = 0
-        self.timeout_ms = TIMEOUT_MS
-        self._sock = _Sock()
         self._wake = asyncio.Event()
         self.apply_config(cfg)
 
     def apply_config(self, cfg):
+        from firmware.config import parse_url
+        from firmware.version import VERSION
         m = cfg["mqtt"]
         self.m = m
-        self.host, self.port = parse_url(m["url"])
-        node = client_id(cfg)
+        self.addr = parse_url(m["url"])
         idn = cfg["identity"]
+        # The configured client id, or one from the serial (as the hostname is).
+        node = m["client_id"] or "openmeter_" + "".join(
+            ch for ch in idn["serial"].lower() if "a" <= ch <= "z" or "0" <= ch <= "9")
         self.names = {"node": node, "prefix": m["discovery_prefix"],
                       "base": "%s/%s" % (m["topic_prefix"], node), "serial": idn["serial"],
                       "vendor": idn["vendor"], "model": idn["model"], "sw": VERSION}
         self._gen += 1               # a running session sees it and reconnects
         self._wake.set()
 
-    # ---- the queue: snapshot copies, drop oldest ----
+    # ---- the sample: one due at a time ----
     async def sample(self):
         while True:
             await asyncio.sleep_ms(self.m["interval_s"] * 1000)
             if not self.m["enabled"]:
                 continue
-            if self.qn == QLEN:
-                self.qh = (self.qh + 1) % QLEN
-                self.qn -= 1
+            if self.qn:                  # the last one not sent yet: this replaces it
                 self.drops += 1
                 if self.connected:       # an outage is logged once (EV_MQTT_LOST)
-                    self.events.add(self.clock.ticks_ms(), EV_MQTT_DROPPED, self.drops)
-            self.q[(self.qh + self.qn) % QLEN].copy_from(self.meter.front)
-            self.qn += 1
+                    self.events.add(self.clock.ticks_ms(), _EV_MQTT_DROPPED, self.drops)
+            self.qn = 1
             self._wake.set()
 
     # ---- the connection ----
@@ -138,32 +119,27 @@ class Mqtt:
             w = None
             try:
                 r, w = await asyncio.wait_for_ms(
-                    asyncio.open_connection(self.host, self.port), self.timeout_ms)
+                    asyncio.open_connection(*self.addr), self.timeout_ms)
                 await self._session(gen, r, w)
                 delay = 1
             except Exception as e:       # OSError, time-out, refused: retry with backoff
                 if self.connected:       # it was up: start the back-off again
                     delay = 1
-                self._failed(e)
+                if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
+                    err = e.args[0]      # errno, or _ERR_REFUSED + CONNACK code
+                else:
+                    err = 110            # ETIMEDOUT (asyncio's TimeoutError)
+                if self.connected or err != self.err:   # log a change, not every retry
+                    self.events.add(self.clock.ticks_ms(), _EV_MQTT_REFUSED
+                                    if err >= _ERR_REFUSED else _EV_MQTT_LOST, err)
+                self.err = err
             finally:
                 self.connected = 0
                 if w is not None:
                     w.close()
             if gen == self._gen:
                 await asyncio.sleep(delay)
-                delay = min(2 * delay, BACKOFF_MAX_S)
-
-    def _failed(self, e):
-        if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
-            err = e.args[0]
-        elif type(e).__name__ == "MQTTException":
-            err = _ERR_REFUSED + e.args[0]
-        else:
-            err = 110                    # ETIMEDOUT (asyncio's TimeoutError)
-        if self.connected or err != self.err:   # log a change, not every retry
-            code = EV_MQTT_REFUSED if err >= _ERR_REFUSED else EV_MQTT_LOST
-            self.events.add(self.clock.ticks_ms(), code, err)
-        self.err = err
+                delay = min(2 * delay, _BACKOFF_MAX_S)
 
     async def _send(self, w):
         b = self._sock.b
@@ -175,10 +151,12 @@ class Mqtt:
     async def _session(self, gen, r, w):
         m, n = self.m, self.names
         ka = m["keepalive_s"]
-        c = self._mk(n["node"], self.host, self.port, m["user"] or None, m["password"], ka)
+        from umqtt import simple
+        simple.socket = self._sock         # its socket module: no blocking I/O
+        host, port = self.addr
+        c = simple.MQTTClient(n["node"], host, port, m["user"] or None, m["password"], ka)
         avail = n["base"] + "/status"
         c.set_last_will(avail, "offline", retain=True)
-        _Net.sock = self._sock
         self._sock.b = bytearray()
         c.connect()                        # CONNECT into the buffer
         await self._send(w)
@@ -186,15 +164,15 @@ class Mqtt:
         if ack[0] != 0x20 or ack[1] != 2:
             raise OSError(71)              # EPROTO: not a CONNACK
         if ack[3]:
-            raise self._exc(ack[3])        # refused: bad credentials, id, ...
+            raise OSError(_ERR_REFUSED + ack[3])   # refused: bad credentials, id, ...
         self.connected = 1
         self.connects += 1
         self.err = 0
-        self.events.add(self.clock.ticks_ms(), EV_MQTT_CONNECTED, self.connects)
+        self.events.add(self.clock.ticks_ms(), _EV_MQTT_CONNECTED, self.connects)
         c.publish(avail, "online", retain=True)
         await self._send(w)
         if m["discovery"]:
-            for i in range(hadisc.count()):
+            for i in range(hadisc.COUNT):
                 t, p = hadisc.config(i, n)
                 c.publish(t, p, retain=True)
                 await self._send(w)
@@ -209,10 +187,9 @@ class Mqtt:
                 now = ticks_ms()
                 if ka and ticks_diff(now, self._rx) > ka * 1500:
                     raise OSError(110)     # no PINGRESP within 1.5 keep-alive
-                if self.qn:
-                    c.publish(state, hadisc.state(self.q[self.qh]))
-                    self.qh = (self.qh + 1) % QLEN
-                    self.qn -= 1
+                if self.qn:                # the newest snapshot, read without yielding
+                    c.publish(state, hadisc.state(self.meter.front))
+                    self.qn = 0
                     await self._send(w)
                     self.sent += 1
                     continue
@@ -232,10 +209,6 @@ class Mqtt:
         finally:
             reader.cancel()
 
-    def _exc(self, code):
-        from umqtt.simple import MQTTException
-        return MQTTException(code)
-
     async def _reader(self, r):
         # PINGRESP (and anything else: nothing is subscribed) marks the broker alive.
         try:
@@ -250,7 +223,7 @@ class Mqtt:
     # ---- Modbus status registers (0xD200.., read only, firmware/ports.py) ----
     # D200 connected, D201 enabled, D202 messages sent (U32), D204 drops (U32),
     # D206 last error (errno, or 0x100 + CONNACK code; 0 none), D207 connects (U32),
-    # D209 queued.
+    # D209 a sample waiting (0 or 1).
     def read(self, addr, count, out, off):
         if addr < _BASE or addr + count - 1 > _END:
             return 2
@@ -268,7 +241,8 @@ class Mqtt:
                 v = self.err
             elif a == 9:
                 v = self.qn
-            struct.pack_into(">H", out, off + 2 * i, v & 0xFFFF)
+            out[off + 2 * i] = v >> 8 & 0xFF
+            out[off + 2 * i + 1] = v & 0xFF
         return 0
 
     def write(self, addr, count, src, soff, ctx=None):

@@ -19,14 +19,16 @@ every interval_s with the values at its end; "interval_mean" the mean of every
 snapshot of the interval for the instantaneous values (energies are never averaged:
 the counters at the end). The mean is integer: per value, two 15-bit limbs (v >> 15
 and v & 0x7FFF) summed in small ints; 18,000 cycles (1 h at 200 ms) stay below
-2**30 in each limb, checked by config (interval_s <= 3600). The means fill a Snapshot
-that the KSEM space reads through a meter-like view (front = the mean snapshot), so
-the registers come out of the same map rows. P+/P- etc. are split from the mean of
-the signed value, the quadrant from the signs of the mean P and Q.
+2**30 in each limb, checked by config (interval_s <= 3600). The sums, the means and
+the energies of the interval's last snapshot are one int32 array (no Snapshot copy);
+for its reads the KSEM space takes the Pusher itself as its meter (front: itself,
+status_now()) and snapshot (inst, e_hi, e_lo: views into that array; seq), so the
+registers come out of the same map rows. P+/P- etc. are split from the mean of the
+signed value, the quadrant from the signs of the mean P and Q.
 
 One task follows the snapshots (and sums the mean); each push round runs in a task
 beside it, so no cycle is missed while slaves answer; a push that falls due while the
-last one is still out is skipped (`skipped`), never queued. One FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
+last one is still out is skipped (counted: Pusher.c[_C_SKIPPED]), never queued. One FC 16 frame buffer (MBAP + PDU + CRC: the MBAP's unit id byte is where
 an RTU frame's address goes, so the RTU frame is the TCP frame from offset 6). A round
 fills the buffer once per chunk and writes it to every TCP target at once, then awaits
 their replies, each in a task with its own timeout_ms, before the next chunk: one
@@ -42,15 +44,33 @@ from array import array
 from time import ticks_diff, ticks_add
 from micropython import const
 
-from firmware.snapshot import Snapshot, NQ, P_MW, Q_MVAR, QUADRANT, N_COUNTERS
 from firmware.modbus import crc
-from firmware.events import EV_PUSH_ERROR, EV_PUSH_OK, EV_PUSH_EXCEPTION
-from firmware.config import PUSH_MODES
 
+# (Constants are private: a module's public names cost RAM in its dict on a board;
+# const tuples are literal constants, flash when frozen.)
 # KSEM manual 5.14.3 register groups, (first, count), in config order.
-GROUPS = ((0, 28), (40, 106), (512, 40), (592, 200))
-_GROUP_KEYS = ("inst_total", "inst_phases", "energy_total", "energy_phases")
-# (Constants are private: a module's public names cost RAM in its dict on a board.)
+_GROUPS = const(((0, 28), (40, 106), (512, 40), (592, 200)))
+_GROUP_KEYS = const(("inst_total", "inst_phases", "energy_total", "energy_phases"))
+# firmware/snapshot.py indices and firmware/events.py codes, mirrored (tests check).
+_NQ = const(9)
+_P_MW = const(2)
+_Q_MVAR = const(3)
+_QUADRANT = const(8)
+_N_COUNTERS = const(32)
+_PUSH_MODES = const(("cycle", "interval_last", "interval_mean"))   # firmware/config.py
+_EV_PUSH_ERROR = const(44)
+_EV_PUSH_OK = const(45)
+_EV_PUSH_EXCEPTION = const(46)
+# interval_mean's int32 array (Pusher.inst, None in the other modes): the means of
+# the _NV instantaneous values (first: so it is the view's inst), their limb sums hi
+# (v >> 15) and lo (v & 0x7FFF), the snapshot count, then the energies e_hi, e_lo.
+_NV = const(36)             # _NQ * 4
+_M_HI = const(36)
+_M_LO = const(72)
+_M_N = const(108)
+_M_EHI = const(109)
+_M_ELO = const(141)
+_M_LEN = const(173)
 _MAX_TCP = const(10)
 _MAX_RTU = const(10)
 _FC16_MAX = const(123)      # Application Protocol 6.12: 1..123 registers
@@ -70,6 +90,11 @@ _E_REPLY = const(0x102)      # a reply that is not the answer to the request
 _RTU_BASE = const(_MAX_TCP)  # target index of the first RTU slave
 _N = const(_MAX_TCP + _MAX_RTU)
 _RX_RTU = const(_BUF + _RX * _MAX_TCP)   # the RTU port's reply area in the buffer
+_H_ERR = const(_N)          # Pusher.h: state 0.._N-1, then the last errors, ...
+_H_FAILS = const(2 * _N)    # ... the consecutive failures, ...
+_H_TID = const(3 * _N)      # ... the MBAP transaction id, ...
+_H_BUSY = const(3 * _N + 1)  # ... 1 while a round is out
+_C_SKIPPED = const(3 * _N)  # Pusher.c, after the per-target counters and deadlines
 # Status block (holding registers, read-only; wave-2 range 0xD000..0xD3FF):
 #   0xD000 targets in error, 0xD001..2 push rounds (uint32), 0xD003 mode (config.PUSH_MODES index);
 #   per target t at 0xD010 + 8 t (TCP 0..9, then RTU slaves 10..19): state (0 not
@@ -78,76 +103,6 @@ _RX_RTU = const(_BUF + _RX * _MAX_TCP)   # the RTU port's reply area in the buff
 _STATUS_BASE = const(0xD000)
 _STATUS_END = const(0xD1FF)
 _STATUS_TARGETS = const(0x10)
-
-
-def chunks(groups_cfg):
-    """FC 16 requests for the enabled groups, each <= 123 registers: address, count
-    pairs in one array."""
-    out = array("H")
-    for k in range(len(GROUPS)):
-        if groups_cfg[_GROUP_KEYS[k]]:
-            a, n = GROUPS[k]
-            while n:
-                c = min(n, _FC16_MAX)
-                out.append(a)
-                out.append(c)
-                a += c
-                n -= c
-    return out
-
-
-class Mean:
-    """Integer mean of the instantaneous values over an interval's snapshots, and the
-    meter-like view the KSEM space reads it through (front, status_now())."""
-    def __init__(self, meter):
-        n = NQ * 4
-        self.hi = array("i", [0] * n)     # sum of v >> 15
-        self.lo = array("i", [0] * n)     # sum of v & 0x7FFF
-        self.n = 0
-        self.meter = meter
-        self.front = Snapshot()
-
-    def status_now(self):
-        return self.meter.status_now()
-
-    def reset(self):
-        for i in range(len(self.hi)):
-            self.hi[i] = 0
-            self.lo[i] = 0
-        self.n = 0
-
-    def add(self, snap):
-        s = snap.inst
-        hi = self.hi
-        lo = self.lo
-        for i in range(len(hi)):
-            v = s[i]
-            hi[i] += v >> 15
-            lo[i] += v & 0x7FFF
-        self.n += 1
-
-    def finish(self, last):
-        """The mean snapshot: means of inst (rounded half up), last's energies."""
-        m = self.front
-        m.copy_from(last)
-        n = self.n
-        if n:
-            hi, lo, out = self.hi, self.lo, m.inst
-            for i in range(len(hi)):
-                qh, rh = hi[i] // n, hi[i] % n      # floor: qh * n + rh, 0 <= rh < n
-                ql, rl = lo[i] // n, lo[i] % n
-                rest = (rh << 15) + rl              # < n * 2**15 < 2**30
-                q = rest // n
-                rest -= q * n
-                out[i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
-            b = 0
-            while b < len(out):                    # quadrant of the mean P and Q (a
-                p = out[b + P_MW]                  # range with a step allocates)
-                q = out[b + Q_MVAR]
-                out[b + QUADRANT] = 0 if p == 0 and q == 0 else (
-                    (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
-                b += NQ
-        return m
 
 
 class Pusher:
@@ -159,20 +114,17 @@ class Pusher:
         # The frame, then one reply area per TCP target (their replies are read
         # concurrently) and one for the RTU port.
         self.buf = bytearray(_BUF + _RX * (_MAX_TCP + 1))
-        self.mv = memoryview(self.buf)
         n = _MAX_TCP + _MAX_RTU
-        self.state = bytearray(n)
         # Per target (n each, one array per type: each array costs its header):
-        # h = last error, consecutive failures; c = successes, failures, ticks_ms of
-        # the next attempt.
-        self.h = array("H", [0] * (2 * n))
-        self.c = array("l", [0] * (3 * n))
+        # h = state (_ST_*, _CONNECTING), last error, consecutive failures (_H_*),
+        # then the MBAP transaction id and the busy flag; c = successes, failures,
+        # ticks_ms of the next attempt, then the pushes skipped (due while one was
+        # still out).
+        self.h = array("H", [0] * (3 * n + 2))
+        self.c = array("l", [0] * (3 * n + 1))
         self._streams = [None] * _MAX_TCP       # (reader, writer) per TCP target
-        self.mean = None
+        self.inst = None                       # interval_mean only (_M_*)
         self.rounds = 0
-        self.skipped = 0                       # pushes due while one was still out
-        self._busy = False
-        self._tid = 0
         self.silent = False
         self.cfg = None
 
@@ -182,26 +134,35 @@ class Pusher:
         p = cfg["push"]
         old = self.cfg
         self.cfg = p
-        self.chunks = chunks(p["groups"])
-        if p["mode"] == "interval_mean":
-            if self.mean is None:
-                self.mean = Mean(self.meter)
-            self.mean.reset()
+        if p["mode"] != "interval_mean":
+            if self.inst is not None:          # its 0.7 KB go back to the heap
+                self.inst = self.e_hi = self.e_lo = None
+        elif self.inst is None:
+            self.inst = a = array("i", [0] * _M_LEN)
+            mv = memoryview(a)
+            self.front = self                  # the view the KSEM space reads (_chunk)
+            self.e_hi = mv[_M_EHI:_M_ELO]
+            self.e_lo = mv[_M_ELO:]
+            self.seq = 0
         else:
-            self.mean = None     # its 0.9 KB go back to the heap
+            for i in range(_M_HI, _M_EHI):     # the sums start again (not the means:
+                self.inst[i] = 0               # a round may still be reading them)
         self._t0 = None
         for i in range(_MAX_TCP):
             t = p["tcp"][i]
             if old is None or old["tcp"][i] != t:
                 self._drop(i)
-                self.state[i] = _ST_IDLE
-                self.h[_N + i] = 0
+                self.h[i] = _ST_IDLE
+                self.h[_H_FAILS + i] = 0
                 self.c[2 * _N + i] = self.clock.ticks_ms()
         for j in range(_MAX_RTU):
             if old is None or old["rtu"] != p["rtu"]:
-                self.state[_RTU_BASE + j] = _ST_IDLE
-                self.h[_N + _RTU_BASE + j] = 0
-        self._update_silent()
+                self.h[_RTU_BASE + j] = _ST_IDLE
+                self.h[_H_FAILS + _RTU_BASE + j] = 0
+        self.silent = False
+        for i in range(_N):
+            if self.h[i] & 3 == _ST_ERROR:
+                self.silent = True
 
     def port(self):
         """The RS485 port object of the configured RTU master port, or None."""
@@ -210,32 +171,67 @@ class Pusher:
             return None          # roles are taken at boot: no port with two owners
         return self.ports.rs485.get(name)
 
-    # ---- status ----
-    def _update_silent(self):
-        s = False
-        for i in range(_MAX_TCP + _MAX_RTU):
-            if self.state[i] & 3 == _ST_ERROR:
-                s = True
-        self.silent = s
+    # ---- interval_mean: the sums, the means ----
+    def _add(self, snap):
+        a = self.inst
+        s = snap.inst
+        for i in range(_NV):
+            v = s[i]
+            a[_M_HI + i] += v >> 15
+            a[_M_LO + i] += v & 0x7FFF
+        a[_M_N] += 1
 
+    def _finish(self, last):
+        """The means of inst (rounded half up) and last's energies into the view."""
+        a = self.inst
+        e, f = last.e_hi, last.e_lo
+        for i in range(_N_COUNTERS):
+            a[_M_EHI + i] = e[i]
+            a[_M_ELO + i] = f[i]
+        self.seq = last.seq
+        n = a[_M_N]
+        s = last.inst
+        for i in range(_NV):
+            if not n:
+                a[i] = s[i]
+                continue
+            sh = a[_M_HI + i]
+            qh, rh = sh // n, sh % n                # floor: qh * n + rh, 0 <= rh < n
+            ql, rl = a[_M_LO + i] // n, a[_M_LO + i] % n
+            rest = (rh << 15) + rl                  # < n * 2**15 < 2**30
+            q = rest // n
+            rest -= q * n
+            a[i] = (qh << 15) + ql + q + (1 if rest >= n - rest else 0)
+        b = 0
+        while n and b < _NV:                       # quadrant of the mean P and Q (a
+            p = a[b + _P_MW]                       # range with a step allocates)
+            q = a[b + _Q_MVAR]
+            a[b + _QUADRANT] = 0 if p == 0 and q == 0 else (
+                (1 if q >= 0 else 4) if p >= 0 else (2 if q >= 0 else 3))
+            b += _NQ
+
+    def status_now(self):                          # as the meter's (the view)
+        return self.meter.status_now()
+
+    # ---- status ----
     def _good(self, i):
         self.c[i] += 1
-        self.h[_N + i] = 0
-        self.h[i] = 0
-        if self.state[i] & 3 == _ST_ERROR:
-            self.events.add(self.clock.ticks_ms(), EV_PUSH_OK, i)
-        self.state[i] = _ST_OK
+        self.h[_H_FAILS + i] = 0
+        self.h[_H_ERR + i] = 0
+        if self.h[i] & 3 == _ST_ERROR:
+            self.events.add(self.clock.ticks_ms(), _EV_PUSH_OK, i)
+        self.h[i] = _ST_OK
 
     def _bad(self, i, code):
         now = self.clock.ticks_ms()
         self.c[_N + i] += 1
-        self.h[i] = code
-        k = self.h[_N + i]
+        self.h[_H_ERR + i] = code
+        k = self.h[_H_FAILS + i]
         if k < 0xFFFF:
-            self.h[_N + i] = k + 1
-        if self.state[i] & 3 != _ST_ERROR:
-            self.events.add(now, EV_PUSH_EXCEPTION if code < 0x100 else EV_PUSH_ERROR, i)
-        self.state[i] = _ST_ERROR
+            self.h[_H_FAILS + i] = k + 1
+        if self.h[i] & 3 != _ST_ERROR:
+            self.events.add(now, _EV_PUSH_EXCEPTION if code < 0x100 else _EV_PUSH_ERROR, i)
+        self.h[i] = _ST_ERROR
         self.silent = True
         # Backoff: timeout_ms for the first `retries` failures, then doubling (60 s max).
         t = self.cfg["timeout_ms"]
@@ -244,9 +240,6 @@ class Pusher:
         self.c[2 * _N + i] = ticks_add(now, d)
         if i < _MAX_TCP:
             self._drop(i)
-
-    def _due(self, i, now):
-        return self.state[i] & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0
 
     # ---- TCP ----
     def _drop(self, i):
@@ -271,17 +264,7 @@ class Pusher:
             else:
                 s[1].close()
         finally:
-            self.state[i] &= ~_CONNECTING
-
-    async def _answer(self, i, tid, timeout):
-        try:
-            code = await asyncio.wait_for_ms(self._reply(i, tid), timeout)
-        except asyncio.TimeoutError:
-            code = _E_TIMEOUT
-        except OSError:
-            code = _E_CONNECT
-        if code:
-            self._bad(i, code)
+            self.h[i] &= ~_CONNECTING
 
     async def _reply(self, i, tid):
         """Read the FC 16 reply (MBAP 7 + 5 bytes) to transaction tid of target i: 0 or
@@ -289,7 +272,7 @@ class Pusher:
         r, w = self._streams[i]
         await w.drain()
         o = _BUF + _RX * i
-        rx = self.mv[o:o + _RX]
+        rx = memoryview(self.buf)[o:o + _RX]
         while True:
             got = 0
             need = 9                          # an exception reply's length
@@ -307,90 +290,106 @@ class Pusher:
             return rx[8] if rx[7] == 0x90 and rx[8] else _E_REPLY
         return 0
 
-    def _fill(self, a, n):
-        """The KSEM registers a..a+n-1 into the frame; the mean snapshot when set."""
+    async def _round(self):
+        try:
+            live = 0
+            for i in range(_MAX_TCP):
+                if self._streams[i] is not None:       # only enabled slots connect
+                    live |= 1 << i
+            port = self.port()
+            g = self.cfg["groups"]
+            for k in range(4):
+                if not g[_GROUP_KEYS[k]]:
+                    continue
+                a, left = _GROUPS[k]
+                while left:                  # FC 16 requests of <= 123 registers
+                    n = min(left, _FC16_MAX)
+                    live = await self._chunk(a, n, live, port)
+                    if live < 0:
+                        return
+                    a += n
+                    left -= n
+            for i in range(_MAX_TCP):
+                if live >> i & 1:
+                    self._good(i)
+            self.rounds += 1
+            s = False
+            for i in range(_N):
+                if self.h[i] & 3 == _ST_ERROR:
+                    s = True
+            self.silent = s
+        finally:
+            self.h[_H_BUSY] = 0        # a push may start again (run())
+
+    async def _chunk(self, a, n, live, port):
+        """Registers a..a+n-1 to every live TCP target (bit i of live) and the RTU
+        slaves; the targets still live, or -1 when the registers cannot be read."""
+        b = self.buf
         sp = self.ports.meas
-        m = self.mean
-        if m is not None:
+        if self.inst is not None:
             # The space reads `front` and `status_now()` of its meter: for this one
-            # synchronous read, the view whose front is the mean snapshot.
+            # synchronous read, this object, whose front holds the means.
             keep = sp._meter
-            sp._meter = m
+            sp._meter = self
             try:
-                code = sp.read(a, n, self.buf, _HDR)
+                code = sp.read(a, n, b, _HDR)
             finally:
                 sp._meter = keep
         else:
-            code = sp.read(a, n, self.buf, _HDR)
-        b = self.buf
+            code = sp.read(a, n, b, _HDR)
+        if code:
+            return -1
         b[7] = 16
         b[8] = a >> 8
         b[9] = a & 0xFF
         b[10] = 0
         b[11] = n
         b[12] = 2 * n
-        return code
-
-    def _connect_due(self):
-        """Start connecting, in tasks of their own, the targets that need it now."""
-        p = self.cfg
-        now = self.clock.ticks_ms()
-        for i in range(_MAX_TCP):
-            t = p["tcp"][i]
-            if (t is not None and t["enabled"] and self._streams[i] is None
-                    and not self.state[i] & _CONNECTING and self._due(i, now)):
-                self.state[i] |= _CONNECTING
-                asyncio.create_task(self._connect(i, t["host"], t["port"], p["timeout_ms"]))
-
-    async def _round(self):
-        p = self.cfg
-        tcp = p["tcp"]
-        timeout = p["timeout_ms"]
-        live = 0
-        for i in range(_MAX_TCP):
-            if self._streams[i] is not None:       # only enabled slots connect
-                live |= 1 << i
-        port = self.port()
-        b = self.buf
-        ch = self.chunks
-        for k in range(0, len(ch), 2):
-            a, n = ch[k], ch[k + 1]
-            if self._fill(a, n):
-                return
-            ln = _HDR + 2 * n
-            tid = self._tid
-            self._tid = (tid + 1) & 0xFFFF
-            b[0] = tid >> 8
-            b[1] = tid & 0xFF
-            b[2] = b[3] = 0
-            b[4] = (ln - 6) >> 8
-            b[5] = (ln - 6) & 0xFF
-            for i in range(_MAX_TCP):
-                if live >> i & 1:
-                    b[6] = tcp[i]["unit"]
-                    try:
-                        self._streams[i][1].write(self.mv[:ln])
-                    except OSError:
-                        live &= ~(1 << i)
-                        self._bad(i, _E_CONNECT)
-            # One request in flight per target (many slaves take no pipelining): every
-            # target's reply is awaited in a task of its own, each with the full
-            # timeout, so a silent one costs the others nothing but the wait; then
-            # the next chunk.
-            waits = [asyncio.create_task(self._answer(i, tid, timeout))
-                     for i in range(_MAX_TCP) if live >> i & 1]
-            if port is not None:
-                await self._rtu_chunk(port, ln)
-            for w in waits:
-                await w
-            for i in range(_MAX_TCP):
-                if self._streams[i] is None:       # failed (dropped) in this chunk
-                    live &= ~(1 << i)
+        tcp = self.cfg["tcp"]
+        ln = _HDR + 2 * n
+        tid = self.h[_H_TID]
+        self.h[_H_TID] = (tid + 1) & 0xFFFF
+        b[0] = tid >> 8
+        b[1] = tid & 0xFF
+        b[2] = b[3] = 0
+        b[4] = (ln - 6) >> 8
+        b[5] = (ln - 6) & 0xFF
+        frame = memoryview(b)[:ln]
         for i in range(_MAX_TCP):
             if live >> i & 1:
-                self._good(i)
-        self.rounds += 1
-        self._update_silent()
+                b[6] = tcp[i]["unit"]
+                try:
+                    self._streams[i][1].write(frame)
+                except OSError:
+                    live &= ~(1 << i)
+                    self._bad(i, _E_CONNECT)
+        # One request in flight per target (many slaves take no pipelining): every
+        # target's reply is awaited in a task of its own, each with the full timeout,
+        # so a silent one costs the others nothing but the wait; then the next chunk.
+        timeout = self.cfg["timeout_ms"]
+        waits = [asyncio.create_task(asyncio.wait_for_ms(self._reply(i, tid), timeout))
+                 for i in range(_MAX_TCP) if live >> i & 1]
+        if port is not None:
+            await self._rtu_chunk(port, ln)
+        k = 0
+        for i in range(_MAX_TCP):
+            if live >> i & 1:
+                try:
+                    code = await waits[k]          # a task: its exception comes here
+                except asyncio.TimeoutError:
+                    code = _E_TIMEOUT
+                except OSError:
+                    code = _E_CONNECT
+                except Exception:              # its stream dropped meanwhile (a new
+                    code = 0                   # config): not the target's fault
+                k += 1
+                if code:
+                    self._bad(i, code)
+                    live &= ~(1 << i)
+        for i in range(_MAX_TCP):
+            if self._streams[i] is None:       # failed (dropped) in this chunk
+                live &= ~(1 << i)
+        return live
 
     # ---- RTU ----
     async def _rtu_chunk(self, port, ln):
@@ -401,8 +400,9 @@ class Pusher:
         for j in range(_MAX_RTU):
             addr = slaves[j]
             i = _RTU_BASE + j
-            if not addr or not self._due(i, now):
-                continue
+            if not addr or (self.h[i] & 3 == _ST_ERROR
+                            and ticks_diff(now, self.c[2 * _N + i]) < 0):
+                continue                     # none, or silent: in its backoff
             b[6] = addr
             c = crc.crc16(b, 6, ln)          # RTU ADU: buf[6:ln + 2], CRC low byte first
             b[ln] = c & 0xFF
@@ -411,9 +411,10 @@ class Pusher:
             # The bus silent for t3.5 between frames (Modbus over Serial Line 2.5.1.1:
             # 3.5 characters, 1.75 ms fixed above 19200 baud), then drop line noise.
             await asyncio.sleep_ms(max(2, port.char_us * 7 // 2000 + 1))
-            while port.read_now(self.mv[_RX_RTU:]):
+            mv = memoryview(b)
+            while port.read_now(mv[_RX_RTU:]):
                 pass
-            await port.send(self.mv[6:], n)
+            await port.send(mv[6:], n)
             try:
                 code = await asyncio.wait_for_ms(self._rtu_reply(port, addr),
                                                  self.cfg["timeout_ms"])
@@ -425,7 +426,7 @@ class Pusher:
                 self._good(i)
 
     async def _rtu_reply(self, port, addr):
-        rx = self.mv[_RX_RTU:]
+        rx = memoryview(self.buf)[_RX_RTU:]
         got = 0
         need = 5
         while got < need:
@@ -448,78 +449,80 @@ class Pusher:
             if f.seq == seq or self.cfg is None:
                 continue
             seq = f.seq
-            if not self.chunks or not self._targets():
-                continue
-            self._connect_due()      # every cycle: connected before the interval ends
+            p = self.cfg
+            for k in _GROUP_KEYS:
+                if p["groups"][k]:
+                    break
+            else:
+                continue                 # no group to push
+            tcp = 0                      # TCP targets to connect now: in tasks of
+            now = self.clock.ticks_ms()  # their own, every cycle (connected before
+            for i in range(_MAX_TCP):    # the interval ends)
+                t = p["tcp"][i]
+                if t is None or not t["enabled"]:
+                    continue
+                tcp = 1
+                st = self.h[i]
+                if (self._streams[i] is None and not st & _CONNECTING and
+                        (st & 3 != _ST_ERROR or ticks_diff(now, self.c[2 * _N + i]) >= 0)):
+                    self.h[i] |= _CONNECTING
+                    asyncio.create_task(self._connect(i, t["host"], t["port"],
+                                                      p["timeout_ms"]))
+            if not tcp and (self.port() is None or not any(p["rtu"]["slaves"])):
+                continue                 # no target
             mode = self.cfg["mode"]
             if mode != "cycle":
+                a = self.inst
                 if self._t0 is None:       # the interval starts after this snapshot
-                    self._t0 = f.t_ms
-                    if self.mean is not None:
-                        self.mean.reset()
+                    self._t0 = f.t_ms      # (the sums are zero: configure, or below)
                     continue
-                if self.mean is not None:
-                    self.mean.add(f)
+                if a is not None:
+                    self._add(f)
                 if ticks_diff(f.t_ms, self._t0) < self.cfg["interval_s"] * 1000:
                     continue
                 self._t0 = f.t_ms
-                if self._busy:             # the last push still out: skip this one
-                    self.skipped += 1
-                    if self.mean is not None:
-                        self.mean.reset()
+                if a is not None:
+                    if not self.h[_H_BUSY]:
+                        self._finish(f)
+                    for i in range(_M_HI, _M_EHI):     # the next interval's sums
+                        a[i] = 0
+                if self.h[_H_BUSY]:        # the last push still out: skip this one
+                    self.c[_C_SKIPPED] += 1
                     continue
-                if self.mean is not None:
-                    self.mean.finish(f)
-                    self.mean.reset()
-            elif self._busy:
-                self.skipped += 1
+            elif self.h[_H_BUSY]:
+                self.c[_C_SKIPPED] += 1
                 continue
             # The round runs beside this loop, so every cycle still reaches the mean
             # while slaves answer (or time out).
-            self._busy = True
-            asyncio.create_task(self._push())
-
-    async def _push(self):
-        try:
-            await self._round()
-        finally:
-            self._busy = False
-
-    def _targets(self):
-        p = self.cfg
-        for t in p["tcp"]:
-            if t is not None and t["enabled"]:
-                return True
-        return self.port() is not None and any(p["rtu"]["slaves"])
+            self.h[_H_BUSY] = 1
+            asyncio.create_task(self._round())
 
     # ---- the status space (0xD000..0xD1FF, read-only; firmware/modbus/space.py) ----
-    def _reg(self, a):
-        if a == 0:
-            n = 0
-            for i in range(_MAX_TCP + _MAX_RTU):
-                n += self.state[i] & 3 == _ST_ERROR
-            return n
-        if a == 1 or a == 2:
-            return (self.rounds >> 16 if a == 1 else self.rounds) & 0xFFFF
-        if a == 3:
-            return PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
-        i, k = (a - _STATUS_TARGETS) >> 3, (a - _STATUS_TARGETS) & 7
-        if a < _STATUS_TARGETS or i >= _MAX_TCP + _MAX_RTU or k > 5:
-            return 0
-        if k == 0:
-            return self.state[i] & 3
-        if k == 1:
-            return self.h[i]
-        v = self.c[i if k < 4 else _N + i]
-        return (v >> 16 if k & 1 == 0 else v) & 0xFFFF
-
     def read(self, addr, count, out, off):
         if addr < _STATUS_BASE or addr + count - 1 > _STATUS_END:
             return 2
-        for k in range(count):
-            v = self._reg(addr + k - _STATUS_BASE)
-            out[off + 2 * k] = v >> 8
-            out[off + 2 * k + 1] = v & 0xFF
+        for r in range(count):
+            a = addr + r - _STATUS_BASE
+            i, k = (a - _STATUS_TARGETS) >> 3, (a - _STATUS_TARGETS) & 7
+            v = 0
+            if a == 0:
+                for j in range(_MAX_TCP + _MAX_RTU):
+                    v += self.h[j] & 3 == _ST_ERROR
+            elif a == 1 or a == 2:
+                v = self.rounds >> 16 if a == 1 else self.rounds
+            elif a == 3:
+                v = _PUSH_MODES.index(self.cfg["mode"]) if self.cfg else 0
+            elif a < _STATUS_TARGETS or i >= _MAX_TCP + _MAX_RTU or k > 5:
+                pass
+            elif k == 0:
+                v = self.h[i] & 3
+            elif k == 1:
+                v = self.h[_H_ERR + i]
+            else:
+                v = self.c[i if k < 4 else _N + i]
+                v = v >> 16 if k & 1 == 0 else v
+            out[off + 2 * r] = v >> 8 & 0xFF
+            out[off + 2 * r + 1] = v & 0xFF
         return 0
 
     def write(self, addr, count, src, soff, ctx=None):

@@ -395,8 +395,8 @@ def test_state_json_exact_config_errors_and_rows(mpy_any):
 
 def test_heap_share_32bit():
     """The MQTT part's live objects on the 32-bit port (tools/mpy/mqtt_heap32.py): the
-    Mqtt object (queue slot, buffers, names) and a session's umqtt.simple client within
-    about 2 KB (README "MQTT and Home Assistant" has all the figures)."""
+    Mqtt object (counters, stand-in socket, names) and a session's umqtt.simple client
+    within 1 KB (README "MQTT and Home Assistant" has all the figures)."""
     from conftest import WASM_PKG, WASM_RUN
     if shutil.which("node") is None or not WASM_PKG.exists():
         pytest.fail("the 32-bit MicroPython is not installed: make wasm32")
@@ -405,9 +405,11 @@ def test_heap_share_32bit():
                        capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout.split("@@JSON", 1)[1].strip().splitlines()[0])
-    # 2,080 B measured (the session client 928-1,056 B as the heap's layout falls); the
-    # part with its modules is asserted against its share in tests/test_heap32.py
-    assert r["mqtt_object"] + r["session_client"] <= 2176, r
+    # 736 B measured (Mqtt 512: no snapshot copy; a session's client 224); the part
+    # with its modules and umqtt.simple's residue (704 B) is asserted against its share
+    # in tests/test_heap32.py
+    assert r["mqtt_object"] + r["session_client"] <= 1024, r
+    assert 0 < r["umqtt_residue"] <= 1024, r
     assert r["state_len"] > 1000 and r["discovery_len"] > 300, r
 
 
@@ -450,3 +452,28 @@ def test_enabled_over_modbus_as_the_readme_shows(tmp_path):
         sub.close()
         h.stop()
         broker.stop()
+
+
+def test_private_consts_mirror_the_names_they_stand_for():
+    # firmware/hadisc.py and firmware/mqtt.py keep snapshot indices and event codes as
+    # private consts (no globals on a board, literal tables): each must equal its source.
+    import re
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    import export_maps  # noqa: F401  (its shim: micropython.const on CPython)
+    from firmware import events, snapshot
+    n = 0
+    for mod, srcs in (("hadisc", (snapshot,)), ("mqtt", (events,))):
+        text = (ROOT / "firmware" / (mod + ".py")).read_text()
+        for name, val in re.findall(r"^_([A-Z][A-Z0-9_]*) = const\((\d+)\)", text, re.M):
+            src = [s for s in srcs if hasattr(s, name)]
+            if src:
+                assert getattr(src[0], name) == int(val), (mod, name, val)
+                n += 1
+    assert n == 14
+    from firmware import hadisc
+    assert hadisc.COUNT == 4 * (len(hadisc._INST) + snapshot.NE)
+    assert [r[1] for r in hadisc._INST] == [snapshot.U_MV, snapshot.I_MA, snapshot.P_MW,
+                                            snapshot.Q_MVAR, snapshot.S_MVA, snapshot.PF_E4,
+                                            snapshot.F_MHZ, snapshot.QUADRANT]
+    assert len(hadisc._ENERGY) == snapshot.NE == len(snapshot.ENERGY_NAMES)

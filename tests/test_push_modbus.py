@@ -21,7 +21,7 @@ from pymodbus.server import ModbusTcpServer, ModbusSerialServer
 from pymodbus.framer import FramerType
 from pymodbus.client import ModbusTcpClient, ModbusSerialClient
 
-from conftest import run_mpy, free_port
+from conftest import ROOT, run_mpy, free_port
 
 SENTINEL = 0xA5A5
 SIZE = 800
@@ -477,12 +477,20 @@ def test_push_config_validated_and_padded(mpy_any):
 MEAN = r"""
 import gc, json
 from array import array
-from firmware.pushmb import Mean
+from firmware import config
+from firmware.events import EventLog
+from firmware.pushmb import Pusher
 from firmware.snapshot import Snapshot, NQ, P_SAT, TOTAL, P_MW, Q_MVAR, QUADRANT
 class M:
     def status_now(self):
         return 0
-m = Mean(M())
+class C:
+    def ticks_ms(self):
+        return 0
+CAL = {"v_per_code": 1, "i_per_code": 1, "w_per_code": 1, "wh_per_lsb": 1,
+       "gains": [[0, 0, 0]] * 3, "phcal": [0, 0, 0]}
+m = Pusher(M(), None, EventLog(8), C())
+m.configure(config.validate({"push": {"mode": "interval_mean"}}, CAL))
 s = Snapshot()
 N = %d
 VALS = []
@@ -494,7 +502,7 @@ def fill(k):
 def run():
     for k in range(N):
         fill(k)
-        m.add(s)
+        m._add(s)
 run()
 s.e_hi[3] = 123
 s.e_lo[3] = 456789
@@ -502,7 +510,7 @@ def fin():
     gc.collect()
     gc.disable()
     a0 = gc.mem_alloc()
-    m.finish(s)
+    m._finish(s)
     d = gc.mem_alloc() - a0
     gc.enable()
     return d
@@ -558,3 +566,30 @@ def test_unused_push_slot_reads_zero_and_takes_a_host(mpy_any):
     assert res["empty"] == "00" * 32 and res["port"] == 0
     # A host written into an unused slot: the other keys take their defaults.
     assert res["slot"] == {"host": "plc.local", "port": 502, "unit": 1, "enabled": False}
+
+
+def test_private_consts_mirror_the_names_they_stand_for():
+    # firmware/pushmb.py keeps snapshot indices and event codes as private consts (no
+    # globals on a board): each must equal the name it stands for.
+    import re
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    import export_maps  # noqa: F401  (its shim: micropython.const on CPython)
+    from firmware import events, snapshot
+    text = (ROOT / "firmware" / "pushmb.py").read_text()
+    n = 0
+    for name, val in re.findall(r"^_([A-Z][A-Z0-9_]*) = const\((\d+)\)", text, re.M):
+        src = [m for m in (snapshot, events) if hasattr(m, name)]
+        if src:
+            assert getattr(src[0], name) == int(val), (name, val)
+            n += 1
+    assert n == 8
+    from firmware.config import PUSH_MODES
+    import ast
+    modes = re.search(r"^_PUSH_MODES = const\((\(.*?\))\)", text, re.M).group(1)
+    assert ast.literal_eval(modes) == PUSH_MODES
+    nv = snapshot.NQ * 4                       # the interval_mean array's layout
+    m = dict(re.findall(r"^_(M_[A-Z]+) = const\((\d+)\)", text, re.M))
+    assert [int(m[k]) for k in ("M_HI", "M_LO", "M_N", "M_EHI", "M_ELO", "M_LEN")] == [
+        nv, 2 * nv, 3 * nv, 3 * nv + 1, 3 * nv + 1 + snapshot.N_COUNTERS,
+        3 * nv + 1 + 2 * snapshot.N_COUNTERS]
