@@ -87,6 +87,15 @@ def run_mpy32(code, timeout=120, check=True, heapsize=None):
 RUNTIMES = {"unix": run_mpy, "wasm32": run_mpy32}
 
 
+def run_parallel(run, codes, **kw):
+    """run(code, **kw) for each of codes in processes side by side (one per core):
+    a long sweep split into parts takes the time of one part on a CI machine's cores.
+    Results in the order of codes."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, min(len(codes), os.cpu_count() or 1))) as ex:
+        return list(ex.map(lambda c: run(c, **kw), codes))
+
+
 @pytest.fixture
 def mpy():
     return run_mpy

@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from conftest import RUNTIMES, run_parallel
+
 KE_DIRECT = 126267100          # pWh per LSB: "1.262671e-04" Wh x 1e12, exact
 
 GEN = r"""
@@ -121,12 +123,26 @@ print("@@JSON", json.dumps({"c": [str(m.energy.pico(i)) for i in range(32)],
 """
 
 
-@pytest.mark.parametrize("ct", [None, 5000])
-def test_counters_bit_for_bit_on_random_windows(mpy_any, ct):
+def _random_windows_code(ct):
     n, seed = 10000, 0x1234567 + (ct or 0)
     cfg = {"metering": {"ct_enabled": True, "ct_primary_a": ct}} if ct else None
     code = FIRMWARE.replace("CFG", repr(json.dumps(cfg))).replace("SEED", str(seed))
-    res = mpy_any(code.replace("COUNT", str(n)), timeout=600)
+    return n, seed, code.replace("COUNT", str(n))
+
+
+@pytest.fixture(scope="module")
+def random_window_runs():
+    """Every (runtime, CT) run of the test below side by side (one process per core),
+    once for the module: each parametrized test checks its own."""
+    keys = [(rt, ct) for rt in RUNTIMES for ct in (None, 5000)]
+    return dict(zip(keys, run_parallel(
+        lambda k: RUNTIMES[k[0]](_random_windows_code(k[1])[2], timeout=600), keys)))
+
+
+@pytest.mark.parametrize("ct", [None, 5000])
+def test_counters_bit_for_bit_on_random_windows(mpy_any, ct, random_window_runs):
+    n, seed, _ = _random_windows_code(ct)
+    res = random_window_runs[("unix" if mpy_any.__name__ == "run_mpy" else "wasm32", ct)]
     ke = KE_DIRECT * (ct or 5) // 5
     assert res["ke"] == ke
     want = reference(py_windows(n, seed), ke)

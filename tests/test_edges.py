@@ -16,6 +16,8 @@ import math
 
 import pytest
 
+from conftest import run_parallel
+
 KE = 126267100                 # pWh per LSB, direct (board calibration, exact)
 CODE_W = 353.907 * 88.388 / (27059678 / 16)    # W per xWATT code (front end, datasheet)
 
@@ -78,7 +80,10 @@ def scenarios(ct):
 @pytest.mark.parametrize("ct", [None, 200])
 def test_quadrant_booking_sweep_matches_physics(mpy, ct):
     scn = scenarios(ct)
-    res = mpy(RUN % json.dumps([[s, c] for s, c, _ in scn]), timeout=900)
+    # two halves side by side (one process per core): the sweep is most of a minute
+    half = (len(scn) + 1) // 2
+    res = sum(run_parallel(mpy, [RUN % json.dumps([[s, c] for s, c, _ in part])
+                                 for part in (scn[:half], scn[half:])], timeout=900), [])
     ke = KE * (ct or 5) // 5
     errors = []
     worst = 0.0

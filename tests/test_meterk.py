@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import RUNTIMES, run_parallel
 from test_counting import AGREE, GEN, reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,17 +174,20 @@ def run(mod, name):
     inst = array("i", [0] * 36)
     k = array("i", res["k"][name])
     used = 0
+    # One collection per run, not per case: with the collector off mem_alloc() still
+    # counts every byte a call allocates (mem_alloc() scans the whole heap, so the heap
+    # is kept small: 6 MB holds the 2.1 MB of results; at 32 MB this test took a minute)
+    gc.collect(); gc.disable()
     for case in CASES["raws"]:
         for j in range(33):
             raw[j] = case[0][j]
         for j in range(36):
             inst[j] = -7            # every slot must be written
-        gc.collect(); gc.disable()
         a0 = gc.mem_alloc()
         st = mod.phases(raw, mod.W64, k, inst, case[1])
         used += gc.mem_alloc() - a0
-        gc.enable()
         out.append([st, list(inst)])
+    gc.enable()
     return out, used
 for kname, modname in KERNELS:
     mod = __import__(modname, None, None, ["x"])
@@ -258,7 +262,7 @@ def test_phases_against_exact_truth_both_kernels_unix(mpy):
     cases = phase_cases()
     code = RUN_PHASES % (json.dumps({"cfgs": CFGS, "raws": cases}),
                          [("viper", "firmware.meterk_viper")])
-    res = mpy(code, timeout=300, heapsize="32m")
+    res = mpy(code, timeout=300, heapsize="6m")
     _check_phases(res, cases, ["viper", "plain"])
     assert max(res["alloc"].values()) == 0
 
@@ -281,7 +285,7 @@ def test_phases_beyond_the_registers_saturate_alike(mpy):
     for _ in range(200):
         cases.append([[rnd.choice(ext) for _ in range(33)], rnd.randrange(0, 64)])
     res = mpy(RUN_PHASES % (json.dumps({"cfgs": CFGS, "raws": cases}),
-                            [("viper", "firmware.meterk_viper")]), timeout=300, heapsize="32m")
+                            [("viper", "firmware.meterk_viper")]), timeout=300, heapsize="6m")
     for name in CFGS:
         assert res["out"]["viper/" + name] == res["out"]["plain/" + name]
         for (raw, ctl), (st, inst) in zip(cases, res["out"]["plain/" + name]):
@@ -415,19 +419,38 @@ def _agree_windows(n, seed, bits):
     return out
 
 
+def _random_count_args(run, ct):
+    n, seed = 10000, 0x51EE + (ct or 0)
+    cfg = {"metering": {"ct_enabled": True, "ct_primary_a": ct}} if ct else None
+    kern = [("plain", "firmware.meterk")]
+    if run.__name__ == "run_mpy":
+        kern.append(("viper", "firmware.meterk_viper"))
+    return n, seed, cfg, kern
+
+
+@pytest.fixture(scope="module")
+def random_count_runs():
+    """Every (runtime, CT) run of the test below side by side (one process per core),
+    once for the module: each parametrized test checks its own."""
+    keys = [(rt, ct) for rt in RUNTIMES for ct in (None, 5000)]
+
+    def one(key):
+        run = RUNTIMES[key[0]]
+        n, seed, cfg, kern = _random_count_args(run, key[1])
+        return run_count(run, (n, seed), 0, kern, cfg, bits=28)
+    return dict(zip(keys, run_parallel(one, keys)))
+
+
 @pytest.mark.parametrize("ct", [None, 5000])
-def test_count_kernel_exact_on_random_windows(mpy_any, ct):
+def test_count_kernel_exact_on_random_windows(mpy_any, ct, random_count_runs):
     """10,000 random windows with registers across +-2**27 LSBs (the kernel's range; a
     window at full scale latches a few 10**4): counters equal, to the pWh, the exact
     reference of tests/test_counting.py, on the 32-bit runtime too (plain kernel); on
     the unix port the viper kernel gives the same."""
-    n, seed = 10000, 0x51EE + (ct or 0)
+    n, seed, cfg, kern = _random_count_args(mpy_any, ct)
     win = _agree_windows(n, seed, 28)
-    cfg = {"metering": {"ct_enabled": True, "ct_primary_a": ct}} if ct else None
-    kern = [("plain", "firmware.meterk")]
-    if mpy_any.__name__ == "run_mpy":
-        kern.append(("viper", "firmware.meterk_viper"))
-    res = run_count(mpy_any, (n, seed), 0, kern, cfg, bits=28)
+    rt = "unix" if mpy_any.__name__ == "run_mpy" else "wasm32"
+    res = random_count_runs[(rt, ct)]
     want = reference(win, KE_DIRECT * (ct or 5) // 5)
     for kn, _ in kern:
         assert [int(x) for x in res[kn]["c"]] == want, kn

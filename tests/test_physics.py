@@ -15,6 +15,8 @@ import math
 
 import pytest
 
+from conftest import run_mpy32, run_parallel
+
 V_FS = 0.5 / math.sqrt(2) * 1001          # line volts at ADC full scale (front end)
 I_FS = 0.5 / math.sqrt(2) / 10 * 2500     # line amps at ADC full scale, direct
 P_CODE_FS = 27059678 / 16                 # xWATT code at full scale (datasheet PMAX/16)
@@ -236,14 +238,26 @@ print("@@JSON", json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("chunk", range(_CHUNKS))
-def test_ct_sweep_on_32bit_matches_physics(mpy32, chunk):
+def _sweep_points(chunk):
     import random
     rng = random.Random(6)
     # secondary current as a fraction of the 5 A rating (direct: 63 A = 12.6 x 5 A)
     points = [(ct, rng.uniform(0.05, 1.2) if ct else 12.6) for ct in SWEEP_CTS]
-    points = points[chunk::_CHUNKS]
-    res = mpy32(SWEEP % json.dumps(points), timeout=900)
+    return points[chunk::_CHUNKS]
+
+
+@pytest.fixture(scope="module")
+def sweep_runs():
+    """The chunks' runs side by side (one process per core), started once for the
+    module: each chunk's test checks its own run."""
+    return run_parallel(run_mpy32, [SWEEP % json.dumps(_sweep_points(c))
+                                    for c in range(_CHUNKS)], timeout=900)
+
+
+@pytest.mark.parametrize("chunk", range(_CHUNKS))
+def test_ct_sweep_on_32bit_matches_physics(sweep_runs, chunk):
+    points = _sweep_points(chunk)
+    res = sweep_runs[chunk]
     errors = []
     for (ct, frac), (vals, de, win_us) in zip(points, res):
         inst = [0] * 36
