@@ -22,16 +22,17 @@ from micropython import const
 
 from firmware import tz
 from firmware.demand import Demand
-from firmware.events import EV_TARIFF_CORRUPT, EV_TIME_UNKNOWN
 from firmware.losses import Losses
-from firmware.persist import crc32
-from firmware.tariff import Tariff, MAX_CLASSES
-from firmware.walltime import WallClock, sntp_task
+from firmware.tariff import Tariff
+from firmware.walltime import WallClock
 
-_MAGIC = b"RT01"
+# consts: in the code (flash when frozen), no global slot
+_MAGIC = const(b"RT01")
 # magic, tariff class, billing month, then tariff.c (84), losses.c (24), demand.v (43)
-_FMT = "<4sBi84i24i43I"
-_PATH = "/rtime"
+_FMT = const("<4sBi84i24i43I")
+_PATH = const("/rtime")
+_NEW = const("/rtime.new")
+_CLASSES = const(6)             # firmware/tariff.py MAX_CLASSES
 
 
 class RecTime:
@@ -41,6 +42,7 @@ class RecTime:
         self.persist_s = persist_s
         self.wall = WallClock(board.clock, events, board.time_utc())
         if not self.wall.valid():
+            from firmware.events import EV_TIME_UNKNOWN
             events.add(board.clock.ticks_ms(), EV_TIME_UNKNOWN)
         self.tariff = Tariff(energy)
         self.demand = Demand(energy, events, board.clock, getattr(board, "overrun_out", None))
@@ -87,6 +89,7 @@ class RecTime:
         """The SNTP client for the configured server, restarted when the config
         changes (a new server, or one after a Kiss-o'-Death DENY)."""
         import asyncio
+        from firmware.walltime import sntp_task
         while True:
             cfg = self.cfg
             t = cfg["time"]
@@ -102,29 +105,28 @@ class RecTime:
                     task.cancel()
 
     # ---- the record ----
-    def _pack(self):
-        t, lc, d = self.tariff, self.losses, self.demand
-        return struct.pack(_FMT, _MAGIC, t.cls, d.month, *(list(t.c) + list(lc.c) +
-                                                           list(d.v)))
-
     def save(self):
         if self.vfs is None:
             return
-        b = self._pack()
+        from firmware.persist import crc32
+        t, lc, d = self.tariff, self.losses, self.demand
+        b = struct.pack(_FMT, _MAGIC, t.cls, d.month, *(list(t.c) + list(lc.c) + list(d.v)))
         c = crc32(b)
-        with self.vfs.open(_PATH + ".new", "wb") as f:
+        with self.vfs.open(_NEW, "wb") as f:
             f.write(b)
             f.write(struct.pack("<I", c))
         try:
             self.vfs.remove(_PATH)
         except OSError:
             pass
-        self.vfs.rename(_PATH + ".new", _PATH)
+        self.vfs.rename(_NEW, _PATH)
 
     def restore(self):
         if self.vfs is None:
             return
-        for p in (_PATH, _PATH + ".new"):   # a cut between remove and rename: .new
+        from firmware.persist import crc32
+        v = None
+        for p in (_PATH, _NEW):         # a cut between remove and rename: .new
             try:
                 with self.vfs.open(p, "rb") as f:
                     b = f.read()
@@ -133,13 +135,14 @@ class RecTime:
             n = struct.calcsize(_FMT)
             if len(b) == n + 4 and b[:4] == _MAGIC and \
                     struct.unpack("<I", b[n:])[0] == crc32(b[:n]):
-                self._load(struct.unpack(_FMT, b[:n]))
-                return
+                v = struct.unpack(_FMT, b[:n])
+                break
+            from firmware.events import EV_TARIFF_CORRUPT
             self.events.add(self.wall.clock.ticks_ms(), EV_TARIFF_CORRUPT)
-
-    def _load(self, v):
+        if v is None:
+            return
         t, lc, d = self.tariff, self.losses, self.demand
-        t.cls = v[1] if v[1] < MAX_CLASSES else 0
+        t.cls = v[1] if v[1] < _CLASSES else 0
         d.month = v[2]
         i = 3
         for a in (t.c, lc.c, d.v):
