@@ -115,8 +115,9 @@ class Records:
         self.events = events
         self.clock = clock
         self.utc = utc
-        self.buf = bytearray(KS_REC)            # the one record buffer
-        self._mv = (memoryview(self.buf)[:LC_REC], memoryview(self.buf))
+        # the one record buffer; a ring reads and writes whole slots, so a load curve
+        # record is a view of its first LC_REC bytes, made only around a file access
+        self.buf = bytearray(KS_REC)
         try:
             vfs.mkdir("/rec")
         except OSError:
@@ -155,7 +156,8 @@ class Records:
     def load(self):
         bad = 0
         for ch in (LC, KS):
-            newest, n, b = self.rings[ch].load(self._mv[ch], False)
+            newest, n, b = self.rings[ch].load(
+                memoryview(self.buf)[:LC_REC] if ch == LC else self.buf, False)
             bad += b
             self.seq[ch] = newest
             self.stored[ch] = n
@@ -312,7 +314,7 @@ class Records:
             struct.pack_into(">H", b, 78, st[_SU + 6] // n)
             self._year(stamp, imax // 10)
         ring = self.rings[ch]
-        mv = self._mv[ch]
+        mv = memoryview(b)[:LC_REC] if ch == LC else b
         ring.encode(mv)
         try:
             ring.write(seq, mv)
@@ -349,7 +351,7 @@ class Records:
 
     def record(self, ch, seq):
         """True when record seq of channel ch is stored; it is then in self.buf."""
-        return self.rings[ch].read(seq, self._mv[ch])
+        return self.rings[ch].read(seq, memoryview(self.buf)[:LC_REC] if ch == LC else self.buf)
 
     def find(self, ch, t):
         """Seq of the first stored record stamped at or after UTC t (binary search:

@@ -46,9 +46,6 @@ class Ring:
     def _name(self, i):
         return self.path if self.per == self.n else "%s%d" % (self.path, i)
 
-    def _slots(self, i):
-        return min(self.per, self.n - i * self.per)
-
     # ---- records ----
     def encode(self, buf, off=0):
         """Seal the record at buf[off:]: the CRC of bytes 0..rec-3 in the last two."""
@@ -99,7 +96,7 @@ class Ring:
                 continue        # segment never written
             with f:
                 base = i * self.per
-                for j in range(self._slots(i)):
+                for j in range(min(self.per, self.n - base)):    # slots in file i
                     if f.readinto(buf) != rec:
                         break
                     if full:
@@ -130,7 +127,7 @@ class Ring:
             except OSError:         # a new segment: empty slots
                 f = self.vfs.open(name, "wb")
                 z = bytes(self.rec)
-                for _ in range(self._slots(i)):
+                for _ in range(min(self.per, self.n - i * self.per)):   # its slots
                     f.write(z)
             self._f = f
             self._fi = i

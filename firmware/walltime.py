@@ -45,7 +45,6 @@ class WallClock:
         self._base_us = 0
         self.source = 0
         self.last_step_ms = 0
-        self.sets = 0
         if boot_utc is not None and boot_utc >= _MIN_UTC:
             self.set(boot_utc, _SRC_RTC)
 
@@ -72,39 +71,9 @@ class WallClock:
         self._base_us = self.clock.now_us()
         self._base_ms = new
         self.source = source
-        self.sets += 1
         if self.events is not None and source != _SRC_RTC:   # the boot's RTC: no step
             from firmware.events import EV_CLOCK_SET
             self.events.add(self.clock.ticks_ms(), EV_CLOCK_SET, source)
-
-
-def request(tx_ntp):
-    """A 48-byte SNTP request: LI 0, version 4, mode 3, transmit timestamp tx_ntp
-    ((seconds since 1900, fraction) the server echoes as originate)."""
-    b = bytearray(48)
-    b[0] = (4 << 3) | 3
-    struct.pack_into(">II", b, 40, tx_ntp[0], tx_ntp[1])
-    return b
-
-
-def parse(b, tx_ntp):
-    """(code, utc_ms, kiss): code 0 with the server's transmit time as UTC ms, or the
-    failure (_E_*); kiss is the Kiss-o'-Death code (bytes) for _E_KOD."""
-    if len(b) < 48:
-        return _E_SHORT, 0, b""
-    if b[0] & 7 != 4:
-        return _E_MODE, 0, b""
-    if struct.unpack_from(">II", b, 24) != tx_ntp:
-        return _E_ORIGIN, 0, b""        # not the answer to our request
-    stratum = b[1]
-    if stratum == 0:
-        return _E_KOD, 0, bytes(b[12:16])
-    sec, frac = struct.unpack_from(">II", b, 40)
-    if stratum > 15 or (sec == 0 and frac == 0):
-        return _E_STRATUM, 0, b""
-    if sec < 0x80000000:
-        sec += 1 << 32                 # era 1 (after 2036-02-07)
-    return 0, (sec - _NTP_1970) * 1000 + (frac * 1000 >> 32), b""
 
 
 async def sntp_task(wall, server, interval_s, port=123, timeout_ms=2000, retry_s=60):
@@ -125,7 +94,12 @@ async def sntp_task(wall, server, interval_s, port=123, timeout_ms=2000, retry_s
                 # our own stamp: not the time (it may be unknown) but a nonce to match
                 tx = ((clock.now_us() // 1000000 + 0x80000000) & 0xFFFFFFFF, n)
                 t1 = clock.now_us()
-                s.sendto(request(tx), ai[-1])
+                # the request: LI 0, version 4, mode 3 (client), transmit timestamp tx
+                # (seconds since 1900, fraction) which the server echoes as originate
+                b = bytearray(48)
+                b[0] = (4 << 3) | 3
+                struct.pack_into(">II", b, 40, tx[0], tx[1])
+                s.sendto(b, ai[-1])
                 code = _E_TIMEOUT
                 waited = 0
                 while waited < timeout_ms:
@@ -135,13 +109,30 @@ async def sntp_task(wall, server, interval_s, port=123, timeout_ms=2000, retry_s
                         b = s.recv(64)
                     except OSError:
                         continue
-                    code, ms, kiss = parse(b, tx)
-                    if code == 0:
-                        # half the round trip: the reply's time left the server then
-                        ms += (clock.now_us() - t1) // 2000
-                        wall.set(ms // 1000, SRC_SNTP, ms % 1000)
-                    if code != _E_ORIGIN:
-                        break
+                    # the reply: 0 accepted (the server's transmit time), else _E_*
+                    if len(b) < 48:
+                        code = _E_SHORT
+                    elif b[0] & 7 != 4:
+                        code = _E_MODE
+                    elif struct.unpack_from(">II", b, 24) != tx:
+                        code = _E_ORIGIN
+                        continue            # not the answer to our request: wait on
+                    elif b[1] == 0:
+                        code = _E_KOD
+                        kiss = bytes(b[12:16])
+                    else:
+                        sec, frac = struct.unpack_from(">II", b, 40)
+                        if b[1] > 15 or (sec == 0 and frac == 0):
+                            code = _E_STRATUM
+                        else:
+                            if sec < 0x80000000:
+                                sec += 1 << 32      # era 1 (after 2036-02-07)
+                            ms = (sec - _NTP_1970) * 1000 + (frac * 1000 >> 32)
+                            # half the round trip: the reply's time left the server then
+                            ms += (clock.now_us() - t1) // 2000
+                            wall.set(ms // 1000, SRC_SNTP, ms % 1000)
+                            code = 0
+                    break
             finally:
                 s.close()
         except OSError:

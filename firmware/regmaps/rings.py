@@ -42,20 +42,21 @@ _BASE = const(0xCC00)
 _BLOCK = const(0x200)
 _WINDOW = const(2)
 _HEAD = const(16)
+_TSEL = const(2)                # RingsSpace.sel: index select per channel at 0, 1; time
+_KEY = const(4)                 # select at 2, 3; the image's block, first seq, newest at 4..6
 
 
 class RingsSpace:
     def __init__(self, records):
         self.rec = records
-        self.select = [0, 0, 0, 0]      # per channel: the index select, the time select
+        self.sel = [0, 0, 0, 0, -1, -1, -1]     # the selects and the image's key (_TSEL, _KEY)
         self._img = bytearray(_WINDOW * 2 * _REGS[_KS])     # one image, either block
-        self._key = [-1, -1, -1]                         # its block, first seq, newest
 
     def _fill(self, ch):
         r = self.rec
-        first = self.select[ch] or max(1, r.seq[ch] - _WINDOW + 1)
-        k = self._key
-        if k[0] == ch and k[1] == first and k[2] == r.seq[ch]:
+        k = self.sel
+        first = k[ch] or max(1, r.seq[ch] - _WINDOW + 1)
+        if k[_KEY] == ch and k[_KEY + 1] == first and k[_KEY + 2] == r.seq[ch]:
             return
         n = 2 * _REGS[ch]
         img = self._img
@@ -64,9 +65,9 @@ class RingsSpace:
             ok = s <= r.seq[ch] and s >= r.oldest(ch) and r.record(ch, s)
             for i in range(n):
                 img[w * n + i] = r.buf[i] if ok else 0
-        k[0] = ch
-        k[1] = first
-        k[2] = r.seq[ch]
+        k[_KEY] = ch
+        k[_KEY + 1] = first
+        k[_KEY + 2] = r.seq[ch]
 
     def read(self, addr, count, out, off):
         ch = (addr - _BASE) // _BLOCK
@@ -95,9 +96,9 @@ class RingsSpace:
             elif i <= 5:
                 v = r.oldest(ch)
             elif i <= 7:
-                v = self.select[ch]
+                v = self.sel[ch]
             elif i <= 9:
-                v = self.select[2 + ch]
+                v = self.sel[_TSEL + ch]
             elif i == 10:
                 v = r.st[_PER] if ch == _LC else _KS_PERIOD
             elif i == 11:
@@ -117,8 +118,8 @@ class RingsSpace:
         if ch > _KS or a < 6 or a + count > 10 or (a < 8 < a + count):
             return 2                    # the index select or the time select, not both
         t = a >= 8
-        sel = self.select
-        v = sel[2 + ch] if t else sel[ch]
+        sel = self.sel
+        v = sel[_TSEL + ch] if t else sel[ch]
         base = 8 if t else 6
         for i in range(count):
             w = (src[soff + 2 * i] << 8) | src[soff + 2 * i + 1]
@@ -131,7 +132,7 @@ class RingsSpace:
             s = r.find(ch, v)
             if not s:
                 return 3
-            sel[2 + ch] = v
+            sel[_TSEL + ch] = v
             sel[ch] = s
             return 0
         if v > r.seq[ch]:
