@@ -75,20 +75,24 @@ class Demand:
             self._p[2 * j] = e.hi[i]
             self._p[2 * j + 1] = e.lo[i]
 
-    def _delta(self, j, i):
-        e = self.energy
-        h, lo = e.hi[i], e.lo[i]
-        d = (h - self._p[2 * j]) * _MILLI + lo - self._p[2 * j + 1]
-        self._p[2 * j] = h
-        self._p[2 * j + 1] = lo
-        return d
-
     def tick(self, utc_s, month, cls, dt_ms):
         """utc_s None: time unknown; month = local year * 12 + month - 1."""
         v = self.v
-        de = self._delta(0, _E_IMPORT)
+        e = self.energy
+        pv = self._p
+        de = dva = 0                    # mWh import, mVAh import + export this tick
+        for j in range(3):
+            i = _E_VA + j - 1 if j else _E_IMPORT
+            h, lo = e.hi[i], e.lo[i]
+            d = (h - pv[2 * j]) * _MILLI + lo - pv[2 * j + 1]
+            pv[2 * j] = h
+            pv[2 * j + 1] = lo
+            if j:
+                dva += d
+            else:
+                de = d
         # the apparent power: the last 5 whole minutes' energy, recomputed each minute
-        self._va += self._delta(1, _E_VA) + self._delta(2, _E_VA + 1)
+        self._va += dva
         self._ms += dt_ms
         if self._ms >= 60000:
             self._ms -= 60000

@@ -77,20 +77,6 @@ class Losses:
             self.c[_P + 2 * k] = e.hi[_TOTAL0 + k]
             self.c[_P + 2 * k + 1] = e.lo[_TOTAL0 + k]
 
-    def _add(self, i, units):
-        """Add units/_D mWh (>= 0) to corrected counter i."""
-        c = self.c
-        f = c[8 + i] + units
-        m = f // _D
-        c[8 + i] = f - m * _D
-        if m:
-            lo = c[4 + i] + m
-            if lo >= _MILLI:
-                q = lo // _MILLI
-                lo -= q * _MILLI
-                c[i] += q
-            c[4 + i] = lo
-
     def tick(self, dt_ms):
         e = self.energy
         c = self.c
@@ -109,22 +95,37 @@ class Losses:
             ea = d[0]
             er = d[2] - d[5]                      # Q1 - Q4
             corr = ea * self.kj_i * (_D // 1000) + iron
-            self._add(_C_EXPORT, d[1] * _D)
+            other = d[1] * _D                     # export, uncorrected
             main = _C_IMPORT
         else:
             ea = d[1]
             er = d[3] - d[4]                      # Q2 - Q3 (Er/Ea: both signs flip)
             corr = max(0, ea * self.kj_e * (_D // 1000) - iron)
-            self._add(_C_IMPORT, d[0] * _D)
+            other = d[0] * _D                     # import, uncorrected
             main = _C_EXPORT
-        self._add(main, corr)
         # Er' = Ea' x (Er/Ea + Ktg) in magnitudes: in export the signed Eap, Eam < 0
         # turn Eap x (Erm/Eam - Ktg) into the same (the transformer absorbs Ktg x |P|).
         q = (corr * er // ea if ea else 0) + corr * self.ktg // 100
+        # what each corrected counter gains, in 1/_D mWh (>= 0), into d[0..3]
+        d[0] = d[1] = d[2] = d[3] = 0
+        d[main] = corr
+        d[1 - main] = other
         if q >= 0:
-            self._add(_C_Q_ABSORBED, q)
+            d[_C_Q_ABSORBED] = q
         else:
-            self._add(_C_Q_SUPPLIED, -q)
+            d[_C_Q_SUPPLIED] = -q
+        for i in range(4):
+            if d[i]:
+                f = c[8 + i] + d[i]
+                m = f // _D
+                c[8 + i] = f - m * _D
+                if m:
+                    lo = c[4 + i] + m
+                    if lo >= _MILLI:
+                        q = lo // _MILLI
+                        lo -= q * _MILLI
+                        c[i] += q
+                    c[4 + i] = lo
 
     def milli(self, i):
         return self.c[i] * _MILLI + self.c[4 + i]

@@ -203,8 +203,44 @@ class Records:
         st[_LT] = utc or 0
         st[_LU] = up
         snap = self.meter.front
-        for ch in (LC, KS):
-            self._boundary(ch, utc, up, snap)
+        timed = utc is not None
+        t = utc if timed else up
+        for ch in (LC, KS):                     # each channel's period boundary
+            p = st[_PER] if ch == LC else KS_PERIOD
+            end = st[_END + ch]
+            last = self.last[ch]
+            if not end or timed != st[_TIMED + ch]:
+                if end:
+                    st[_FL + ch] |= _F_INCOMPLETE    # time gained or lost mid-period
+                b = t - t % p + p
+                if timed and last >= b:         # stamps only grow
+                    b = last - last % p + p
+                st[_END + ch] = b
+                st[_TIMED + ch] = timed
+                if end:
+                    continue                    # the period goes on, flagged
+            else:
+                if t < end:
+                    continue
+                b = t - t % p                   # the newest boundary passed
+                if b > end or (timed and last and b - last > p):
+                    st[_FL + ch] |= _F_GAP
+                if not timed:
+                    st[_FL + ch] |= _F_UNTIMED
+                self._write(ch, b if timed else 0, up, snap)
+                st[_END + ch] = b + p
+            # a period starts: uptime (true elapsed time, whatever the clock does), sums
+            st[_T0 + ch] = up
+            if ch == LC:
+                for k in range(_SU + 8, _SU + 12):
+                    st[k] = 0
+                continue
+            for k in range(_SU, _SU + 8):
+                st[k] = 0
+            for b in range(4):
+                for k in range(6):
+                    st[_PV + 2 * (b * 6 + k)] = snap.e_hi[b * _NE + k]
+                    st[_PV + 2 * (b * 6 + k) + 1] = snap.e_lo[b * _NE + k]
         # this second's sample: the sums, the CT checks
         inst = snap.inst
         imax = 0
@@ -234,45 +270,6 @@ class Records:
         else:
             st[_OVER] = 0
             st[_O120] = 0
-
-    def _boundary(self, ch, utc, up, snap):
-        st = self.st
-        timed = utc is not None
-        t = utc if timed else up
-        p = st[_PER] if ch == LC else KS_PERIOD
-        end = st[_END + ch]
-        if not end or timed != st[_TIMED + ch]:
-            if end:
-                st[_FL + ch] |= _F_INCOMPLETE    # time gained or lost mid-period
-            b = t - t % p + p
-            if timed and self.last[ch] >= b:    # stamps only grow
-                b = self.last[ch] - self.last[ch] % p + p
-            st[_END + ch] = b
-            st[_TIMED + ch] = timed
-            if end:
-                return                  # the period goes on, flagged
-        else:
-            if t < end:
-                return
-            b = t - t % p                           # the newest boundary passed
-            if b > end or (timed and self.last[ch] and b - self.last[ch] > p):
-                st[_FL + ch] |= _F_GAP
-            if not timed:
-                st[_FL + ch] |= _F_UNTIMED
-            self._write(ch, b if timed else 0, up, snap)
-            st[_END + ch] = b + p
-        # a period starts: uptime (true elapsed time, whatever the clock does), sums
-        st[_T0 + ch] = up
-        if ch == LC:
-            for k in range(_SU + 8, _SU + 12):
-                st[k] = 0
-            return
-        for k in range(_SU, _SU + 8):
-            st[k] = 0
-        for b in range(4):
-            for k in range(6):
-                st[_PV + 2 * (b * 6 + k)] = snap.e_hi[b * _NE + k]
-                st[_PV + 2 * (b * 6 + k) + 1] = snap.e_lo[b * _NE + k]
 
     def _write(self, ch, stamp, up, snap):
         b = self.buf

@@ -52,32 +52,27 @@ class RingsSpace:
         self.sel = [0, 0, 0, 0, -1, -1, -1]     # the selects and the image's key (_TSEL, _KEY)
         self._img = bytearray(_WINDOW * 2 * _REGS[_KS])     # one image, either block
 
-    def _fill(self, ch):
-        r = self.rec
-        k = self.sel
-        first = k[ch] or max(1, r.seq[ch] - _WINDOW + 1)
-        if k[_KEY] == ch and k[_KEY + 1] == first and k[_KEY + 2] == r.seq[ch]:
-            return
-        n = 2 * _REGS[ch]
-        img = self._img
-        for w in range(_WINDOW):
-            s = first + w
-            ok = s <= r.seq[ch] and s >= r.oldest(ch) and r.record(ch, s)
-            for i in range(n):
-                img[w * n + i] = r.buf[i] if ok else 0
-        k[_KEY] = ch
-        k[_KEY + 1] = first
-        k[_KEY + 2] = r.seq[ch]
-
     def read(self, addr, count, out, off):
         ch = (addr - _BASE) // _BLOCK
         a = addr - _BASE - ch * _BLOCK
         if ch > _KS or a + count > _HEAD + _WINDOW * _REGS[ch]:
             return 2
         r = self.rec
-        if a + count > _HEAD:
-            self._fill(ch)
         img = self._img
+        k = self.sel
+        first = k[ch] or max(1, r.seq[ch] - _WINDOW + 1)
+        if a + count > _HEAD and (k[_KEY] != ch or k[_KEY + 1] != first
+                                  or k[_KEY + 2] != r.seq[ch]):
+            # the window changed (a new record, a new select): refill the image from flash
+            n = 2 * _REGS[ch]
+            for w in range(_WINDOW):
+                s = first + w
+                ok = s <= r.seq[ch] and s >= r.oldest(ch) and r.record(ch, s)
+                for i in range(n):
+                    img[w * n + i] = r.buf[i] if ok else 0
+            k[_KEY] = ch
+            k[_KEY + 1] = first
+            k[_KEY + 2] = r.seq[ch]
         o = off
         for i in range(a, a + count):
             if i >= _HEAD:
