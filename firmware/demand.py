@@ -38,6 +38,11 @@ _MAX_T = const(12)
 _OVER_S = const(24)
 _BILL_T = const(36)
 _MIN_VA = const(38)
+# Demand._p: the totals at the last tick (hi, lo: import, VA import, VA export), then
+# the current minute's slot in the 5, ms into it, its mVAh (an int array: no attributes)
+_MI = const(6)
+_MS = const(7)
+_VA = const(8)
 
 
 class Demand:
@@ -47,7 +52,7 @@ class Demand:
         self.clock = clock
         self.pin = pin
         self.v = array("L", [0] * (_MIN_VA + 5))
-        self._p = array("i", bytes(4 * 6))       # totals (hi, lo): import, VA import/export
+        self._p = array("i", bytes(4 * (_VA + 1)))
         self.period_s = 600
         self.ps_w = (0,) * _CLASSES     # the config's list once configured
         self.k_pct = 90
@@ -58,9 +63,6 @@ class Demand:
         self.last_w = 0                 # average power of the last whole period
         self.hold = False               # the last whole period exceeded k x Ps
         self.warning = False
-        self._mi = 0
-        self._ms = 0                    # ms into the current minute
-        self._va = 0                    # mVAh in the current minute
         self.s5_va = 0
         self.mark()
 
@@ -92,13 +94,13 @@ class Demand:
             else:
                 de = d
         # the apparent power: the last 5 whole minutes' energy, recomputed each minute
-        self._va += dva
-        self._ms += dt_ms
-        if self._ms >= 60000:
-            self._ms -= 60000
-            v[_MIN_VA + self._mi] = self._va
-            self._mi = (self._mi + 1) % 5
-            self._va = 0
+        pv[_VA] += dva
+        pv[_MS] += dt_ms
+        if pv[_MS] >= 60000:
+            pv[_MS] -= 60000
+            v[_MIN_VA + pv[_MI]] = pv[_VA]
+            pv[_MI] = (pv[_MI] + 1) % 5
+            pv[_VA] = 0
             s = 0
             for i in range(_MIN_VA, _MIN_VA + 5):
                 s += v[i]

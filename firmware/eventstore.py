@@ -37,7 +37,6 @@ _FLUSH_N = const(8)
 
 class EventStore:
     def __init__(self, vfs, events, clock, time_utc=None):
-        self.vfs = vfs
         self.events = events
         self.clock = clock
         self.time_utc = time_utc
@@ -70,7 +69,7 @@ class EventStore:
         """Factory reset: the log on flash and every event so far are gone; numbering
         starts again at 1 with the next event."""
         try:
-            self.vfs.remove("/ev/log")
+            self.ring.vfs.remove("/ev/log")
         except OSError:
             pass                # no log yet
         self.base = 1 - self.events.total

@@ -17,7 +17,6 @@ then), and what the record has beyond the meter's (the counter record being olde
 is taken back from it, so the per-class counters always add up to the totals' growth:
 nothing lost, nothing counted twice.
 """
-import struct
 from micropython import const
 
 from firmware import tz
@@ -48,7 +47,47 @@ class RecTime:
         self.demand = Demand(energy, events, board.clock, getattr(board, "overrun_out", None))
         self.losses = Losses(energy)
         self.cfg = None
-        self.restore()
+        if vfs is None:
+            return
+        # The record (module doc): the newest valid one, reconciled with the meter's
+        # restored totals.
+        import struct
+        from firmware.persist import crc32
+        v = None
+        for p in (_PATH, _NEW):         # a cut between remove and rename: .new
+            try:
+                with vfs.open(p, "rb") as f:
+                    b = f.read()
+            except OSError:
+                continue
+            n = struct.calcsize(_FMT)
+            if len(b) == n + 4 and b[:4] == _MAGIC and \
+                    struct.unpack("<I", b[n:])[0] == crc32(b[:n]):
+                v = struct.unpack(_FMT, b[:n])
+                break
+            from firmware.events import EV_TARIFF_CORRUPT
+            events.add(board.clock.ticks_ms(), EV_TARIFF_CORRUPT)
+        if v is None:
+            return
+        t, lc, d = self.tariff, self.losses, self.demand
+        t.cls = v[1] if v[1] < _CLASSES else 0
+        d.month = v[2]
+        i = 3
+        for a in (t.c, lc.c, d.v):
+            for k in range(len(a)):
+                a[k] = v[i]
+                i += 1
+        # the difference goes to (or comes back from) the class saved; the corrected
+        # counters carry on from the saved totals when the meter is ahead, else from
+        # the meter's
+        t.sync()
+        e = lc.energy
+        for k in range(6):
+            p = lc.c[12 + 2 * k] * 1000000 + lc.c[13 + 2 * k]     # losses.py _P
+            if e.hi[24 + k] * 1000000 + e.lo[24 + k] < p:
+                lc.mark()
+                break
+        d.mark()
 
     def configure(self, cfg):
         self.cfg = cfg
@@ -108,6 +147,7 @@ class RecTime:
     def save(self):
         if self.vfs is None:
             return
+        import struct
         from firmware.persist import crc32
         t, lc, d = self.tariff, self.losses, self.demand
         b = struct.pack(_FMT, _MAGIC, t.cls, d.month, *(list(t.c) + list(lc.c) + list(d.v)))
@@ -120,43 +160,3 @@ class RecTime:
         except OSError:
             pass
         self.vfs.rename(_NEW, _PATH)
-
-    def restore(self):
-        if self.vfs is None:
-            return
-        from firmware.persist import crc32
-        v = None
-        for p in (_PATH, _NEW):         # a cut between remove and rename: .new
-            try:
-                with self.vfs.open(p, "rb") as f:
-                    b = f.read()
-            except OSError:
-                continue
-            n = struct.calcsize(_FMT)
-            if len(b) == n + 4 and b[:4] == _MAGIC and \
-                    struct.unpack("<I", b[n:])[0] == crc32(b[:n]):
-                v = struct.unpack(_FMT, b[:n])
-                break
-            from firmware.events import EV_TARIFF_CORRUPT
-            self.events.add(self.wall.clock.ticks_ms(), EV_TARIFF_CORRUPT)
-        if v is None:
-            return
-        t, lc, d = self.tariff, self.losses, self.demand
-        t.cls = v[1] if v[1] < _CLASSES else 0
-        d.month = v[2]
-        i = 3
-        for a in (t.c, lc.c, d.v):
-            for k in range(len(a)):
-                a[k] = v[i]
-                i += 1
-        # Reconcile with the meter's restored totals (module doc): the difference goes
-        # to (or comes back from) the class saved; the corrected counters carry on from
-        # the saved totals when the meter is ahead, else from the meter's.
-        t.sync()
-        e = lc.energy
-        for k in range(6):
-            p = lc.c[12 + 2 * k] * 1000000 + lc.c[13 + 2 * k]     # losses.py _P
-            if e.hi[24 + k] * 1000000 + e.lo[24 + k] < p:
-                lc.mark()
-                break
-        d.mark()
