@@ -46,7 +46,7 @@ _VA = const(8)
 
 
 class Demand:
-    def __init__(self, energy, events=None, clock=None, pin=None):
+    def __init__(self, energy, events, clock, pin):
         self.energy = energy
         self.events = events
         self.clock = clock

@@ -3,7 +3,7 @@
     from firmware.records import Records
     rec = Records(vfs, meter, events, clock, utc, cfg)  # utc() -> s since 1970 or None
     rec.load()                   # at boot: newest records -> next seqs, CT year maximum
-    sup.spawn("records", rec.run)   # one step a second: samples, boundaries, writes
+    sup.spawn("records", lambda: rec.run(1))   # a step a second: samples, boundaries, writes
     rec.step(utc_s, uptime_s)    # what run() does each second (tests drive it directly)
     rec.record(ch, seq)          # True and rec.buf holds the record (ch LC or KS)
     rec.find(ch, t)              # seq of the first record stamped at or after t
@@ -169,7 +169,7 @@ class Records:
             self.events.add(self.clock.ticks_ms(), _ev.EV_RECORD_CORRUPT, min(bad, 255))
 
     # ---- every second ----
-    async def run(self, speed=1):
+    async def run(self, speed):
         """A step a second. speed > 1 (the host run's RECORDS_SPEED only): the records'
         time runs that many times faster than the meter's, from the UTC at the first
         step; averages then read power / speed (for exercising records and tools)."""
@@ -312,7 +312,7 @@ class Records:
             self._year(stamp, imax // 10)
         ring = self.rings[ch]
         mv = memoryview(b)[:LC_REC] if ch == LC else b
-        ring.encode(mv)
+        ring.encode(mv, 0)
         try:
             ring.write(seq, mv)
         except OSError as e:

@@ -53,7 +53,7 @@ FIELDS = (
 
 
 class RecordsSpace:
-    def __init__(self, rt, settings=None):
+    def __init__(self, rt, settings):
         self.rt = rt
         self.settings = settings
 
