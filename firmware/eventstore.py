@@ -36,7 +36,7 @@ _FLUSH_N = const(8)
 
 
 class EventStore:
-    def __init__(self, vfs, events, clock, time_utc):
+    def __init__(self, vfs, events, clock, time_utc=None):
         self.events = events
         self.clock = clock
         self.time_utc = time_utc
@@ -58,7 +58,7 @@ class EventStore:
     # ---- boot ----
     def load(self):
         """Scan the file: the newest valid seq continues the numbering."""
-        newest, n, bad = self.ring.load(self._buf, True)
+        newest, n, bad = self.ring.load(self._buf)
         self.base = newest + 1
         self.stored = n
         if bad:
@@ -103,7 +103,7 @@ class EventStore:
                     if utc:
                         u = utc - ((now - t) & 0x3FFFFFFF) // 1000
                     struct.pack_into("<IIIBB", b, 0, seq, t & 0x3FFFFFFF, u, code, arg)
-                    ring.encode(b, 0)
+                    ring.encode(b)
                     ring.put(seq, b)        # one open/close for the batch
                     k += 1
                     n += 1

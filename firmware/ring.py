@@ -2,7 +2,7 @@
 
     from firmware.ring import Ring
     r = Ring(vfs, "/ev/log", 256, 16)   # 256 slots of 16 bytes (one 4 KB file)
-    newest, stored, bad = r.load(buf, True)   # boot scan (one record buffer, no list)
+    newest, stored, bad = r.load()     # boot scan (one record buffer, no list)
     r.encode(buf, 0)                   # seal buf (seq at 0 already packed): CRC at the end
     r.write(seq, buf)                  # one record; or f = r.open_w(seq) ... for a batch
     r.read(seq, buf)                   # True when slot holds a valid record with that seq
@@ -47,13 +47,13 @@ class Ring:
         return self.path if self.per == self.n else "%s%d" % (self.path, i)
 
     # ---- records ----
-    def encode(self, buf, off):
+    def encode(self, buf, off=0):
         """Seal the record at buf[off:]: the CRC of bytes 0..rec-3 in the last two."""
         k = self.rec - 2
         struct.pack_into(">H" if self.big else "<H", buf, off + k,
                          crc32_halves(memoryview(buf)[off:], k)[1])
 
-    def check(self, buf, off):
+    def check(self, buf, off=0):
         """seq of the record at buf[off:], 0 for an empty slot, -1 when corrupt."""
         k = self.rec - 2
         seq = struct.unpack_from(">I" if self.big else "<I", buf, off)[0]
@@ -66,7 +66,7 @@ class Ring:
         return 0
 
     # ---- boot ----
-    def load(self, buf, full):
+    def load(self, buf, full=True):
         """Scan every slot (buf: one record buffer): (newest seq, valid, bad).
         A record is bad if its CRC fails or its seq sits in the wrong slot. full=False
         (big rings: a CRC per record would take seconds at boot on a board) reads the
@@ -100,7 +100,7 @@ class Ring:
                     if f.readinto(buf) != rec:
                         break
                     if full:
-                        s = self.check(buf, 0)
+                        s = self.check(buf)
                     else:
                         s = struct.unpack_from(">I" if self.big else "<I", buf, 0)[0]
                         if cap and s >= cap:
@@ -161,4 +161,4 @@ class Ring:
                     return False
         except OSError:
             return False
-        return self.check(buf, 0) == seq
+        return self.check(buf) == seq
