@@ -35,14 +35,8 @@ _FLUSH_S = const(10)
 _FLUSH_N = const(8)
 
 
-def encode(ring, buf, off, seq, t_ms, utc, code, arg):
-    struct.pack_into("<IIIBB", buf, off, seq, t_ms & 0x3FFFFFFF, utc, code, arg)
-    ring.encode(buf, off)
-
-
 class EventStore:
     def __init__(self, vfs, events, clock, time_utc=None):
-        self.vfs = vfs
         self.events = events
         self.clock = clock
         self.time_utc = time_utc
@@ -75,7 +69,7 @@ class EventStore:
         """Factory reset: the log on flash and every event so far are gone; numbering
         starts again at 1 with the next event."""
         try:
-            self.vfs.remove("/ev/log")
+            self.ring.vfs.remove("/ev/log")
         except OSError:
             pass                # no log yet
         self.base = 1 - self.events.total
@@ -108,7 +102,8 @@ class EventStore:
                     u = 0
                     if utc:
                         u = utc - ((now - t) & 0x3FFFFFFF) // 1000
-                    encode(ring, b, 0, seq, t, u, code, arg)
+                    struct.pack_into("<IIIBB", b, 0, seq, t & 0x3FFFFFFF, u, code, arg)
+                    ring.encode(b)
                     ring.put(seq, b)        # one open/close for the batch
                     k += 1
                     n += 1

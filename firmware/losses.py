@@ -6,7 +6,8 @@ tariff point computed from the measured energy, beside it (never replacing it).
     lc = Losses(meter.energy)
     lc.configure(cfg["losses"])   # kj_import, kj_export (per-mille), kf_w, ktg (1/100)
     lc.tick(dt_ms)                # in a task, every few seconds (the net-flow method)
-    lc.milli(C_IMPORT)            # corrected mWh / mvarh
+    lc.milli(0)                   # corrected mWh / mvarh: 0 import, 1 export, 2 Q absorbed,
+                                  # 3 Q supplied (_C_*)
 
 Per tick the direction is the sign of the measured net active energy (import - export
 over the tick: "uniquement de l'énergie active mesurée", digest 3.2), and only that
@@ -15,7 +16,7 @@ direction is corrected (net flow, digest 3.5 (b)):
     export:  Ea' = Ea x Kj_e/1000 - Kf x dt (>= 0)   Er' = Ea' x (Er/Ea - Ktg) signed,
              which is Ea' x (Er/Ea + Ktg) in magnitudes (Ea, Ea' > 0)
 with Er the signed measured reactive (import Q1 - Q4, export Q2 - Q3); a positive Er'
-counts as absorbed (C_Q_ABSORBED), a negative one as supplied. The other direction's
+counts as absorbed (_C_Q_ABSORBED), a negative one as supplied. The other direction's
 active energy is carried over uncorrected. A tick without active flow (transformer
 energised, no load) adds the iron losses Kf x dt to import.
 Integers: each corrected counter keeps its fraction in units of 1/360,000,000 mWh
@@ -24,10 +25,10 @@ Integers: each corrected counter keeps its fraction in units of 1/360,000,000 mW
 from array import array
 from micropython import const
 
-C_IMPORT = const(0)
-C_EXPORT = const(1)
-C_Q_ABSORBED = const(2)       # reactive drawn (Er' > 0): "réactif soutiré"
-C_Q_SUPPLIED = const(3)
+_C_IMPORT = const(0)
+_C_EXPORT = const(1)
+_C_Q_ABSORBED = const(2)      # reactive drawn (Er' > 0): "réactif soutiré"
+_C_Q_SUPPLIED = const(3)
 _D = const(360000000)         # fraction units per mWh
 _TOTAL0 = const(24)           # firmware/snapshot.py: block TOTAL x NE
 _MILLI = const(1000000)
@@ -76,32 +77,16 @@ class Losses:
             self.c[_P + 2 * k] = e.hi[_TOTAL0 + k]
             self.c[_P + 2 * k + 1] = e.lo[_TOTAL0 + k]
 
-    def _delta(self, k):
+    def tick(self, dt_ms):
         e = self.energy
         c = self.c
-        h = e.hi[_TOTAL0 + k]
-        lo = e.lo[_TOTAL0 + k]
-        d = (h - c[_P + 2 * k]) * _MILLI + lo - c[_P + 2 * k + 1]
-        c[_P + 2 * k] = h
-        c[_P + 2 * k + 1] = lo
-        return d
-
-    def _add(self, i, units):
-        """Add units/_D mWh (>= 0) to corrected counter i."""
-        c = self.c
-        f = c[8 + i] + units
-        m = f // _D
-        c[8 + i] = f - m * _D
-        if m:
-            lo = c[4 + i] + m
-            if lo >= _MILLI:
-                q = lo // _MILLI
-                lo -= q * _MILLI
-                c[i] += q
-            c[4 + i] = lo
-
-    def tick(self, dt_ms):
-        d = [self._delta(k) for k in range(6)]     # import, export, Q1..Q4 (mWh)
+        d = [0] * 6                     # measured import, export, Q1..Q4 (mWh) this tick
+        for k in range(6):
+            h = e.hi[_TOTAL0 + k]
+            lo = e.lo[_TOTAL0 + k]
+            d[k] = (h - c[_P + 2 * k]) * _MILLI + lo - c[_P + 2 * k + 1]
+            c[_P + 2 * k] = h
+            c[_P + 2 * k + 1] = lo
         if not self.enabled:
             return
         iron = self.kf_w * dt_ms * (_D // 3600)     # W x ms = 1/3600 mWh
@@ -110,22 +95,37 @@ class Losses:
             ea = d[0]
             er = d[2] - d[5]                      # Q1 - Q4
             corr = ea * self.kj_i * (_D // 1000) + iron
-            self._add(C_EXPORT, d[1] * _D)
-            main = C_IMPORT
+            other = d[1] * _D                     # export, uncorrected
+            main = _C_IMPORT
         else:
             ea = d[1]
             er = d[3] - d[4]                      # Q2 - Q3 (Er/Ea: both signs flip)
             corr = max(0, ea * self.kj_e * (_D // 1000) - iron)
-            self._add(C_IMPORT, d[0] * _D)
-            main = C_EXPORT
-        self._add(main, corr)
+            other = d[0] * _D                     # import, uncorrected
+            main = _C_EXPORT
         # Er' = Ea' x (Er/Ea + Ktg) in magnitudes: in export the signed Eap, Eam < 0
         # turn Eap x (Erm/Eam - Ktg) into the same (the transformer absorbs Ktg x |P|).
         q = (corr * er // ea if ea else 0) + corr * self.ktg // 100
+        # what each corrected counter gains, in 1/_D mWh (>= 0), into d[0..3]
+        d[0] = d[1] = d[2] = d[3] = 0
+        d[main] = corr
+        d[1 - main] = other
         if q >= 0:
-            self._add(C_Q_ABSORBED, q)
+            d[_C_Q_ABSORBED] = q
         else:
-            self._add(C_Q_SUPPLIED, -q)
+            d[_C_Q_SUPPLIED] = -q
+        for i in range(4):
+            if d[i]:
+                f = c[8 + i] + d[i]
+                m = f // _D
+                c[8 + i] = f - m * _D
+                if m:
+                    lo = c[4 + i] + m
+                    if lo >= _MILLI:
+                        q = lo // _MILLI
+                        lo -= q * _MILLI
+                        c[i] += q
+                    c[4 + i] = lo
 
     def milli(self, i):
         return self.c[i] * _MILLI + self.c[4 + i]

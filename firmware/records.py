@@ -3,7 +3,7 @@
     from firmware.records import Records
     rec = Records(vfs, meter, events, clock, utc, cfg)  # utc() -> s since 1970 or None
     rec.load()                   # at boot: newest records -> next seqs, CT year maximum
-    sup.spawn("records", rec.run)   # one step a second: samples, boundaries, writes
+    sup.spawn("records", lambda: rec.run(1))   # a step a second: samples, boundaries, writes
     rec.step(utc_s, uptime_s)    # what run() does each second (tests drive it directly)
     rec.record(ch, seq)          # True and rec.buf holds the record (ch LC or KS)
     rec.find(ch, t)              # seq of the first record stamped at or after t
@@ -49,32 +49,40 @@ period, digest 2.1; "depasse de facon durable" gives no time); ct_underused when
 useful range for its class (records.ct_class: 0.2SE 0.2 %, 0.2S 20 %, 0.5 40 % of the
 primary: the lower bounds of digest 4.3's formulas).
 """
-import asyncio
 import struct
-import time
 from array import array
 from micropython import const
 
 from firmware import events as _ev
-from firmware.config import CT_CLASSES
 from firmware.ring import Ring
-from firmware.snapshot import U_MV, I_MA, F_MHZ, TOTAL, NQ, NE
 
+# Public: firmware/regmaps/rings.py and the tests use them. The rest is private (a
+# `_NAME = const()` takes no global slot: the module's dict stays small).
 LC = const(0)
 KS = const(1)
-LC_N = const(5760)
-KS_N = const(4320)
 LC_REC = const(74)
 KS_REC = const(82)
 KS_PERIOD = const(300)
+_LC_N = const(5760)
+_KS_N = const(4320)
 
-F_INCOMPLETE = const(1)
-F_GAP = const(2)
-F_UNTIMED = const(4)
-F_CLOCK = const(8)
-F_BOOT = const(16)
+_F_INCOMPLETE = const(1)
+_F_GAP = const(2)
+_F_UNTIMED = const(4)
+_F_CLOCK = const(8)
+_F_BOOT = const(16)
 
-CT_MIN_PERMILLE = (2, 200, 400)        # bottom of the useful range, per class
+# firmware/snapshot.py: U_MV, I_MA, F_MHZ (quantities), NQ per block, TOTAL (total
+# block's first), NE counters per block (tests/test_records.py checks the records
+# against the snapshot's own fields)
+_U_MV = const(0)
+_I_MA = const(1)
+_F_MHZ = const(7)
+_NQ = const(9)
+_TOTAL = const(27)
+_NE = const(8)
+
+_CT_MIN_PERMILLE = const((2, 200, 400))    # bottom of the useful range, per class
 _YEAR_DAYS = const(365)
 # Indexes of Records.st (per channel: + LC or + KS).
 _END = const(0)
@@ -90,21 +98,26 @@ _OVER = const(13)
 _O120 = const(14)
 _YMAX = const(15)
 _YDAY = const(16)
-_PER = const(17)
+_PER = const(17)                # firmware/regmaps/rings.py reads the period here
 _RATING = const(18)
 _CTMIN = const(19)
 _SUST = const(20)
-_NST = const(21)
+# KSEM: counters at the period start (hi, lo per block x 6 kinds); then sums of
+# samples: U x3, I x3, f, n (KS), U x3, n (LC).
+_PV = const(21)
+_SU = const(69)
+_NST = const(81)
 
 
 class Records:
-    def __init__(self, vfs, meter, events, clock, utc, cfg, sizes=(LC_N, KS_N)):
+    def __init__(self, vfs, meter, events, clock, utc, cfg, sizes=(_LC_N, _KS_N)):
         self.meter = meter
         self.events = events
         self.clock = clock
         self.utc = utc
-        self.buf = bytearray(KS_REC)            # the one record buffer
-        self._mv = (memoryview(self.buf)[:LC_REC], memoryview(self.buf))
+        # the one record buffer; a ring reads and writes whole slots, so a load curve
+        # record is a view of its first LC_REC bytes, made only around a file access
+        self.buf = bytearray(KS_REC)
         try:
             vfs.mkdir("/rec")
         except OSError:
@@ -115,38 +128,36 @@ class Records:
         self.seq = [0, 0]
         self.stored = [0, 0]
         self.last = [0, 0]
-        # The rest of the state in one int array (fewer heap objects), indexed by the
+        # The rest of the state in one int array (one heap object), indexed by the
         # _consts above: per channel the next boundary (0: not started), its time domain
         # (1 UTC, 0 uptime), pending flags, period start (uptime s); the last step's UTC
-        # and uptime, uptime s and ms, the CT checks and the config's values.
-        self.st = array("i", [0] * _NST)
-        self.st[_FL + LC] = self.st[_FL + KS] = F_INCOMPLETE | F_BOOT
-        # KSEM: counters at the period start (hi, lo per block x 6 kinds) and sums of
-        # samples: U x3, I x3, f, n (KS), U x3, n (LC), in 10 mV / 10 mA / mHz: an hour of
-        # them stays below 2**30 (small ints on a 32-bit board).
-        self.prev = array("i", [0] * 48)
-        self.sums = array("i", [0] * 12)
+        # and uptime, uptime s and ms, the CT checks and the config's values; from _PV
+        # the KSEM's counters at its period start, from _SU the sums of samples in
+        # 10 mV / 10 mA / mHz: an hour of them stays below 2**30 (small ints on a board).
+        self.st = array("i", bytes(4 * _NST))
+        self.st[_FL + LC] = self.st[_FL + KS] = _F_INCOMPLETE | _F_BOOT
         self.space = None                       # firmware/regmaps/rings.py, when served
         self.apply_config(cfg)
 
     def apply_config(self, cfg):
+        from firmware.config import CT_CLASSES
         r = cfg["records"]
         p = r["period_min"] * 60
         if self.st[_END + LC] and p != self.st[_PER]:
             self.st[_END + LC] = 0                  # restart on the new grid
-            self.st[_FL + LC] |= F_INCOMPLETE
-        self.st[_PER] = p
-        self.period = p                         # for readers (Modbus header)
+            self.st[_FL + LC] |= _F_INCOMPLETE
+        self.st[_PER] = p               # period s (firmware/regmaps/rings.py reads it here)
         m = cfg["metering"]
         self.st[_RATING] = m["ct_primary_a"] * 1000 if m["ct_enabled"] else 0
-        self.st[_CTMIN] = CT_MIN_PERMILLE[CT_CLASSES.index(r["ct_class"])]
+        self.st[_CTMIN] = _CT_MIN_PERMILLE[CT_CLASSES.index(r["ct_class"])]
         self.st[_SUST] = r["ct_sustain_s"]
 
     # ---- boot ----
     def load(self):
         bad = 0
         for ch in (LC, KS):
-            newest, n, b = self.rings[ch].load(self._mv[ch], False)
+            newest, n, b = self.rings[ch].load(
+                memoryview(self.buf)[:LC_REC] if ch == LC else self.buf, False)
             bad += b
             self.seq[ch] = newest
             self.stored[ch] = n
@@ -158,10 +169,12 @@ class Records:
             self.events.add(self.clock.ticks_ms(), _ev.EV_RECORD_CORRUPT, min(bad, 255))
 
     # ---- every second ----
-    async def run(self, speed=1):
+    async def run(self, speed):
         """A step a second. speed > 1 (the host run's RECORDS_SPEED only): the records'
         time runs that many times faster than the meter's, from the UTC at the first
         step; averages then read power / speed (for exercising records and tools)."""
+        import asyncio
+        import time
         last = self.clock.ticks_ms()
         base = None
         st = self.st
@@ -180,134 +193,126 @@ class Records:
             self.step(utc, st[_UPS])
 
     def step(self, utc, up):
-        if utc is not None and self.st[_HLT]:
-            d = (utc - self.st[_LT]) - (up - self.st[_LU])
+        st = self.st
+        if utc is not None and st[_HLT]:
+            d = (utc - st[_LT]) - (up - st[_LU])
             if d > 2 or d < -2:                 # the clock was set
                 for ch in (LC, KS):
-                    self.st[_FL + ch] |= F_CLOCK | F_INCOMPLETE
-        self.st[_HLT] = 0 if utc is None else 1
-        self.st[_LT] = utc or 0
-        self.st[_LU] = up
+                    st[_FL + ch] |= _F_CLOCK | _F_INCOMPLETE
+        st[_HLT] = 0 if utc is None else 1
+        st[_LT] = utc or 0
+        st[_LU] = up
         snap = self.meter.front
-        for ch in (LC, KS):
-            self._boundary(ch, utc, up, snap)
-        self._sample(snap)
-
-    def _sample(self, snap):
-        s = self.sums
+        timed = utc is not None
+        t = utc if timed else up
+        for ch in (LC, KS):                     # each channel's period boundary
+            p = st[_PER] if ch == LC else KS_PERIOD
+            end = st[_END + ch]
+            last = self.last[ch]
+            if not end or timed != st[_TIMED + ch]:
+                if end:
+                    st[_FL + ch] |= _F_INCOMPLETE    # time gained or lost mid-period
+                b = t - t % p + p
+                if timed and last >= b:         # stamps only grow
+                    b = last - last % p + p
+                st[_END + ch] = b
+                st[_TIMED + ch] = timed
+                if end:
+                    continue                    # the period goes on, flagged
+            else:
+                if t < end:
+                    continue
+                b = t - t % p                   # the newest boundary passed
+                if b > end or (timed and last and b - last > p):
+                    st[_FL + ch] |= _F_GAP
+                if not timed:
+                    st[_FL + ch] |= _F_UNTIMED
+                self._write(ch, b if timed else 0, up, snap)
+                st[_END + ch] = b + p
+            # a period starts: uptime (true elapsed time, whatever the clock does), sums
+            st[_T0 + ch] = up
+            if ch == LC:
+                for k in range(_SU + 8, _SU + 12):
+                    st[k] = 0
+                continue
+            for k in range(_SU, _SU + 8):
+                st[k] = 0
+            for b in range(4):
+                for k in range(6):
+                    st[_PV + 2 * (b * 6 + k)] = snap.e_hi[b * _NE + k]
+                    st[_PV + 2 * (b * 6 + k) + 1] = snap.e_lo[b * _NE + k]
+        # this second's sample: the sums, the CT checks
         inst = snap.inst
         imax = 0
         for ph in range(3):
-            u = inst[ph * NQ + U_MV] // 10
-            i = inst[ph * NQ + I_MA]
-            s[ph] += u
-            s[8 + ph] += u
-            s[3 + ph] += i // 10
+            u = inst[ph * _NQ + _U_MV] // 10
+            i = inst[ph * _NQ + _I_MA]
+            st[_SU + ph] += u
+            st[_SU + 8 + ph] += u
+            st[_SU + 3 + ph] += i // 10
             if i > imax:
                 imax = i
-        s[6] += inst[TOTAL + F_MHZ]
-        s[7] += 1
-        s[11] += 1
-        r = self.st[_RATING]
+        st[_SU + 6] += inst[_TOTAL + _F_MHZ]
+        st[_SU + 7] += 1
+        st[_SU + 11] += 1
+        r = st[_RATING]
         if not r:
             return
         now = self.clock.ticks_ms()
         if imax * 10 >= r * 12:
-            if not self.st[_O120]:
-                self.st[_O120] = 1
+            if not st[_O120]:
+                st[_O120] = 1
                 self.events.add(now, _ev.EV_CT_OVER_120, min(255, imax * 100 // r))
         if imax * 10 > r * 11:
-            self.st[_OVER] += 1
-            if self.st[_OVER] == self.st[_SUST]:
-                self.events.add(now, _ev.EV_CT_OVER_110, min(255, self.st[_SUST] // 60))
+            st[_OVER] += 1
+            if st[_OVER] == st[_SUST]:
+                self.events.add(now, _ev.EV_CT_OVER_110, min(255, st[_SUST] // 60))
         else:
-            self.st[_OVER] = 0
-            self.st[_O120] = 0
-
-    def _boundary(self, ch, utc, up, snap):
-        timed = utc is not None
-        t = utc if timed else up
-        p = self.st[_PER] if ch == LC else KS_PERIOD
-        end = self.st[_END + ch]
-        if not end or timed != self.st[_TIMED + ch]:
-            if end:
-                self.st[_FL + ch] |= F_INCOMPLETE    # time gained or lost mid-period
-            b = t - t % p + p
-            if timed and self.last[ch] >= b:    # stamps only grow
-                b = self.last[ch] - self.last[ch] % p + p
-            self.st[_END + ch] = b
-            self.st[_TIMED + ch] = timed
-            if not end:
-                self._start(ch, up, snap)   # else the period goes on, flagged
-            return
-        if t < end:
-            return
-        b = t - t % p                           # the newest boundary passed
-        if b > end or (timed and self.last[ch] and b - self.last[ch] > p):
-            self.st[_FL + ch] |= F_GAP
-        if not timed:
-            self.st[_FL + ch] |= F_UNTIMED
-        self._write(ch, b if timed else 0, up, snap)
-        self.st[_END + ch] = b + p
-        self._start(ch, up, snap)
-
-    def _start(self, ch, up, snap):
-        self.st[_T0 + ch] = up           # uptime: true elapsed time, whatever the clock does
-        s = self.sums
-        if ch == LC:
-            for k in range(8, 12):
-                s[k] = 0
-            return
-        for k in range(8):
-            s[k] = 0
-        pv = self.prev
-        for b in range(4):
-            for k in range(6):
-                pv[2 * (b * 6 + k)] = snap.e_hi[b * NE + k]
-                pv[2 * (b * 6 + k) + 1] = snap.e_lo[b * NE + k]
+            st[_OVER] = 0
+            st[_O120] = 0
 
     def _write(self, ch, stamp, up, snap):
         b = self.buf
+        st = self.st
         seq = self.seq[ch] + 1
-        dt = max(1, up - self.st[_T0 + ch])
-        s = self.sums
+        dt = max(1, up - st[_T0 + ch])
         if ch == LC:
-            n = s[11] or 1
-            struct.pack_into(">IIHHHHHH", b, 0, seq, stamp, self.st[_FL + ch], self.st[_PER] // 60,
-                             s[8] // n, s[9] // n, s[10] // n, min(dt, 65535))
+            n = st[_SU + 11] or 1
+            struct.pack_into(">IIHHHHHH", b, 0, seq, stamp, st[_FL + ch], st[_PER] // 60,
+                             st[_SU + 8] // n, st[_SU + 9] // n, st[_SU + 10] // n,
+                             min(dt, 65535))
             hi = snap.e_hi
             lo = snap.e_lo
-            base = (TOTAL // NQ) * NE
+            base = (_TOTAL // _NQ) * _NE
             for k in range(6):
                 struct.pack_into(">II", b, 20 + 8 * k, hi[base + k], lo[base + k])
-            struct.pack_into(">HH", b, 68, self.st[_YMAX], self.st[_YDAY])
+            struct.pack_into(">HH", b, 68, st[_YMAX], st[_YDAY])
         else:
-            n = s[7] or 1
-            struct.pack_into(">IIHH", b, 0, seq, stamp, self.st[_FL + ch], min(dt, 65535))
-            pv = self.prev
+            n = st[_SU + 7] or 1
+            struct.pack_into(">IIHH", b, 0, seq, stamp, st[_FL + ch], min(dt, 65535))
             imax = 0
             e = [0] * 6                       # mWh / mvarh over the period (transient)
             for blk in range(4):
                 for k in range(6):
-                    j = blk * NE + k
-                    i = 2 * (blk * 6 + k)
-                    e[k] = (snap.e_hi[j] - pv[i]) * 1000000 + snap.e_lo[j] - pv[i + 1]
+                    j = blk * _NE + k
+                    i = _PV + 2 * (blk * 6 + k)
+                    e[k] = (snap.e_hi[j] - st[i]) * 1000000 + snap.e_lo[j] - st[i + 1]
                 # W = mWh x 3.6 / s, rounded half up
                 struct.pack_into(">I", b, 12 + 4 * blk, (e[0] * 36 + 5 * dt) // (10 * dt))
                 struct.pack_into(">I", b, 28 + 4 * blk, (e[1] * 36 + 5 * dt) // (10 * dt))
                 q = e[2] + e[3] - e[4] - e[5]
                 struct.pack_into(">i", b, 44 + 4 * blk, (q * 36 + 5 * dt) // (10 * dt))
             for ph in range(3):
-                struct.pack_into(">H", b, 60 + 2 * ph, s[ph] // n)
-                i = s[3 + ph] // n
+                struct.pack_into(">H", b, 60 + 2 * ph, st[_SU + ph] // n)
+                i = st[_SU + 3 + ph] // n
                 struct.pack_into(">I", b, 66 + 4 * ph, i)
                 if i > imax:
                     imax = i
-            struct.pack_into(">H", b, 78, s[6] // n)
+            struct.pack_into(">H", b, 78, st[_SU + 6] // n)
             self._year(stamp, imax // 10)
         ring = self.rings[ch]
-        mv = self._mv[ch]
-        ring.encode(mv)
+        mv = memoryview(b)[:LC_REC] if ch == LC else b
+        ring.encode(mv, 0)
         try:
             ring.write(seq, mv)
         except OSError as e:
@@ -343,7 +348,7 @@ class Records:
 
     def record(self, ch, seq):
         """True when record seq of channel ch is stored; it is then in self.buf."""
-        return self.rings[ch].read(seq, self._mv[ch])
+        return self.rings[ch].read(seq, memoryview(self.buf)[:LC_REC] if ch == LC else self.buf)
 
     def find(self, ch, t):
         """Seq of the first stored record stamped at or after UTC t (binary search:

@@ -37,30 +37,27 @@ class Ring:
         self.path = path
         self.n = n
         self.rec = rec
-        self._fmt = ">I" if big else "<I"     # seq and CRC byte order
-        self._crc = ">H" if big else "<H"
-        self.per = n if n * rec <= SEG_BYTES else SEG_BYTES // rec   # slots per file
-        self.segs = (n + self.per - 1) // self.per
+        self.big = big          # seq and CRC byte order
+        # slots per file: all of them (one file) or a 4 KB block's worth (segments)
+        self.per = n if n * rec <= SEG_BYTES else SEG_BYTES // rec
         self._f = None          # the segment file open for a batch, and its index
         self._fi = -1
 
     def _name(self, i):
-        return self.path if self.segs == 1 else "%s%d" % (self.path, i)
-
-    def _slots(self, i):
-        return min(self.per, self.n - i * self.per)
+        return self.path if self.per == self.n else "%s%d" % (self.path, i)
 
     # ---- records ----
     def encode(self, buf, off=0):
         """Seal the record at buf[off:]: the CRC of bytes 0..rec-3 in the last two."""
         k = self.rec - 2
-        struct.pack_into(self._crc, buf, off + k, crc32_halves(memoryview(buf)[off:], k)[1])
+        struct.pack_into(">H" if self.big else "<H", buf, off + k,
+                         crc32_halves(memoryview(buf)[off:], k)[1])
 
     def check(self, buf, off=0):
         """seq of the record at buf[off:], 0 for an empty slot, -1 when corrupt."""
         k = self.rec - 2
-        seq = struct.unpack_from(self._fmt, buf, off)[0]
-        crc = struct.unpack_from(self._crc, buf, off + k)[0]
+        seq = struct.unpack_from(">I" if self.big else "<I", buf, off)[0]
+        crc = struct.unpack_from(">H" if self.big else "<H", buf, off + k)[0]
         if seq and crc32_halves(memoryview(buf)[off:], k)[1] == crc:
             return seq
         for i in range(self.rec):
@@ -92,20 +89,20 @@ class Ring:
     def _scan(self, buf, full, cap):
         newest = n = bad = 0
         rec = self.rec
-        for i in range(self.segs):
+        for i in range((self.n + self.per - 1) // self.per):
             try:
                 f = self.vfs.open(self._name(i), "rb")
             except OSError:
                 continue        # segment never written
             with f:
                 base = i * self.per
-                for j in range(self._slots(i)):
+                for j in range(min(self.per, self.n - base)):    # slots in file i
                     if f.readinto(buf) != rec:
                         break
                     if full:
                         s = self.check(buf)
                     else:
-                        s = struct.unpack_from(self._fmt, buf, 0)[0]
+                        s = struct.unpack_from(">I" if self.big else "<I", buf, 0)[0]
                         if cap and s >= cap:
                             continue
                     if s < 0 or (s and (s - 1) % self.n != base + j):
@@ -130,7 +127,7 @@ class Ring:
             except OSError:         # a new segment: empty slots
                 f = self.vfs.open(name, "wb")
                 z = bytes(self.rec)
-                for _ in range(self._slots(i)):
+                for _ in range(min(self.per, self.n - i * self.per)):   # its slots
                     f.write(z)
             self._f = f
             self._fi = i

@@ -17,21 +17,21 @@ then), and what the record has beyond the meter's (the counter record being olde
 is taken back from it, so the per-class counters always add up to the totals' growth:
 nothing lost, nothing counted twice.
 """
-import struct
 from micropython import const
 
 from firmware import tz
 from firmware.demand import Demand
-from firmware.events import EV_TARIFF_CORRUPT, EV_TIME_UNKNOWN
 from firmware.losses import Losses
-from firmware.persist import crc32
-from firmware.tariff import Tariff, MAX_CLASSES
-from firmware.walltime import WallClock, sntp_task
+from firmware.tariff import Tariff
+from firmware.walltime import WallClock
 
-_MAGIC = b"RT01"
+# consts: in the code (flash when frozen), no global slot
+_MAGIC = const(b"RT01")
 # magic, tariff class, billing month, then tariff.c (84), losses.c (24), demand.v (43)
-_FMT = "<4sBi84i24i43I"
-_PATH = "/rtime"
+_FMT = const("<4sBi84i24i43I")
+_PATH = const("/rtime")
+_NEW = const("/rtime.new")
+_CLASSES = const(6)             # firmware/tariff.py MAX_CLASSES
 
 
 class RecTime:
@@ -41,12 +41,53 @@ class RecTime:
         self.persist_s = persist_s
         self.wall = WallClock(board.clock, events, board.time_utc())
         if not self.wall.valid():
+            from firmware.events import EV_TIME_UNKNOWN
             events.add(board.clock.ticks_ms(), EV_TIME_UNKNOWN)
         self.tariff = Tariff(energy)
         self.demand = Demand(energy, events, board.clock, getattr(board, "overrun_out", None))
         self.losses = Losses(energy)
         self.cfg = None
-        self.restore()
+        if vfs is None:
+            return
+        # The record (module doc): the newest valid one, reconciled with the meter's
+        # restored totals.
+        import struct
+        from firmware.persist import crc32
+        v = None
+        for p in (_PATH, _NEW):         # a cut between remove and rename: .new
+            try:
+                with vfs.open(p, "rb") as f:
+                    b = f.read()
+            except OSError:
+                continue
+            n = struct.calcsize(_FMT)
+            if len(b) == n + 4 and b[:4] == _MAGIC and \
+                    struct.unpack("<I", b[n:])[0] == crc32(b[:n]):
+                v = struct.unpack(_FMT, b[:n])
+                break
+            from firmware.events import EV_TARIFF_CORRUPT
+            events.add(board.clock.ticks_ms(), EV_TARIFF_CORRUPT)
+        if v is None:
+            return
+        t, lc, d = self.tariff, self.losses, self.demand
+        t.cls = v[1] if v[1] < _CLASSES else 0
+        d.month = v[2]
+        i = 3
+        for a in (t.c, lc.c, d.v):
+            for k in range(len(a)):
+                a[k] = v[i]
+                i += 1
+        # the difference goes to (or comes back from) the class saved; the corrected
+        # counters carry on from the saved totals when the meter is ahead, else from
+        # the meter's
+        t.sync()
+        e = lc.energy
+        for k in range(6):
+            p = lc.c[12 + 2 * k] * 1000000 + lc.c[13 + 2 * k]     # losses.py _P
+            if e.hi[24 + k] * 1000000 + e.lo[24 + k] < p:
+                lc.mark()
+                break
+        d.mark()
 
     def configure(self, cfg):
         self.cfg = cfg
@@ -87,6 +128,7 @@ class RecTime:
         """The SNTP client for the configured server, restarted when the config
         changes (a new server, or one after a Kiss-o'-Death DENY)."""
         import asyncio
+        from firmware.walltime import sntp_task
         while True:
             cfg = self.cfg
             t = cfg["time"]
@@ -102,58 +144,19 @@ class RecTime:
                     task.cancel()
 
     # ---- the record ----
-    def _pack(self):
-        t, lc, d = self.tariff, self.losses, self.demand
-        return struct.pack(_FMT, _MAGIC, t.cls, d.month, *(list(t.c) + list(lc.c) +
-                                                           list(d.v)))
-
     def save(self):
         if self.vfs is None:
             return
-        b = self._pack()
+        import struct
+        from firmware.persist import crc32
+        t, lc, d = self.tariff, self.losses, self.demand
+        b = struct.pack(_FMT, _MAGIC, t.cls, d.month, *(list(t.c) + list(lc.c) + list(d.v)))
         c = crc32(b)
-        with self.vfs.open(_PATH + ".new", "wb") as f:
+        with self.vfs.open(_NEW, "wb") as f:
             f.write(b)
             f.write(struct.pack("<I", c))
         try:
             self.vfs.remove(_PATH)
         except OSError:
             pass
-        self.vfs.rename(_PATH + ".new", _PATH)
-
-    def restore(self):
-        if self.vfs is None:
-            return
-        for p in (_PATH, _PATH + ".new"):   # a cut between remove and rename: .new
-            try:
-                with self.vfs.open(p, "rb") as f:
-                    b = f.read()
-            except OSError:
-                continue
-            n = struct.calcsize(_FMT)
-            if len(b) == n + 4 and b[:4] == _MAGIC and \
-                    struct.unpack("<I", b[n:])[0] == crc32(b[:n]):
-                self._load(struct.unpack(_FMT, b[:n]))
-                return
-            self.events.add(self.wall.clock.ticks_ms(), EV_TARIFF_CORRUPT)
-
-    def _load(self, v):
-        t, lc, d = self.tariff, self.losses, self.demand
-        t.cls = v[1] if v[1] < MAX_CLASSES else 0
-        d.month = v[2]
-        i = 3
-        for a in (t.c, lc.c, d.v):
-            for k in range(len(a)):
-                a[k] = v[i]
-                i += 1
-        # Reconcile with the meter's restored totals (module doc): the difference goes
-        # to (or comes back from) the class saved; the corrected counters carry on from
-        # the saved totals when the meter is ahead, else from the meter's.
-        t.sync()
-        e = lc.energy
-        for k in range(6):
-            p = lc.c[12 + 2 * k] * 1000000 + lc.c[13 + 2 * k]     # losses.py _P
-            if e.hi[24 + k] * 1000000 + e.lo[24 + k] < p:
-                lc.mark()
-                break
-        d.mark()
+        self.vfs.rename(_NEW, _PATH)

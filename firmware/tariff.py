@@ -4,7 +4,8 @@
     t = Tariff(meter.energy)           # the meter's exact counters (firmware/energy.py)
     t.configure(cfg)                   # config "tariff" and "time.tz" (firmware/config.py)
     t.tick(wall.utc())                 # once a second, in a task (never in the cycle)
-    t.cls, t.milli(cls, K_IMPORT)      # current class; Wh x 1000 counted in a class
+    t.cls, t.milli(cls, kind)          # current class; Wh x 1000 counted in a class (kind
+                                       # 0 import, 1 export, 2..5 Q1..Q4)
 
 Calendar (config "tariff", Enedis digest 2.2: "heure et type de jour de la semaine :
 lundi à vendredi, samedi, dimanche et jours fériés"): up to 6 class names; per day type
@@ -28,15 +29,13 @@ from micropython import const
 from firmware import tz
 
 MAX_CLASSES = const(6)
-KINDS = const(6)                 # import, export, Q1, Q2, Q3, Q4 (snapshot E_* 0..5)
-K_IMPORT = const(0)
-K_EXPORT = const(1)
+_KINDS = const(6)                # import, export, Q1, Q2, Q3, Q4 (snapshot E_* 0..5)
 _TOTAL0 = const(24)              # firmware/snapshot.py: block TOTAL (3) x NE (8)
 _MILLI = const(1000000)
 _LO = const(36)                  # MAX_CLASSES x KINDS
 _BASE = const(72)
-# French public holidays on fixed dates (MMDD)
-FR_FIXED = (101, 501, 508, 714, 815, 1101, 1111, 1225)
+# French public holidays on fixed dates (MMDD): a tuple, in flash
+_FR_FIXED = const((101, 501, 508, 714, 815, 1101, 1111, 1225))
 
 
 def n_classes(tc):
@@ -46,22 +45,16 @@ def n_classes(tc):
     return n
 
 
-def holiday(tc, y, md, days):
-    if md in tc["holidays"]:
-        return True
-    if tc["fr_holidays"]:
-        if md in FR_FIXED:
-            return True
-        e = days - tz.easter(y)
-        return e == 1 or e == 39 or e == 50
-    return False
-
-
 def class_at(tc, local_s):
     """The tariff class at local time local_s (seconds since 1970, local)."""
     y, mo, d, h, mi, _, wd = tz.fields(local_s)
     md = mo * 100 + d
-    if wd == 6 or holiday(tc, y, md, local_s // 86400):
+    hol = md in tc["holidays"]
+    if not hol and tc["fr_holidays"]:
+        # fixed dates, Easter Monday, Ascension, Whit Monday
+        e = local_s // 86400 - tz.easter(y)
+        hol = md in _FR_FIXED or e == 1 or e == 39 or e == 50
+    if wd == 6 or hol:
         table = tc["sun"]
     else:
         table = tc["sat"] if wd == 5 else tc["wd"]
@@ -89,32 +82,27 @@ class Tariff:
         self.energy = energy
         # per counter i: kWh at [i], mWh 0..999999 at [_LO + i]; then the totals at the
         # last sync (kWh, mWh) at [_BASE + 2k]: one array, one heap object
-        self.c = array("i", bytes(4 * (_BASE + 2 * KINDS)))
+        c = self.c = array("i", bytes(4 * (_BASE + 2 * _KINDS)))
         self.cls = 0
         self.tc = None
         self.z = (0, False)
         self._key = -1               # local minute of the last lookup
-        self.mark()
+        for k in range(_KINDS):      # the totals now: the base of the first sync
+            c[_BASE + 2 * k] = energy.hi[_TOTAL0 + k]
+            c[_BASE + 2 * k + 1] = energy.lo[_TOTAL0 + k]
 
     def configure(self, cfg):
         self.tc = cfg["tariff"]
         self.z = tz.zone(cfg["time"]["tz"])
         self._key = -1
 
-    def mark(self):
-        """Take the totals as they are now as the base of the next sync."""
-        e = self.energy
-        c = self.c
-        for k in range(KINDS):
-            c[_BASE + 2 * k] = e.hi[_TOTAL0 + k]
-            c[_BASE + 2 * k + 1] = e.lo[_TOTAL0 + k]
-
     def sync(self):
-        """Add the totals' growth since the last sync to the current class."""
+        """Add the totals' growth since the last sync (mWh; negative for a restore's
+        reconciliation) to the current class."""
         e = self.energy
         c = self.c
-        b = self.cls * KINDS
-        for k in range(KINDS):
+        b = self.cls * _KINDS
+        for k in range(_KINDS):
             h = e.hi[_TOTAL0 + k]
             lo = e.lo[_TOTAL0 + k]
             j = _BASE + 2 * k
@@ -122,17 +110,13 @@ class Tariff:
             if d:
                 c[j] = h
                 c[j + 1] = lo
-                self.add(b + k, d)
-
-    def add(self, i, d):
-        """Add d mWh (may be negative, for a restore's reconciliation) to counter i."""
-        c = self.c
-        lo = c[_LO + i] + d
-        if lo >= _MILLI or lo < 0:
-            q = lo // _MILLI
-            lo -= q * _MILLI
-            c[i] += q
-        c[_LO + i] = lo
+                i = b + k
+                lo = c[_LO + i] + d
+                if lo >= _MILLI or lo < 0:
+                    q = lo // _MILLI
+                    lo -= q * _MILLI
+                    c[i] += q
+                c[_LO + i] = lo
 
     def tick(self, utc_s):
         self.sync()
@@ -146,5 +130,5 @@ class Tariff:
         return self.cls
 
     def milli(self, cls, kind):
-        i = cls * KINDS + kind
+        i = cls * _KINDS + kind
         return self.c[i] * _MILLI + self.c[_LO + i]

@@ -45,16 +45,11 @@ def civil_from_days(z):
     return yoe + era * 400 + (1 if m <= 2 else 0), m, d
 
 
-def weekday(days):
-    """0 = Monday .. 6 = Sunday (1970-01-01 was a Thursday)."""
-    return (days + 3) % 7
-
-
 def last_sunday(y, m):
     """Day number of the last Sunday of month m of year y."""
     nd = days_from_civil(y + 1, 1, 1) if m == 12 else days_from_civil(y, m + 1, 1)
     last = nd - 1
-    return last - (weekday(last) + 1) % 7
+    return last - ((last + 3) % 7 + 1) % 7     # weekday (last + 3) % 7: 0 = Monday
 
 
 def zone(name):
@@ -72,17 +67,15 @@ def zone(name):
                      % (", ".join(r[0] for r in RULES), name))
 
 
-def summer(utc_s):
-    """EU summer time in force at utc_s: [last Sun Mar 01:00 UTC, last Sun Oct 01:00 UTC)."""
-    y = civil_from_days(utc_s // _DAY)[0]
-    start = last_sunday(y, 3) * _DAY + 3600
-    end = last_sunday(y, 10) * _DAY + 3600
-    return start <= utc_s < end
-
-
 def offset(z, utc_s):
-    """Seconds to add to UTC for local time in zone z (from zone())."""
-    return z[0] + (3600 if z[1] and summer(utc_s) else 0)
+    """Seconds to add to UTC for local time in zone z (from zone()): with EU summer time,
+    an hour more in [last Sunday of March 01:00 UTC, last Sunday of October 01:00 UTC)."""
+    if not z[1]:
+        return z[0]
+    y = civil_from_days(utc_s // _DAY)[0]
+    if last_sunday(y, 3) * _DAY + 3600 <= utc_s < last_sunday(y, 10) * _DAY + 3600:
+        return z[0] + 3600
+    return z[0]
 
 
 def fields(t):
@@ -90,7 +83,7 @@ def fields(t):
     days = t // _DAY
     sod = t - days * _DAY
     y, mo, d = civil_from_days(days)
-    return y, mo, d, sod // 3600, sod // 60 % 60, sod % 60, weekday(days)
+    return y, mo, d, sod // 3600, sod // 60 % 60, sod % 60, (days + 3) % 7   # 1970-01-01: Thu
 
 
 def easter(y):

@@ -20,21 +20,21 @@ The socket is non-blocking and polled with asyncio sleeps: the task never blocks
 import struct
 from micropython import const
 
-from firmware.events import EV_CLOCK_SET, EV_SNTP_FAILED
-
-NTP_1970 = const(2208988800)      # seconds from 1900-01-01 to 1970-01-01 (RFC 868)
-SRC_RTC = const(1)
+# Public: the sources other modules set the clock from. The rest is private (no global
+# slot; the two big ones would be long ints on the heap of a 32-bit board).
+_NTP_1970 = const(2208988800)     # seconds from 1900-01-01 to 1970-01-01 (RFC 868)
+_SRC_RTC = const(1)
 SRC_SNTP = const(2)
 SRC_MODBUS = const(3)
-MIN_UTC = const(1577836800)       # 2020-01-01: anything earlier is an unset RTC
+_MIN_UTC = const(1577836800)      # 2020-01-01: anything earlier is an unset RTC
 # Reply checks: 0 accepted, else the failure (the event's argument).
-E_SHORT = const(1)
-E_MODE = const(2)
-E_STRATUM = const(3)
-E_ORIGIN = const(4)
-E_KOD = const(5)
-E_TIMEOUT = const(6)
-E_NET = const(7)
+_E_SHORT = const(1)
+_E_MODE = const(2)
+_E_STRATUM = const(3)
+_E_ORIGIN = const(4)
+_E_KOD = const(5)
+_E_TIMEOUT = const(6)
+_E_NET = const(7)
 
 
 class WallClock:
@@ -45,9 +45,8 @@ class WallClock:
         self._base_us = 0
         self.source = 0
         self.last_step_ms = 0
-        self.sets = 0
-        if boot_utc is not None and boot_utc >= MIN_UTC:
-            self.set(boot_utc, SRC_RTC)
+        if boot_utc is not None and boot_utc >= _MIN_UTC:
+            self.set(boot_utc, _SRC_RTC)
 
     def valid(self):
         return self._base_ms is not None
@@ -64,7 +63,7 @@ class WallClock:
     def set(self, utc_s, source, ms=0):
         """Set the clock to utc_s (+ ms); logs clock_set (arg: source; not for the RTC's
         time at boot), the step in last_step_ms."""
-        if not isinstance(utc_s, int) or not MIN_UTC <= utc_s < (1 << 32):
+        if not isinstance(utc_s, int) or not _MIN_UTC <= utc_s < (1 << 32):
             raise ValueError("clock: UTC seconds must be 2020..2106, got %r" % (utc_s,))
         new = utc_s * 1000 + ms
         old = self.utc_ms()
@@ -72,48 +71,20 @@ class WallClock:
         self._base_us = self.clock.now_us()
         self._base_ms = new
         self.source = source
-        self.sets += 1
-        if self.events is not None and source != SRC_RTC:   # the boot's RTC: no step
+        if self.events is not None and source != _SRC_RTC:   # the boot's RTC: no step
+            from firmware.events import EV_CLOCK_SET
             self.events.add(self.clock.ticks_ms(), EV_CLOCK_SET, source)
-
-
-def request(tx_ntp):
-    """A 48-byte SNTP request: LI 0, version 4, mode 3, transmit timestamp tx_ntp
-    ((seconds since 1900, fraction) the server echoes as originate)."""
-    b = bytearray(48)
-    b[0] = (4 << 3) | 3
-    struct.pack_into(">II", b, 40, tx_ntp[0], tx_ntp[1])
-    return b
-
-
-def parse(b, tx_ntp):
-    """(code, utc_ms, kiss): code 0 with the server's transmit time as UTC ms, or the
-    failure (E_*); kiss is the Kiss-o'-Death code (bytes) for E_KOD."""
-    if len(b) < 48:
-        return E_SHORT, 0, b""
-    if b[0] & 7 != 4:
-        return E_MODE, 0, b""
-    if struct.unpack_from(">II", b, 24) != tx_ntp:
-        return E_ORIGIN, 0, b""        # not the answer to our request
-    stratum = b[1]
-    if stratum == 0:
-        return E_KOD, 0, bytes(b[12:16])
-    sec, frac = struct.unpack_from(">II", b, 40)
-    if stratum > 15 or (sec == 0 and frac == 0):
-        return E_STRATUM, 0, b""
-    if sec < 0x80000000:
-        sec += 1 << 32                 # era 1 (after 2036-02-07)
-    return 0, (sec - NTP_1970) * 1000 + (frac * 1000 >> 32), b""
 
 
 async def sntp_task(wall, server, interval_s, port=123, timeout_ms=2000, retry_s=60):
     """Query `server` every interval_s (retry_s after a failure) and set `wall`."""
     import asyncio
     import socket
+    from firmware.events import EV_SNTP_FAILED
     clock = wall.clock
     n = 0
     while True:
-        code, kiss = E_NET, b""
+        code, kiss = _E_NET, b""
         try:
             ai = socket.getaddrinfo(server, port, 0, socket.SOCK_DGRAM)[0]
             s = socket.socket(ai[0], socket.SOCK_DGRAM)
@@ -123,8 +94,13 @@ async def sntp_task(wall, server, interval_s, port=123, timeout_ms=2000, retry_s
                 # our own stamp: not the time (it may be unknown) but a nonce to match
                 tx = ((clock.now_us() // 1000000 + 0x80000000) & 0xFFFFFFFF, n)
                 t1 = clock.now_us()
-                s.sendto(request(tx), ai[-1])
-                code = E_TIMEOUT
+                # the request: LI 0, version 4, mode 3 (client), transmit timestamp tx
+                # (seconds since 1900, fraction) which the server echoes as originate
+                b = bytearray(48)
+                b[0] = (4 << 3) | 3
+                struct.pack_into(">II", b, 40, tx[0], tx[1])
+                s.sendto(b, ai[-1])
+                code = _E_TIMEOUT
                 waited = 0
                 while waited < timeout_ms:
                     await asyncio.sleep_ms(20)
@@ -133,21 +109,38 @@ async def sntp_task(wall, server, interval_s, port=123, timeout_ms=2000, retry_s
                         b = s.recv(64)
                     except OSError:
                         continue
-                    code, ms, kiss = parse(b, tx)
-                    if code == 0:
-                        # half the round trip: the reply's time left the server then
-                        ms += (clock.now_us() - t1) // 2000
-                        wall.set(ms // 1000, SRC_SNTP, ms % 1000)
-                    if code != E_ORIGIN:
-                        break
+                    # the reply: 0 accepted (the server's transmit time), else _E_*
+                    if len(b) < 48:
+                        code = _E_SHORT
+                    elif b[0] & 7 != 4:
+                        code = _E_MODE
+                    elif struct.unpack_from(">II", b, 24) != tx:
+                        code = _E_ORIGIN
+                        continue            # not the answer to our request: wait on
+                    elif b[1] == 0:
+                        code = _E_KOD
+                        kiss = bytes(b[12:16])
+                    else:
+                        sec, frac = struct.unpack_from(">II", b, 40)
+                        if b[1] > 15 or (sec == 0 and frac == 0):
+                            code = _E_STRATUM
+                        else:
+                            if sec < 0x80000000:
+                                sec += 1 << 32      # era 1 (after 2036-02-07)
+                            ms = (sec - _NTP_1970) * 1000 + (frac * 1000 >> 32)
+                            # half the round trip: the reply's time left the server then
+                            ms += (clock.now_us() - t1) // 2000
+                            wall.set(ms // 1000, SRC_SNTP, ms % 1000)
+                            code = 0
+                    break
             finally:
                 s.close()
         except OSError:
-            code = E_NET
+            code = _E_NET
         if code:
             if wall.events is not None:
                 wall.events.add(clock.ticks_ms(), EV_SNTP_FAILED, code)
-            if code == E_KOD and kiss in (b"DENY", b"RSTR"):
+            if code == _E_KOD and kiss in (b"DENY", b"RSTR"):
                 return                 # the server refuses us: until the config changes
         await asyncio.sleep(interval_s if code == 0 else
-                            max(retry_s, interval_s) if code == E_KOD else retry_s)
+                            max(retry_s, interval_s) if code == _E_KOD else retry_s)

@@ -124,7 +124,7 @@ for k in range(12):
     add(ev, clk, k)
 st.flush()
 # The newest record (seq 12, slot 11) torn: its second half never programmed.
-with st.vfs.open("/ev/log", "r+b") as f:
+with st.ring.vfs.open("/ev/log", "r+b") as f:
     f.seek(11 * 16 + 8)
     f.write(b"\x00\x00\x00\x00\x55\x55\x55\x55")
 d2 = flash.reboot()

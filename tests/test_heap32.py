@@ -134,9 +134,10 @@ def test_records_time_objects_within_their_share():
 # residue out of that run; module_objects is the rest. Nothing is counted twice.
 PART_MODULES = {"config": heap32.CONFIG_MODULES, "evlog": EVLOG_MODULES,
                 "push": ("firmware.pushmb",),
-                # firmware.records, ring and regmaps.rings load at every boot (the
-                # ports and the event log import them): module_objects, not here
-                "records": RTIME_MODULES,
+                # firmware.ring and regmaps.rings load at every boot (the event log
+                # and the ports import them): module_objects; firmware.records only
+                # with records on (app.py imports it then; rings.py does not)
+                "records": RTIME_MODULES + ("firmware.records",),
                 "mqtt": ("firmware.mqtt", "firmware.hadisc")}
 ALL_MODULES = heap32.BOOT_MODULES + tuple(m for v in PART_MODULES.values() for m in v)
 MQTT_PRELUDE = "import sys\nclass _NoSock:\n    pass\nsys.modules['usocket'] = _NoSock\n"

@@ -70,3 +70,23 @@ def test_registers_match_the_objects(mpy_any):
     assert [struct.unpack(">Q", c[8 * i:8 * i + 8])[0] for i in range(4)] == \
         [v // 100 for v in g["corr"]]
     assert g["corr"][0] > 0
+
+
+def test_private_consts_mirror_the_names_they_stand_for():
+    # The records modules copy a few constants of other modules as private consts (no
+    # global slot on a board; regmaps/rings.py must not import firmware/records.py, which
+    # loads only with records on): each must equal the name it mirrors. On CPython (the
+    # micropython.const stand-in of tools/export_maps.py) private consts are globals.
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "tools"))
+    import export_maps  # noqa: F401  (installs the micropython stand-in)
+    from firmware import snapshot as snp, records, tariff, rtime
+    from firmware.regmaps import rings
+    for name in ("U_MV", "I_MA", "F_MHZ", "NQ", "TOTAL", "NE"):
+        assert getattr(records, "_" + name) == getattr(snp, name), name
+    assert (rings._LC, rings._KS, rings._KS_PERIOD) == (records.LC, records.KS,
+                                                         records.KS_PERIOD)
+    assert rings._REGS == ((records.LC_REC - 2) // 2, (records.KS_REC - 2) // 2)
+    assert rings._PER == records._PER
+    assert rtime._CLASSES == tariff.MAX_CLASSES

@@ -53,7 +53,7 @@ FIELDS = (
 
 
 class RecordsSpace:
-    def __init__(self, rt, settings=None):
+    def __init__(self, rt, settings):
         self.rt = rt
         self.settings = settings
 
@@ -92,7 +92,7 @@ class RecordsSpace:
         if _DEM0 <= a < _DEM0 + 72:
             k = (a - _DEM0) // 2            # 6 per class: cur max, t, over, prev ...
             c, j = k // 6, k % 6
-            return _DEM0 + 2 * k, 2, d.v[12 * (j % 3) + 2 * c + j // 3]   # demand.py MAX_W..
+            return _DEM0 + 2 * k, 2, d.v[12 * (j % 3) + 2 * c + j // 3]   # demand.py _MAX_W..
         if _CORR0 <= a < _CORR0 + 16:
             k = (a - _CORR0) // 4
             return _CORR0 + 4 * k, 4, rt.losses.milli(k) // 100

@@ -30,52 +30,49 @@ allocation); a new record or a new select refills it from flash (a file open).
 """
 from micropython import const
 
-from firmware.records import LC, KS, LC_REC, KS_REC, KS_PERIOD
-
+# firmware/records.py's LC, KS, KS_PERIOD and (LC_REC - 2) / 2, (KS_REC - 2) / 2: copied,
+# not imported, so that this module (which the ports import at every boot) does not load
+# firmware/records.py when records are off
+_LC = const(0)
+_KS = const(1)
+_KS_PERIOD = const(300)
+_REGS = const((36, 40))         # registers per record, per channel
+_PER = const(17)                # firmware/records.py: Records.st[_PER], the period s
 _BASE = const(0xCC00)
 _BLOCK = const(0x200)
 _WINDOW = const(2)
 _HEAD = const(16)
+_TSEL = const(2)                # RingsSpace.sel: index select per channel at 0, 1; time
+_KEY = const(4)                 # select at 2, 3; the image's block, first seq, newest at 4..6
 
 
 class RingsSpace:
     def __init__(self, records):
         self.rec = records
-        self.select = [0, 0]
-        self.tsel = [0, 0]
-        self._img = bytearray(_WINDOW * (KS_REC - 2))    # one image, either block
-        self._key = [-1, -1, -1]                         # its block, first seq, newest
-
-    @staticmethod
-    def _regs(ch):
-        return ((LC_REC if ch == LC else KS_REC) - 2) // 2
-
-    def _fill(self, ch):
-        r = self.rec
-        first = self.select[ch] or max(1, r.seq[ch] - _WINDOW + 1)
-        k = self._key
-        if k[0] == ch and k[1] == first and k[2] == r.seq[ch]:
-            return
-        n = 2 * self._regs(ch)
-        img = self._img
-        for w in range(_WINDOW):
-            s = first + w
-            ok = s <= r.seq[ch] and s >= r.oldest(ch) and r.record(ch, s)
-            for i in range(n):
-                img[w * n + i] = r.buf[i] if ok else 0
-        k[0] = ch
-        k[1] = first
-        k[2] = r.seq[ch]
+        self.sel = [0, 0, 0, 0, -1, -1, -1]     # the selects and the image's key (_TSEL, _KEY)
+        self._img = bytearray(_WINDOW * 2 * _REGS[_KS])     # one image, either block
 
     def read(self, addr, count, out, off):
         ch = (addr - _BASE) // _BLOCK
         a = addr - _BASE - ch * _BLOCK
-        if ch > KS or a + count > _HEAD + _WINDOW * self._regs(ch):
+        if ch > _KS or a + count > _HEAD + _WINDOW * _REGS[ch]:
             return 2
         r = self.rec
-        if a + count > _HEAD:
-            self._fill(ch)
         img = self._img
+        k = self.sel
+        first = k[ch] or max(1, r.seq[ch] - _WINDOW + 1)
+        if a + count > _HEAD and (k[_KEY] != ch or k[_KEY + 1] != first
+                                  or k[_KEY + 2] != r.seq[ch]):
+            # the window changed (a new record, a new select): refill the image from flash
+            n = 2 * _REGS[ch]
+            for w in range(_WINDOW):
+                s = first + w
+                ok = s <= r.seq[ch] and s >= r.oldest(ch) and r.record(ch, s)
+                for i in range(n):
+                    img[w * n + i] = r.buf[i] if ok else 0
+            k[_KEY] = ch
+            k[_KEY + 1] = first
+            k[_KEY + 2] = r.seq[ch]
         o = off
         for i in range(a, a + count):
             if i >= _HEAD:
@@ -94,15 +91,15 @@ class RingsSpace:
             elif i <= 5:
                 v = r.oldest(ch)
             elif i <= 7:
-                v = self.select[ch]
+                v = self.sel[ch]
             elif i <= 9:
-                v = self.tsel[ch]
+                v = self.sel[_TSEL + ch]
             elif i == 10:
-                v = r.period if ch == LC else KS_PERIOD
+                v = r.st[_PER] if ch == _LC else _KS_PERIOD
             elif i == 11:
                 v = _WINDOW
             elif i == 12:
-                v = self._regs(ch)
+                v = _REGS[ch]
             if i == 1 or i == 4 or i == 6 or i == 8:
                 v >>= 16                # u32: high word first
             out[o] = (v >> 8) & 0xFF
@@ -113,10 +110,11 @@ class RingsSpace:
     def write(self, addr, count, src, soff, ctx=None):
         ch = (addr - _BASE) // _BLOCK
         a = addr - _BASE - ch * _BLOCK
-        if ch > KS or a < 6 or a + count > 10 or (a < 8 < a + count):
+        if ch > _KS or a < 6 or a + count > 10 or (a < 8 < a + count):
             return 2                    # the index select or the time select, not both
         t = a >= 8
-        v = self.tsel[ch] if t else self.select[ch]
+        sel = self.sel
+        v = sel[_TSEL + ch] if t else sel[ch]
         base = 8 if t else 6
         for i in range(count):
             w = (src[soff + 2 * i] << 8) | src[soff + 2 * i + 1]
@@ -129,12 +127,12 @@ class RingsSpace:
             s = r.find(ch, v)
             if not s:
                 return 3
-            self.tsel[ch] = v
-            self.select[ch] = s
+            sel[_TSEL + ch] = v
+            sel[ch] = s
             return 0
         if v > r.seq[ch]:
             return 3
-        self.select[ch] = v
+        sel[ch] = v
         return 0
 
 
