@@ -129,7 +129,8 @@ class ModbusPorts:
         self._host = host
         self._port = port
         if self.tcp_cfg["enabled"]:
-            await self.tcp.start(host, port or self.tcp_cfg["port"])
+            # port None: the configured one; 0: any free port (tests, several instances)
+            await self.tcp.start(host, self.tcp_cfg["port"] if port is None else port)
 
     async def apply_config(self, cfg):
         """Apply a validated config: new maps, then RTU line settings, then TCP."""
@@ -176,7 +177,8 @@ class ModbusPorts:
             await self.tcp.wait_closed()
             self.tcp = self._tcp_server(cfg)
             if t["enabled"]:
-                await self.tcp.start(self._host or "0.0.0.0", self._port or t["port"])
+                await self.tcp.start(self._host or "0.0.0.0",
+                                     t["port"] if self._port is None else self._port)
         self.tcp_cfg = t
 
     def close(self):
