@@ -32,15 +32,23 @@ copied in, reply copied back: a few bytes, not a memoryview per frame), and one 
 verifies all reads and stores them as signed 32-bit words, allocating nothing. How each
 read is verified, and why that is as strong as before: see the notes above _CSUM_EVERY.
 
-Supply failure (SAG): set_sag(level, half_cycles) programs the chip's sag detection at
-the next begin(): SAGLVL 0xE509 (24-bit, compared with the absolute instantaneous
-voltage: 5,928,256 = 0x5A7540 is full scale, 0 or 1 never triggers), SAGCYC 0xE704
-(8-bit, half line cycles below it, 0 invalid), MASK1 bit 16 so that STATUS1.SAG pulls
-IRQ1 low; PHSTATUS VSPHASE[2:0] (bits 14:12) tell which phases are below (ADE7880
-datasheet Rev. A, "Phase Voltage Sag Detection" and Tables 33, 37, 40). A SAG on phase
-A (L1, the meter's supply) is left latched, so IRQ1 stays low while L1 is down and a
-power-fail watcher can read the pin; health() acknowledges it once PHSTATUS shows L1
-back (and at once for L2/L3, which do not feed the meter).
+Supply failure (L1, the meter's supply): set_sag(level, half_cycles, zxtout) programs
+two detectors at the next begin() (ADE7880 datasheet Rev. A, "Zero-Crossing Timeout",
+"Phase Voltage Sag Detection", Tables 33, 37, 39, 40):
+- ZXTOUT 0xE60D (16-bit, one LSB per 62.5 us): phase A's timeout counter is reloaded at
+  each of its voltage zero crossings; reaching 0 sets STATUS1.ZXTOVA (b3), which pulls
+  IRQ1 low with MASK1 b3. It concerns L1 alone, so a dead L2/L3 costs nothing. It misses
+  an L1 that still crosses zero (a brown-out to 60 V), hence also:
+- SAGLVL 0xE509 (24-bit, compared with the absolute instantaneous voltage; 5,928,256 =
+  0x5A7540 full scale, 0 or 1 never triggers), SAGCYC 0xE704 (half line cycles below
+  it), STATUS1.SAG (b16, MASK1 b16). SAG is one flag for all phases, PHSTATUS VSPHASE
+  (bits 14:12) tells which, and acknowledging it clears VSPHASE, so a dead phase
+  raises it again every SAGCYC half cycles. SAG is therefore enabled in MASK1 only
+  while all three phases are live (zx_mask 7), and masked at the first sag of another
+  phase (until begin() or, for a dip the meter still calls live, until health() sees
+  VSPHASE clear again).
+An L1 detection is left latched (IRQ1 low) for the power-fail watcher (sag_l1); health()
+acknowledges it once L1 crosses zero again (STATUS1.ZXVA, b9) or PHSTATUS shows L1 back.
 
 Interrupt: IRQ0 (LENERGY) sets `irq_pending` and, where asyncio.ThreadSafeFlag exists
 (boards, unix port), sets `irq_flag`, a ThreadSafeFlag the engine may await instead of
@@ -76,6 +84,7 @@ _RUN = const(0xE228)
 _ACCMODE = const(0xE701)
 _LCYCMODE = const(0xE702)
 _SAGCYC = const(0xE704)       # 8-bit: half line cycles below SAGLVL (no-OS ade7880.h)
+_ZXTOUT = const(0xE60D)       # 16-bit zero-crossing timeout, 62.5 us per LSB (anchors s.3)
 _DSPWP_SET = const(0xE7E3)
 _LAST_RWDATA8 = const(0xE7FD)
 _DSPWP_SEL = const(0xE7FE)
@@ -96,6 +105,8 @@ _STATUS0_LENERGY = const(1 << 5)
 _STATUS1_RSTDONE = const(1 << 15)
 _STATUS1_CRC = const(1 << 25)
 _STATUS1_SAG = const(1 << 16)        # also MASK1 bit 16 (anchors section 3: SAG b16)
+_STATUS1_ZXTOVA = const(1 << 3)      # phase A zero crossing missing (datasheet Table 37)
+_STATUS1_ZXVA = const(1 << 9)        # phase A zero crossing seen (Table 37)
 _VSPHASE_SHIFT = const(12)
 _CONFIG2_I2C_LOCK = const(1 << 1)
 _LCYC_LWATT_LVAR_LVA = const(0x07)   # RSTREAD (b6) off: not applicable in line-cycle mode
@@ -292,6 +303,9 @@ class ADE7880:
         self.irq1 = irq1
         self.sag_level = 0        # SAGLVL code; 0: sag detection off
         self.sag_cycles = 0
+        self.zxtout = 0           # ZXTOUT code; 0: L1 zero-crossing timeout off
+        self.sag_on = False       # SAG enabled in MASK1 (all phases live)
+        self._sag_dip = False     # SAG masked for a dip of a phase the meter calls live
         self.sag = 0              # VSPHASE bits at the last PHSTATUS read (bit 0: L1), | 8
                                   # once sag_l1() read them while IRQ1 is low
         self.spi_errors = 0
@@ -344,33 +358,57 @@ class ADE7880:
         self.gains = tuple(tuple(r) for r in gains)
         self.phcal = tuple(phcal)
 
-    def set_sag(self, level, half_cycles):
-        """Sag detection for the next begin(): SAGLVL code (0: off) and SAGCYC half
-        cycles. ValueError (nothing changed) names a bad value."""
+    def set_sag(self, level, half_cycles, zxtout=0):
+        """Supply-failure detection for the next begin(): SAGLVL code (0: off), SAGCYC
+        half cycles, ZXTOUT code for L1's zero-crossing timeout (62.5 us each; 0: off).
+        ValueError (nothing changed) names a bad value."""
         if not isinstance(level, int) or not 0 <= level <= 0xFFFFFF:
             raise ValueError("sag level must be a 24-bit code 0..16777215, got %r" % (level,))
         if not isinstance(half_cycles, int) or not 1 <= half_cycles <= 255:
             raise ValueError("sag half cycles must be 1..255, got %r" % (half_cycles,))
+        if not isinstance(zxtout, int) or not 0 <= zxtout <= 0xFFFF:
+            raise ValueError("zero-crossing timeout must be 0..65535, got %r" % (zxtout,))
         self.sag_level = level
         self.sag_cycles = half_cycles
+        self.zxtout = zxtout
 
     def sag_l1(self):
         """The power-fail watcher's reading (firmware/powerfail.py, every 10 ms): True
-        while L1 is below SAGLVL. IRQ1 high: no sag pending, no SPI traffic. IRQ1 low:
-        once per low spell, a verified PHSTATUS read (VSPHASE in self.sag, bit 3 = read
-        in this spell); if L1 is not among the phases (a dead L2/L3, or a chip reset),
-        STATUS1.SAG is acknowledged so IRQ1 rises and L1's own sag can pull it low.
+        while L1 is gone (no zero crossing for ZXTOUT) or below SAGLVL. IRQ1 high: no
+        SPI traffic. IRQ1 low: once per low spell a verified STATUS1 read (self.sag
+        bit 3 = read in this spell, bit 0 = L1 down): ZXTOVA is L1; SAG needs PHSTATUS
+        (see _sag_seen). A chip reset (RSTDONE) is left to health().
         Raises ChipError if the chip does not answer. Allocates nothing."""
         p = self.irq1
         if p is None or p.value():
             self.sag = 0
             return False
         if not self.sag & 8:
-            d = self._read_bytes(_PHSTATUS)
-            self.sag = ((d[0] >> (_VSPHASE_SHIFT - 8)) & 7) | 8
-            if not self.sag & 1:
-                self.write(_STATUS1, _STATUS1_SAG)
+            d = self._read_bytes(_STATUS1)
+            if d[3] & _STATUS1_ZXTOVA:
+                self.sag = 9
+                self.write(_STATUS1, _STATUS1_ZXVA)     # so health() sees L1 cross again
+            elif d[1] & (_STATUS1_SAG >> 16) and self.sag_on:
+                self.sag = 8
+                self._sag_seen()
+            else:
+                self.sag = 8
         return bool(self.sag & 1)
+
+    def _sag_seen(self):
+        """STATUS1.SAG with SAG enabled: which phases? L1 below: latched (bit 0 of
+        self.sag). Otherwise acknowledged, and if another phase is below, SAG is masked
+        (its sag would come back every SAGCYC half cycles); ZXTOVA still watches L1."""
+        d = self._read_bytes(_PHSTATUS)
+        vs = (d[0] >> (_VSPHASE_SHIFT - 8)) & 7
+        self.sag = vs | (self.sag & 8)
+        if vs & 1:
+            return
+        if vs:
+            self.sag_on = False
+            self._sag_dip = True
+            self.write(_MASK1, _STATUS1_ZXTOVA if self.zxtout else 0)
+        self.write(_STATUS1, _STATUS1_SAG)
 
     # ---- interrupt: only set flags; the engine acts on them in its task ----
     def _on_irq0(self, pin):
@@ -637,11 +675,17 @@ class ADE7880:
         self._ensure(_SAGLVL, self.sag_level)
         if self.sag_level:
             self._ensure(_SAGCYC, self.sag_cycles)
-        self.write(_MASK1, _STATUS1_SAG if self.sag_level else 0)
+        if self.zxtout:
+            self._ensure(_ZXTOUT, self.zxtout)
+        # SAG only while all phases are live: a dead one would raise it every SAGCYC.
+        self.sag_on = bool(self.sag_level) and self.zx_mask == 7
+        self._sag_dip = False
+        self.write(_MASK1, (_STATUS1_SAG if self.sag_on else 0)
+                   | (_STATUS1_ZXTOVA if self.zxtout else 0))
         # Clear stale flags (write 1 to clear) except LENERGY: a window latched before
-        # this re-init is still to be read; and except SAG: a supply failure in progress
-        # stays latched (IRQ1 low) for the power-fail watcher.
-        self.write(_STATUS1, 0xFFFEFFFF)        # all but b16 (SAG)
+        # this re-init is still to be read; and except SAG and ZXTOVA: a supply failure
+        # in progress stays latched (IRQ1 low) for the watcher (ZXTOVA is set once).
+        self.write(_STATUS1, 0xFFFEFFF7)        # all but b16 (SAG) and b3 (ZXTOVA)
         self.write(_DSPWP_SEL, _DSPWP_KEY)
         self.write(_DSPWP_SET, _DSPWP_PROTECT)
         self.write(_RUN, 1)
@@ -664,14 +708,21 @@ class ADE7880:
             return FAULT_RESET
         if d[0] & (_STATUS1_CRC >> 24):
             return FAULT_CHECKSUM
-        if d[1] & (_STATUS1_SAG >> 16):        # a sag flip: which phases are below?
-            d = self._read_bytes(_PHSTATUS)
-            self.sag = ((d[0] >> (_VSPHASE_SHIFT - 8)) & 7) | (self.sag & 8)
-            if not self.sag & 1:                # L1 fine: acknowledge (IRQ1 rises)
-                self.write(_STATUS1, _STATUS1_SAG)
+        if d[3] & _STATUS1_ZXTOVA:             # L1 gone: crossing again since sag_l1?
+            if self.sag & 1 and d[2] & (_STATUS1_ZXVA >> 8):
+                self.write(_STATUS1, _STATUS1_ZXTOVA | _STATUS1_ZXVA)   # IRQ1 rises
+                self.sag &= 0xE
+        elif d[1] & (_STATUS1_SAG >> 16) and self.sag_on:   # a flip: which phases?
+            self._sag_seen()
         self._csum_age += 1
         if self._csum_age >= _CSUM_EVERY:
             self._csum_age = 0
+            if self._sag_dip and self.zx_mask == 7:     # that phase back above SAGLVL?
+                if not self._read_bytes(_PHSTATUS)[0] >> (_VSPHASE_SHIFT - 8) & 7:
+                    self.sag_on = True
+                    self._sag_dip = False
+                    self.write(_STATUS1, _STATUS1_SAG)
+                    self.write(_MASK1, _STATUS1_SAG | (_STATUS1_ZXTOVA if self.zxtout else 0))
             if self._read_bytes(_CHECKSUM) != self._csum:
                 return FAULT_CHECKSUM
         return FAULT_NONE

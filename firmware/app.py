@@ -232,9 +232,13 @@ class App:
         # and the same full-scale sine reads 3,766,572 on xVRMS (anchors-public-facts.md
         # section 3), so code = V rms / (V per xVRMS code) x 5928256 / 3766572. SAGCYC
         # 2 half cycles: 20 ms at 50 Hz, half of the 40 ms hold-up budget (README).
+        # ZXTOUT 256 x 62.5 us = 16 ms without an L1 zero crossing (datasheet "Zero-
+        # Crossing Timeout"): longer than a half cycle down to 45 Hz (11.1 ms), so L1
+        # gone is seen 6-16 ms after the cut, and a dead L2/L3 does not raise it.
         num, den = config_mod.rational(self.cfg, "v_per_code")
         mv = pf.NOMINAL_MV * pf.COLLAPSE_PCT // 100
-        self.chip.set_sag(min(0xFFFFFF, mv * den * 5928256 // (1000 * num * 3766572)), 2)
+        self.chip.set_sag(min(0xFFFFFF, mv * den * 5928256 // (1000 * num * 3766572)), 2,
+                          256)
         return pf.PowerFail(self.chip.sag_l1, self._supply_failed, self.store.supply_ok,
                             need=1, backup=backup)
 

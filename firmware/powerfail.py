@@ -9,18 +9,18 @@ means the supply capacitor's hold-up time is running out. A source is any callab
 returning True (collapsed), False (present) or None (no new reading):
 - L1Collapse: the published snapshot's L1 voltage below half its nominal value, judged
   once per new snapshot. Latency is `need` metering cycles (200-500 ms each): a
-  fallback; the ADE7880's SAG interrupt (SAGLVL/SAGCYC, a few half cycles) or a board's
-  power-fail input reacts within the hold-up budget and should be preferred.
+  fallback; the ADE7880's IRQ1 (below) or a board's power-fail input reacts within
+  the hold-up budget and should be preferred.
 - PinLow: a board's power_fail input (boards/contract.py: 0 while the supply fails).
-- the chip's own sag detection on L1 (drivers/ade7880.py: set_sag, sag_l1): IRQ1
-  low, then one PHSTATUS read tells whether L1 is the phase below SAGLVL; if not (a
-  dead L2/L3: the chip repeats their sag every SAGCYC half cycles) the sag is
-  acknowledged so IRQ1 rises again; if so it stays latched and the driver's flag
-  answers without SPI traffic until IRQ1 rises (health() acknowledges L1's return).
-  Latency: SAGCYC half cycles (20 ms at 50 Hz) plus one poll (period_ms). The App uses
-  `chip.sag_l1` with need=1 when the board has no power-fail input, and L1Collapse as
-  the `backup` source (collapsed when either says so; a backup returning None keeps
-  its previous reading).
+- the chip's own detection on L1 (drivers/ade7880.py: set_sag, sag_l1): IRQ1 low,
+  then one STATUS1 read: ZXTOVA (no L1 zero crossing for ZXTOUT, 16 ms) or SAG with
+  PHSTATUS showing L1 below SAGLVL (SAG only while all phases are live: a dead L2/L3
+  would raise it every SAGCYC half cycles). Either stays latched and the driver's flag
+  answers without SPI traffic until L1 is back (health() acknowledges it). Latency:
+  6-16 ms (ZXTOUT from L1's last crossing) or SAGCYC half cycles (20 ms at 50 Hz),
+  plus one poll (period_ms). The App uses `chip.sag_l1` with need=1 when the board has
+  no power-fail input, and L1Collapse as the `backup` source (collapsed when either
+  says so; a backup returning None keeps its previous reading).
 `need` consecutive collapsed readings call on_fail() once; as many present readings
 afterwards call on_ok() (a brown-out the board lived through).
 """

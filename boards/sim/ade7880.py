@@ -57,6 +57,9 @@ _LENERGY = const(0x20)  # STATUS0 b5
 _RSTDONE = const(0x8000)  # STATUS1 b15
 _CRC = const(0x2000000)  # STATUS1 b25
 _SAG = const(0x10000)  # STATUS1 b16
+_ZXTOVA = const(0x8)  # STATUS1 b3: phase A voltage zero crossing missing (Table 37)
+_ZXVA = const(0x200)  # STATUS1 b9: phase A voltage zero crossing seen
+_ZXTOUT = const(0xE60D)  # 16-bit, default 0xFFFF; one LSB per 62.5 us (16 kHz)
 # Sag detection compares |instantaneous voltage| after the HPF with SAGLVL; a full-scale
 # input peaks at 5,928,256 (0x5A7540: "SAGLVL at full scale", datasheet Rev. A p.34).
 _SAG_FS = 5928256
@@ -392,6 +395,7 @@ class ADE7880Sim:
             self._window_end(w[0], w[1], w[2])
             w = self._win
         self._sag_until(self._now)
+        self._zx_until(self._now)
         self._fire()
 
     def next_event_us(self):
@@ -399,9 +403,88 @@ class ADE7880Sim:
         return self._win[0] if self._win is not None else None
 
     def next_sag_us(self):
-        """The next VSPHASE flip (STATUS1.SAG, IRQ1 when enabled), or None."""
+        """The next VSPHASE flip (STATUS1.SAG) or phase A zero-crossing timeout
+        (STATUS1.ZXTOVA): what may pull IRQ1 low, or None."""
         s = self._sag_next()
-        return s[0] if s is not None else None
+        s = s[0] if s is not None else None
+        z = self._zx_due()
+        return z if s is None or (z is not None and z < s) else s
+
+    # ---- zero-crossing timeout, phase A voltage (datasheet Rev. A "Zero-Crossing
+    # Timeout", Table 37 STATUS1 b3 ZXTOVA / b9 ZXVA, MASK1 same bits) --------------------
+    # The phase's timeout counter is reloaded with ZXTOUT at each of its voltage zero
+    # crossings and counts down one LSB per 62.5 us; reaching 0 sets ZXTOVA (IRQ1 low
+    # with MASK1 b3). It then rests at 0 until the next crossing reloads it, so a phase
+    # that stays dead sets ZXTOVA once (an acknowledgement is not followed by another).
+    # Each crossing also sets ZXVA. Crossings are the scenario's (a phase with voltage
+    # crosses every half cycle; docs/ade7880-sim.md); only phase A is modelled.
+    def _zx_t(self):
+        return self._reg[_ZXTOUT] * 125 // 2          # us
+
+    def _a_after(self, t):
+        """Time (us) of phase A's first voltage zero crossing after t, or None."""
+        tb = self._tb
+        w = tb.walk(1, tb.grid(t), 1, tb.seg(t))
+        if w is not None and w[0] <= t:               # t is that crossing itself
+            w = tb.walk(1, w[1], 1, w[2])
+        return w[0] if w is not None else None
+
+    def _a_last(self, t):
+        """Time of phase A's last crossing at or before t, in t's segment (A live there)."""
+        tb = self._tb
+        i = tb.seg(t)
+        g = tb.grid(t)
+        g -= g % 3
+        tau = tb.start[i] + (g / 6.0 - tb.theta0[i]) * 1e6 / self.scenario.segments[i][1]
+        return max(int(math.ceil(tau)), tb.start[i])
+
+    def _a_skip(self, nx, upto):
+        """From crossing nx, the last crossing of its segment at or before upto."""
+        tb = self._tb
+        i = tb.seg(nx)
+        end = tb.start[i + 1] - 1 if i + 1 < len(tb.start) else upto
+        return max(nx, self._a_last(min(end, upto)))
+
+    def _zx_due(self):
+        """When ZXTOVA is next set (us), or None."""
+        if not self._running:
+            return None
+        ref, fired, tout = self._zref, self._zfired, self._zx_t()
+        tb = self._tb
+        while True:
+            nx = self._a_after(ref)
+            if not fired and (nx is None or ref + tout < nx):
+                return ref + tout
+            if nx is None:
+                return None
+            i = tb.seg(nx)
+            if tout > 500000.0 / self.scenario.segments[i][1] + 1:
+                if i + 1 == len(tb.start):    # crossings every half cycle from here on
+                    return None
+                nx = self._a_skip(nx, tb.start[i + 1])
+            ref, fired = nx, False
+
+    def _zx_until(self, t):
+        if not self._running:
+            return
+        due = self._zx_due()
+        if due is not None and due <= t:
+            self._st1 |= _ZXTOVA
+        ref = self._zref
+        while True:                                   # the last crossing up to t
+            nx = self._a_after(ref)
+            if nx is None or nx > t:
+                break
+            ref = self._a_skip(nx, t)
+        if ref != self._zref:
+            self._zref = ref
+            self._st1 |= _ZXVA
+            self._zfired = ref + self._zx_t() <= t
+            if self._zfired:
+                self._st1 |= _ZXTOVA
+        elif due is not None and due <= t:
+            self._zfired = True
+        self._irqs()
 
     # ---- voltage sag (datasheet Rev. A "Phase Voltage Sag Detection", Table 40) ------
     # VSPHASE[ph] flips when the phase has been on the other side of SAGLVL for SAGCYC
@@ -536,6 +619,8 @@ class ADE7880Sim:
         self._csum_seen = None
         self._vs = 0                   # PHSTATUS VSPHASE[2:0]
         self._sag_restart()
+        self._zref = self._now         # phase A's timeout counter: last reload
+        self._zfired = False
         self._set_thresholds()
         self._irqs()
 
@@ -605,6 +690,7 @@ class ADE7880Sim:
             self._irqs()
         elif a == _STATUS1:
             self._sag_until(self._now)
+            self._zx_until(self._now)
             self._st1 &= ~v
             if v & _SAG:  # clears every VSPHASE bit too; counting restarts
                 self._vs = 0
@@ -620,9 +706,11 @@ class ADE7880Sim:
     def _set_run(self, on):
         self._settle(self._now)
         self._sag_until(self._now)
+        self._zx_until(self._now)
         if on and not self._running:
             self._running = True
             self._sag_restart()
+            self._zref, self._zfired = self._now, False   # the DSP starts counting
             self._csum_seen = self.checksum()  # the reference the CRC flag compares to
             self._restart_windows()
         elif not on and self._running:
