@@ -84,7 +84,9 @@ _RUN = const(0xE228)
 _ACCMODE = const(0xE701)
 _LCYCMODE = const(0xE702)
 _SAGCYC = const(0xE704)       # 8-bit: half line cycles below SAGLVL (no-OS ade7880.h)
-_ZXTOUT = const(0xE60D)       # 16-bit zero-crossing timeout, 62.5 us per LSB (anchors s.3)
+_ZXTOUT = const(0xE60D)       # 16-bit zero-crossing timeout (address: anchors s.3); its LSB,
+                              # 62.5 us (16 kHz), is the ADE78xx data sheets' and not in
+                              # shared/reference: confirm on the first board
 _DSPWP_SET = const(0xE7E3)
 _LAST_RWDATA8 = const(0xE7FD)
 _DSPWP_SEL = const(0xE7FE)

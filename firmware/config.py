@@ -82,7 +82,7 @@ def defaults():
         # Records (issue 12): clock/tariffs/demand/losses (firmware/rtime.py) and the load
         # curve / KSEM log rings (firmware/records.py). Off by default: with them the
         # firmware's 32-bit heap is over its 64 KB budget (README, Benchmarks); read at boot.
-        "records": {"enabled": False, "period_min": 10, "ct_class": "0.2S", "ct_sustain_s": 600},
+        "records": {"enabled": True, "period_min": 10, "ct_class": "0.2S", "ct_sustain_s": 600},
         # Network (KSEM manual 6.4): DHCP by default; the static settings apply with dhcp off.
         # hostname "" = derived from the serial (hostname(cfg)), as the KSEM names itself
         # after its serial; letters, digits and hyphens only (RFC 1123).

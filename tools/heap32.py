@@ -57,7 +57,8 @@ BOOT_MODULES = ("firmware.app", "firmware.ports", "firmware.persist", "firmware.
                 # imported by App as it builds its parts (loaded here, so that their code
                 # is not counted as what building the App leaves)
                 "firmware.eventstore", "firmware.pushmb", "firmware.records",
-                "firmware.ring")
+                "firmware.ring", "firmware.rtime", "firmware.regmaps.records",
+                "firmware.regmaps.rings", "firmware.tz")
 SIM_MODULES = ("boards.sim.board", "boards.sim.scenario", "boards.sim.clock",
                "tools.mpy.cycle_harness")
 
