@@ -16,6 +16,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 import heap32  # noqa: E402
+import heap_parts  # noqa: E402
 
 KB = 1024
 CLIENTS = 8
@@ -33,7 +34,7 @@ SHARES = {                          # bytes of live heap on a 32-bit build, ever
     "growth": 256,                  # first use + live growth over 100 cycles with reads
     "evlog": 1024,                  # event log on flash + its Modbus space (modules and
                                     # EventStore + EventLogSpace)
-    "persistence": 1408,            # counter store (tests/test_persist.py: 1,344 B)
+    "persistence": heap_parts.PERSISTENCE,  # counter store (tests/test_persist.py)
     "config": 2048,                 # config over Modbus (issue 10 item 4): the modules
                                     # cfgstore + regmaps/device (their module objects)
                                     # and the settings owner (stage, password state)
@@ -53,143 +54,23 @@ LATER = ("persistence", "reserve")
 BUDGET = 64 * KB
 
 
-# The event log's part (firmware/eventstore.py, firmware/regmaps/eventlog.py): their
-# module objects (residue with them less without them), and the objects a board keeps,
-# an EventStore and its Modbus space, built on wasm32 (which has no littlefs: the store's
-# constructor only makes its directory, so a stand-in with mkdir() serves).
-EVLOG_MODULES = ("firmware.eventstore", "firmware.regmaps.eventlog")
-EVLOG_OBJECTS = r"""
-import gc, json
-from firmware.events import EventLog
-from firmware.eventstore import EventStore
-from firmware.regmaps.eventlog import EventLogSpace
-class V:
-    def mkdir(self, p):
-        pass
-class C:
-    def ticks_ms(self):
-        return 0
-EV = EventLog(32)
-K = [None, None, V(), C()]
-gc.collect()
-#@@CHUNK
-A0 = gc.mem_alloc()
-#@@CHUNK
-K[0] = EventStore(K[2], EV, K[3], None)
-K[1] = EventLogSpace(K[0])
-gc.collect()
-#@@CHUNK
-print("@@JSON", json.dumps({"bytes": gc.mem_alloc() - A0}))
-"""
-
-
-# Clock, tariffs, demand and loss correction (issue 12, records-time): its objects, a
-# RecTime (wall clock, tariff, demand, losses) and its Modbus space, take up to 1,536 B
-# of the "records" share; its modules' residue counts in module_objects.
-RTIME_MODULES = ("firmware.tz", "firmware.walltime", "firmware.tariff", "firmware.demand",
-                 "firmware.losses", "firmware.rtime", "firmware.regmaps.records")
-RTIME_OBJECTS = r'''import gc, json
-from firmware.energy import EnergyRegisters
-from firmware.events import EventLog
-from firmware import config
-from firmware.rtime import RecTime
-from firmware.regmaps.records import RecordsSpace
-from boards.sim.board import SimBoard
-class C:
-    def ticks_ms(self):
-        return 0
-    def now_us(self):
-        return 0
-class B:
-    clock = C()
-    def time_utc(self):
-        return 1798761600
-CFG = config.validate(None, SimBoard.CALIBRATION)
-E = EnergyRegisters(32)
-EV = EventLog(32, 64)
-K = [None, None, B()]
-gc.collect()
-#@@CHUNK
-A0 = gc.mem_alloc()
-#@@CHUNK
-K[0] = RecTime(E, EV, K[2], None)
-K[0].configure(CFG)
-K[1] = RecordsSpace(K[0], None)
-gc.collect()
-#@@CHUNK
-A1 = gc.mem_alloc()
-print("@@JSON", json.dumps({"bytes": A1 - A0}))
-'''
 RTIME_SHARE = 1536
 
 
 def test_records_time_objects_within_their_share():
-    got = heap32.run_wasm(RTIME_OBJECTS)["bytes"]
+    got = heap32.run_wasm(heap_parts.RTIME_OBJECTS)["bytes"]
     assert 0 < got <= RTIME_SHARE, "records-time: %d B live on 32-bit" % got
-    mods = heap32.run_wasm(heap32.RESIDUE % (RTIME_MODULES, RTIME_MODULES))
+    own = heap_parts.RTIME_MODULES
+    mods = heap32.run_wasm(heap32.RESIDUE % (own, own))
     print("records-time objects %d B, modules %d B" % (got, mods["config_modules"]))
-
-
-# Every part's modules: one residue run over all of them (the boot modules and the
-# parts' own, as a frozen build with every feature on keeps them), then each part's own
-# residue out of that run; module_objects is the rest. Nothing is counted twice.
-PART_MODULES = {"config": heap32.CONFIG_MODULES, "evlog": EVLOG_MODULES,
-                "push": ("firmware.pushmb",),
-                # firmware.ring and regmaps.rings load at every boot (the event log
-                # and the ports import them): module_objects; firmware.records only
-                # with records on (app.py imports it then; rings.py does not)
-                "records": RTIME_MODULES + ("firmware.records",),
-                "mqtt": ("firmware.mqtt", "firmware.hadisc")}
-ALL_MODULES = heap32.BOOT_MODULES + tuple(m for v in PART_MODULES.values() for m in v)
-MQTT_PRELUDE = "import sys\nclass _NoSock:\n    pass\nsys.modules['usocket'] = _NoSock\n"
-LIB = ("--lib", str(ROOT / "lib"))
-
-
-def module_figures():
-    own = {}
-    total = None
-    for part, mods in PART_MODULES.items():
-        r = heap32.run_wasm(MQTT_PRELUDE + heap32.RESIDUE % (ALL_MODULES, mods), LIB)
-        own[part] = r["config_modules"]
-        total = r["bytes"]
-    return total, own
-
-
-def mqtt_objects():
-    """The Mqtt object, a session's umqtt.simple client and umqtt.simple's own module
-    residue (third-party, in lib/: RESIDUE counts firmware/ and drivers/ only), from
-    tools/mpy/mqtt_heap32.py."""
-    r = heap32.run_wasm(open(ROOT / "tools" / "mpy" / "mqtt_heap32.py").read(), LIB)
-    return r["mqtt_object"] + r["session_client"] + r["umqtt_residue"]
 
 
 @pytest.fixture(scope="module")
 def heap():
-    raw = heap32.run_wasm(heap32.probe_text(100, CLIENTS))
-    fig = heap32.figures(raw)
-    fig["all_modules"], fig["own_modules"] = module_figures()
-    fig["evlog_objects"] = heap32.run_wasm(EVLOG_OBJECTS)["bytes"]
-    fig["tcp_conn_32"] = (heap32.tcp_conn_unix(CLIENTS) + 1) // 2
-    fig["push_modules"], fig["push_objects"], fig["push_mean"] = push_figures()
-    fig["records_objects"] = (heap32.records_figures()[1]
-                              + heap32.run_wasm(RTIME_OBJECTS)["bytes"])
-    fig["mqtt_objects"] = mqtt_objects()
-    return fig
+    return heap_parts.budget_figures(100, CLIENTS)
 
 
-def measured(heap):
-    p = heap["parts"]
-    own = heap["own_modules"]
-    return {"module_objects": heap["all_modules"] - sum(own.values()),
-            "config": own["config"] + p["config"],
-            "evlog": own["evlog"] + heap["evlog_objects"],
-            "push": own["push"] + heap["push_mean"],          # its largest mode
-            "records": own["records"] + heap["records_objects"],
-            "mqtt": own["mqtt"] + heap["mqtt_objects"],
-            "meter": p["meter"], "maps": p["maps"],
-            "rtu_a": p["rtu_a"], "rtu_b": p["rtu_b"], "tcp": p["tcp"],
-            "tcp_clients": CLIENTS * heap["tcp_conn_32"],
-            "growth": heap["warmup_residue"] + max(0, heap["cycles"]["live_peak"])}
+measured = heap_parts.measured
 
 
 def test_shares_add_up_to_the_budget():
@@ -225,22 +106,13 @@ def test_part_within_its_share(heap, part):
     assert got <= share, "%s: %d B live on 32-bit, share %d B" % (part, got, share)
 
 
-_PUSH = []
-
-
-def push_figures():
-    if not _PUSH:
-        _PUSH.extend(heap32.push_figures())
-    return tuple(_PUSH)
-
-
-def test_push_within_its_share_and_mean_mode_extra():
-    # Measured on its own (not through the `heap` fixture): module objects plus a
+def test_push_within_its_share_and_mean_mode_extra(heap):
+    # Module objects plus a
     # Pusher with 10 TCP targets configured. interval_mean keeps one int32 array
     # (firmware/pushmb.py _M_*: two limb sums per instantaneous value, 36 each, the
     # means and the interval's energies) and two views into it: about 0.75 KB more,
     # freed in the other modes.
-    mods, objs, mean = push_figures()
+    mods, objs, mean = heap["push_modules"], heap["push_objects"], heap["push_mean"]
     assert 0 < mods + mean <= SHARES["push"], (mods, mean)
     assert 2 * 36 * 4 <= mean - objs <= 1024
 

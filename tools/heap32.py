@@ -859,7 +859,10 @@ def main():
     ap.add_argument("--no-unix", action="store_true", help="skip the unix-port TCP figure")
     a = ap.parse_args()
     t0 = time.time()
-    res = figures(run_wasm(probe_text(a.cycles, a.clients)))
+    import heap_parts        # the budget's accounting (tests/test_heap32.py asserts it)
+    res = heap_parts.budget_figures(a.cycles, a.clients)
+    res["budget_parts"] = heap_parts.measured(res)
+    res["budget_total"] = heap_parts.total(res)
     res["runtime"] = "wasm32 (MicroPython WebAssembly port 1.27.0, 32-bit objects)"
     res["tcp_clients"] = a.clients
     res["modules_src"] = res["parts"]["modules"]
@@ -878,8 +881,8 @@ def main():
     res["firmware_objects"] = (p["meter"] + p["maps"] + p["rtu_a"] + p["rtu_b"] + p["tcp"]
                                + res["growth"])
     res["firmware_objects_with_clients"] = res["firmware_objects"] + conn
-    # what a frozen build keeps in RAM: the above plus the modules' own objects
-    res["ram_frozen_build"] = res["firmware_objects_with_clients"] + res["frozen_residue"]
+    # what a frozen build keeps in RAM, everything on: the budget's accounting
+    res["ram_frozen_build"] = res["budget_total"]
     # per real board (issue 11): its objects, the App's boot on it, its module's objects
     res["boards"] = board_figures()
     for name in BOARD_PARTS:
