@@ -16,9 +16,9 @@ endif
 PYTEST_ARGS ?=
 
 .PHONY: setup run test bench soak clean socat wasm32 mosquitto umqtt deploy repl logs backup \
-	restore rs485-bench need-port
+	restore rs485-bench need-port chrony
 
-setup: $(STAMP) socat wasm32 mosquitto umqtt
+setup: $(STAMP) socat wasm32 mosquitto chrony umqtt
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ mosquitto:
 	  echo "installing mosquitto (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto >/dev/null; }
+
+# chrony: the NTP server tests/test_walltime.py starts as its own chronyd (Debian package).
+# The tests never use a system chronyd the package may start: theirs runs with -x (the
+# system clock is never set), on a free port, from a config in the test's directory.
+chrony:
+	@command -v chronyd >/dev/null 2>&1 || [ -x /usr/sbin/chronyd ] || { \
+	  echo "installing chrony (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chrony >/dev/null; }
 
 # The MQTT client the firmware wraps (firmware/mqtt.py): micropython-lib's umqtt.simple,
 # the pinned sdist from PyPI (MIT), fetched from pip's index by tools/fetch_sdist.py,

@@ -1,12 +1,20 @@
 """The wall clock and its SNTP client (firmware/walltime.py).
 
-No NTP daemon can be started here without root (chronyd/ntpd bind port 123 and set the
-system clock), so the server is a small SNTP responder written below from RFC 4330,
-independent of the firmware's code: it answers in mode 4 from the host's clock, or
-with a Kiss-o'-Death, a wrong originate or a bad stratum when told to.
+Two servers. A real one: Debian's chrony (`make chrony`), started here as our own
+chronyd in the foreground with a config in the test's directory: a free UDP port on
+127.0.0.1, `local stratum 8` (it serves the host's clock), no command port, and -x so it
+never sets the system clock; -U and -u <our user> let it run without root. It fails the
+chrony test when it cannot start (a declared dependency); NO_CHRONY=1 skips that test.
+A small SNTP responder written below from RFC 4330, independent of the firmware's code,
+covers what chrony never sends: it answers in mode 4 from the host's clock, or with a
+Kiss-o'-Death, a wrong originate or a bad stratum when told to.
 """
+import os
+import pwd
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -15,6 +23,79 @@ import pytest
 from conftest import run_mpy
 
 NTP_1970 = 2208988800
+CHRONYD = shutil.which("chronyd") or "/usr/sbin/chronyd"
+
+
+def sntp_ask(port, timeout=0.2):
+    """One client request (RFC 4330 section 5) from here: (LI, mode, stratum, server's
+    transmit time as Unix seconds) of the reply that echoes our stamp, or None."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        req = bytearray(48)
+        req[0] = (4 << 3) | 3
+        stamp = os.urandom(8)
+        req[40:48] = stamp
+        s.sendto(req, ("127.0.0.1", port))
+        b = s.recv(512)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    if len(b) < 48 or b[24:32] != stamp:
+        return None
+    sec, frac = struct.unpack_from(">II", b, 40)
+    return b[0] >> 6, b[0] & 7, b[1], sec - NTP_1970 + frac / 2 ** 32
+
+
+@pytest.fixture
+def chronyd(tmp_path):
+    """Our own chronyd on a free port of 127.0.0.1; yields the port once it answers."""
+    if os.environ.get("NO_CHRONY") == "1":
+        pytest.skip("NO_CHRONY=1: the test against chronyd is skipped")
+    if not os.path.exists(CHRONYD):
+        pytest.fail("chronyd is not installed: `make chrony` (Debian's chrony is a declared"
+                    " dependency of the tests; NO_CHRONY=1 skips this test)")
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    u.close()
+    conf = tmp_path / "chrony.conf"
+    conf.write_text(f"""port {port}
+bindaddress 127.0.0.1
+allow 127.0.0.1
+local stratum 8
+cmdport 0
+pidfile {tmp_path / "chronyd.pid"}
+driftfile {tmp_path / "chrony.drift"}
+""")
+    log_path = tmp_path / "chronyd.log"
+    # -x: never set the system clock; -d: foreground, log to stderr; -U: no root needed;
+    # -u: stay our own user (as root it would switch to _chrony, which cannot write here)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([CHRONYD, "-x", "-d", "-U", "-u", user, "-f", str(conf)],
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if p.poll() is not None:
+                pytest.fail(f"chronyd exited ({p.returncode}) before answering:\n"
+                            + log_path.read_text())
+            reply = sntp_ask(port)
+            if reply is not None:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"chronyd did not answer on 127.0.0.1:{port} within 10 s:\n"
+                            + log_path.read_text())
+        yield port, reply
+    finally:
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 class Responder:
@@ -90,6 +171,51 @@ def test_sntp_sets_clock_from_responder(mode, offset):
     assert got["source"] == 2 and got["set"] == 1 and not got["failed"]
     # the responder's clock is the host's plus offset; the round trip is local
     assert abs(got["utc"] - (got["host"] + offset * 1000)) < 500
+
+
+PROG_TWICE = """
+import asyncio, json, time
+from boards.sim.clock import RealClock
+from firmware.events import EventLog
+from firmware import walltime as W
+clock = RealClock()
+ev = EventLog(16, 64)
+wall = W.WallClock(clock, ev)
+sets = []
+async def main():
+    t = asyncio.create_task(W.sntp_task(wall, '127.0.0.1', 1, port=%d, timeout_ms=1000,
+                                        retry_s=1))
+    for _ in range(800):
+        await asyncio.sleep_ms(10)
+        if ev.count(32) > len(sets):
+            sets.append({'utc': wall.utc_ms(), 'host': int(time.time() * 1000),
+                         'source': wall.source, 'step': wall.last_step_ms})
+        if len(sets) == 2 or ev.count(33):
+            break
+    t.cancel()
+asyncio.run(main())
+print('@@JSON', json.dumps({'sets': sets, 'valid': wall.valid(),
+      'failed': [a for _, c, a in ev.recent_args() if c == 33],
+      'logged': [a for _, c, a in ev.recent_args() if c == 32]}))
+"""
+
+
+def test_sntp_sets_clock_from_chronyd(chronyd):
+    port, first = chronyd
+    # what our own probe got: a served time (LI 0, mode 4) at the configured stratum,
+    # so the server is our chronyd with our config, not one of the system's
+    assert first[:3] == (0, 4, 8)
+    assert abs(first[3] - time.time()) < 1
+    got = run_mpy(PROG_TWICE % port)
+    assert not got["failed"], got
+    assert got["valid"] and len(got["sets"]) == 2, got
+    assert got["logged"] == [2, 2]          # clock_set, source 2 SNTP (README, event 32)
+    for s in got["sets"]:
+        assert s["source"] == 2             # register 0xC803: 2 SNTP (README)
+        # chronyd serves the host's clock; the round trip is local
+        assert abs(s["utc"] - s["host"]) < 1000, s
+    # the second poll finds the wall clock already right: a small step
+    assert abs(got["sets"][1]["step"]) < 1000, got
 
 
 @pytest.mark.parametrize("mode,code", [("kod", 5), ("stratum16", 3), ("origin", 4)])
