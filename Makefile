@@ -76,8 +76,11 @@ run: setup
 	$(PY) tools/host_run.py --scenario $(SCENARIO) --tcp-port $(TCP_PORT) --host $(HOST) \
 	  --run-dir $(RUN_DIR) $(if $(CONFIG),--config $(CONFIG))
 
+# Two workers (pytest-xdist): the suite's tests wait on MicroPython runtimes, host runs
+# and real time; TEST_WORKERS=0 runs them in this process, one after the other.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) tools/bench.py --out bench/results.json
