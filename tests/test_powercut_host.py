@@ -115,7 +115,11 @@ def cut_once(tmp_path):
         while time.time() < cut - 0.05:
             before = energy(run_dir)             # the run's report, at most 1 s old
             time.sleep(0.02)
-        time.sleep(max(0.0, cut + 0.1 - time.time()))
+        # SIGKILL 300 ms after the cut: the host run's stand-in for the hold-up. Whether
+        # a board's write fits its real 40 ms is shown on its flash figures (README,
+        # persistence); here the path is what is tested, and two test workers on a
+        # 2-core machine may keep the firmware off the CPU for 100 ms.
+        time.sleep(max(0.0, cut + 0.3 - time.time()))
         power_cut(p)
         killed = time.time()
     finally:
@@ -127,7 +131,7 @@ def cut_once(tmp_path):
 
 
 def test_l1_cut_then_sigkill_keeps_every_count(tmp_path):
-    # The firmware must get the CPU during the 100 ms after the cut (its hold-up): on a
+    # The firmware must get the CPU during the 300 ms after the cut (its hold-up): on a
     # machine shared with other test runs it may not, and nothing is written, exactly
     # as a board whose CPU stalled would lose it. Such a run proves nothing either way,
     # so up to three are made; the last one decides.
