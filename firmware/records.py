@@ -78,6 +78,7 @@ _F_BOOT = const(16)
 _U_MV = const(0)
 _I_MA = const(1)
 _F_MHZ = const(7)
+_ST_STALE = const(4)    # a snapshot published without a window (re-init): values zeroed
 _NQ = const(9)
 _TOTAL = const(27)
 _NE = const(8)
@@ -241,7 +242,11 @@ class Records:
                 for k in range(6):
                     st[_PV + 2 * (b * 6 + k)] = snap.e_hi[b * _NE + k]
                     st[_PV + 2 * (b * 6 + k) + 1] = snap.e_lo[b * _NE + k]
-        # this second's sample: the sums, the CT checks
+        # this second's sample: the sums, the CT checks. A stale snapshot (the chip
+        # being re-initialised: its values are zeros, not a measurement) is no sample:
+        # it would pull the period's averages down (n counts the samples taken).
+        if snap.status & _ST_STALE:
+            return
         inst = snap.inst
         imax = 0
         for ph in range(3):

@@ -382,3 +382,39 @@ print("@@JSON", json.dumps(res))
     assert res["tsel"][0] == 0 and res["tsel"][1] == [0, 5, (t - 1) >> 16, (t - 1) & 0xFFFF]
     assert res["errs"] == [2, 2, 2, 2, 3, 3, 2, 2, 1, 1, 2]
     assert res["alloc"] == 0
+
+
+def test_stale_snapshots_are_no_samples(mpy_any):
+    """A snapshot the meter publishes while it re-initialises the chip (ST_STALE, its
+    values zeroed) is not a measurement: the averages of U, I and f stay those of the
+    samples taken (under load the host run once averaged L1 at 226 V: one zeroed sample
+    in 60), while the energies still come from the counters."""
+    code = LIB + r"""
+from firmware.snapshot import ST_STALE
+fs = MemFs()
+w = World()
+r, ev = new(fs, w)
+utc, up = run(r, w, %d, 0, 600)           # aligned, clean periods first
+for k in range(60):                       # one 5-minute period, 1 s steps
+    w.advance(1)
+    utc += 1
+    up += 1
+    stale = k %% 7 == 3
+    if stale:                             # what Meter._publish_stale leaves
+        for i in range(len(w.snap.inst)):
+            w.snap.inst[i] = 0
+        w.snap.status = ST_STALE
+    r.step(utc, up)
+    if stale:
+        w.snap.status = 0
+        w.fill()
+utc, up = run(r, w, utc, up, 900)
+print("@@JSON", json.dumps({"d": dump(r)}))
+""" % T0
+    res = mpy_any(code)
+    K = [ks(h) for h in res["d"][1]]
+    full = [k for k in K if not k["fl"]]
+    assert len(full) >= 3
+    for k in full:
+        assert k["u"] == (23010, 22990, 23100) and k["i"] == (500, 300, 150), k
+        assert k["f"] == 50010 and k["pi"] == (1800, 720, 0, 2520), k

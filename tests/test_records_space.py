@@ -83,7 +83,7 @@ def test_private_consts_mirror_the_names_they_stand_for():
     import export_maps  # noqa: F401  (installs the micropython stand-in)
     from firmware import snapshot as snp, records, tariff, rtime
     from firmware.regmaps import rings
-    for name in ("U_MV", "I_MA", "F_MHZ", "NQ", "TOTAL", "NE"):
+    for name in ("U_MV", "I_MA", "F_MHZ", "NQ", "TOTAL", "NE", "ST_STALE"):
         assert getattr(records, "_" + name) == getattr(snp, name), name
     assert (rings._LC, rings._KS, rings._KS_PERIOD) == (records.LC, records.KS,
                                                          records.KS_PERIOD)
