@@ -57,6 +57,7 @@ _P_MW = const(2)
 _Q_MVAR = const(3)
 _QUADRANT = const(8)
 _N_COUNTERS = const(32)
+_ST_STALE = const(4)        # snapshot status: published while the chip re-initialises
 _PUSH_MODES = const(("cycle", "interval_last", "interval_mean"))   # firmware/config.py
 _EV_PUSH_ERROR = const(44)
 _EV_PUSH_OK = const(45)
@@ -173,6 +174,8 @@ class Pusher:
 
     # ---- interval_mean: the sums, the means ----
     def _add(self, snap):
+        if snap.status & _ST_STALE:   # zeros while the chip re-initialises: no sample
+            return
         a = self.inst
         s = snap.inst
         for i in range(_NV):

@@ -539,6 +539,27 @@ def test_mean_is_exact_without_long_ints(mpy_any):
     assert res["alloc"] == 0                # no long int, no object: on 32-bit too
 
 
+def test_mean_takes_no_stale_snapshot(mpy_any):
+    # A snapshot published while the chip re-initialises (ST_STALE, values zeroed) is
+    # not a cycle of the interval: the mean is that of the measured cycles.
+    code = MEAN.split("N = %d")[0] + r"""
+from firmware.snapshot import ST_STALE
+for k in range(10):
+    stale = k % 3 == 1
+    for i in range(NQ * 4):
+        s.inst[i] = 0 if stale else 1000 + i
+    s.status = ST_STALE if stale else 0
+    m._add(s)
+s.status = 0
+m._finish(s)
+print("@@JSON", json.dumps({"mean": [m.inst[i] for i in range(NQ * 4)]}))
+"""
+    res = mpy_any(code)
+    for i in range(36):
+        if i % 9 != 8:                     # QUADRANT: from the mean's P and Q signs
+            assert res["mean"][i] == 1000 + i, i
+
+
 SLOT = r"""
 import json
 from firmware import config
@@ -583,7 +604,7 @@ def test_private_consts_mirror_the_names_they_stand_for():
         if src:
             assert getattr(src[0], name) == int(val), (name, val)
             n += 1
-    assert n == 8
+    assert n == 9
     from firmware.config import PUSH_MODES
     import ast
     modes = re.search(r"^_PUSH_MODES = const\((\(.*?\))\)", text, re.M).group(1)
