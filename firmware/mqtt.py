@@ -37,6 +37,7 @@ _EV_MQTT_CONNECTED = const(52)
 _EV_MQTT_LOST = const(53)
 _EV_MQTT_REFUSED = const(54)
 _EV_MQTT_DROPPED = const(55)
+_ST_STALE = const(4)    # firmware/snapshot.py ST_STALE
 
 
 class _Sock:
@@ -188,8 +189,11 @@ class Mqtt:
                 if ka and ticks_diff(now, self._rx) > ka * 1500:
                     raise OSError(110)     # no PINGRESP within 1.5 keep-alive
                 if self.qn:                # the newest snapshot, read without yielding
-                    c.publish(state, hadisc.state(self.meter.front))
                     self.qn = 0
+                    f = self.meter.front
+                    if f.status & _ST_STALE:   # zeroed while the chip re-initialises:
+                        continue               # not a state (the broker keeps the last)
+                    c.publish(state, hadisc.state(f))
                     await self._send(w)
                     self.sent += 1
                     continue

@@ -338,6 +338,41 @@ def test_silent_broker_never_blocks_the_loop():
     assert r["codes"].count(53) == 1
 
 
+STALE = SILENT.split("ticks = [0]")[0].replace("m.timeout_ms = 1500\n", "") + r"""
+from firmware.snapshot import ST_STALE
+M.front.seq = 5
+M.front.status = ST_STALE               # zeroed while the chip re-initialises
+async def main():
+    t = asyncio.create_task(m.run())
+    asyncio.create_task(m.sample())
+    await asyncio.sleep_ms(2600)        # two samples while stale
+    M.front.seq = 6
+    M.front.status = 0
+    M.front.inst[0] = 230000
+    await asyncio.sleep_ms(2200)        # two fresh samples
+    t.cancel()
+    print("@@JSON", json.dumps({"sent": m.sent, "connected": m.connected}))
+asyncio.run(main())
+"""
+
+
+def test_stale_snapshot_is_not_published(broker):
+    """A snapshot published while the chip re-initialises (ST_STALE, zeroed) is no
+    state: the broker keeps the last one; fresh snapshots are published again."""
+    sub = Sub(broker.port)
+    try:
+        r = run_mpy(STALE % broker.port)
+        states = sub.wait(lambda m: m[0].endswith("/state"))
+        time.sleep(0.3)
+        with sub.lock:
+            seqs = [json.loads(p)["seq"] for t, p, _ in sub.msgs if t.endswith("/state")]
+    finally:
+        sub.close()
+    assert states and r["connected"] == 1
+    assert seqs and set(seqs) == {6}, seqs        # never the stale one
+    assert r["sent"] == len(seqs)
+
+
 UNIT = r'''
 import json
 from firmware import hadisc, config
@@ -463,14 +498,14 @@ def test_private_consts_mirror_the_names_they_stand_for():
     import export_maps  # noqa: F401  (its shim: micropython.const on CPython)
     from firmware import events, snapshot
     n = 0
-    for mod, srcs in (("hadisc", (snapshot,)), ("mqtt", (events,))):
+    for mod, srcs in (("hadisc", (snapshot,)), ("mqtt", (events, snapshot))):
         text = (ROOT / "firmware" / (mod + ".py")).read_text()
         for name, val in re.findall(r"^_([A-Z][A-Z0-9_]*) = const\((\d+)\)", text, re.M):
             src = [s for s in srcs if hasattr(s, name)]
             if src:
                 assert getattr(src[0], name) == int(val), (mod, name, val)
                 n += 1
-    assert n == 14
+    assert n == 15
     from firmware import hadisc
     assert hadisc.COUNT == 4 * (len(hadisc._INST) + snapshot.NE)
     assert [r[1] for r in hadisc._INST] == [snapshot.U_MV, snapshot.I_MA, snapshot.P_MW,
