@@ -139,7 +139,7 @@ class RealBoard:
         import network
         from firmware import config as config_mod
         if cfg is None:
-            cfg = config_mod.DEFAULTS
+            cfg = config_mod.defaults()
         network.hostname(config_mod.hostname(cfg))
         nic = self.nic = self._nic()
         nic.active(True)
