@@ -88,6 +88,8 @@ class RealBoard:
         "gains": [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
         "phcal": [0, 0, 0],
     }
+    DIRECT_MAX_A = 63      # per line without CTs: "up to 63 A direct" (ksem-manual-digest.md)
+    UART_RXBUF = 512       # drivers/rs485.py: a flash erase's worth of bytes at 38400 baud
 
     def __init__(self):
         self.clock = Clock()
@@ -99,6 +101,18 @@ class RealBoard:
             if f == function:
                 return gpio
         raise KeyError("board %s has no pin for %r" % (self.name, function))
+
+    def _uart(self, name, baud, stop):
+        """RS485 port `name`'s UART (self.UARTS: name -> (UART id, PINS prefix)) with
+        8 data bits (parity is drivers/rs485.py's), and the prefix of its pins."""
+        from machine import Pin, UART
+        if name not in self.UARTS:
+            raise ValueError("RS485 port %r: the board has 'a' and 'b'" % (name,))
+        uid, pre = self.UARTS[name]
+        p = self.pin
+        return UART(uid, baudrate=baud, bits=8, parity=None, stop=stop,
+                    tx=Pin(p(pre + "_tx")), rx=Pin(p(pre + "_rx")), rxbuf=self.UART_RXBUF,
+                    timeout=0), pre
 
     def filesystem(self):
         return RootFs(self.fs_root)

@@ -49,7 +49,6 @@ RMII_FIXED = (0, 19, 21, 22, 25, 26, 27)
 UARTS = {"a": (1, "rs485a"), "b": (2, "rs485b")}
 ADE_SPI = 1            # HSPI
 ADE_BAUD = 2000000     # ADE7880 SPI: SCLK at most 2.5 MHz (datasheet timing table)
-UART_RXBUF = 512       # drivers/rs485.py: a flash erase's worth of bytes at 38400 baud
 PHY_ADDR = 0           # the ESP32-POE's LAN8720 strap address
 
 
@@ -74,7 +73,7 @@ class PinlessLED:
 class Board(RealBoard):
     name = "esp32-lan8720"
     PINS = PINS
-    DIRECT_MAX_A = 63
+    UARTS = UARTS
 
     def __init__(self):
         from machine import Pin, SPI
@@ -98,16 +97,8 @@ class Board(RealBoard):
         return ADE7880(self.spi, self.ade_cs, irq0=None, irq1=self.ade_irq1, **kw)
 
     def rs485(self, name, baud, parity, stop):
-        from machine import Pin, UART
         from drivers.rs485 import RS485
-        if name not in UARTS:
-            raise ValueError("RS485 port %r: the board has 'a' and 'b'" % (name,))
-        uid, pre = UARTS[name]
-        p = self.pin
-        uart = UART(uid, baudrate=baud, bits=8, parity=None, stop=stop,
-                    tx=Pin(p(pre + "_tx")), rx=Pin(p(pre + "_rx")), rxbuf=UART_RXBUF,
-                    timeout=0)
-        return RS485(uart, None, baud, parity, stop)
+        return RS485(self._uart(name, baud, stop)[0], None, baud, parity, stop)
 
     def block_device(self):
         from esp32 import Partition

@@ -56,7 +56,6 @@ W5500_SPI = 0
 ADE_SPI = 1
 ADE_BAUD = 2000000     # ADE7880 SPI: SCLK at most 2.5 MHz (datasheet timing table)
 W5500_BAUD = 20000000  # W5500 SPI: up to 80 MHz per its datasheet; 20 MHz on jumpers
-UART_RXBUF = 512       # drivers/rs485.py: a flash erase's worth of bytes at 38400 baud
 # rp2's UART reports txdone while the last character is still in the shift register
 # (MicroPython machine.UART docs): one character at the slowest rate (9600, 11 bits).
 TXDONE_LATE_US = 1146
@@ -65,7 +64,7 @@ TXDONE_LATE_US = 1146
 class Board(RealBoard):
     name = "rp2040-w5500"
     PINS = PINS
-    DIRECT_MAX_A = 63
+    UARTS = UARTS
 
     def __init__(self):
         from machine import Pin
@@ -98,16 +97,10 @@ class Board(RealBoard):
         return ADE7880(self.spi, self.ade_cs, irq0=self.ade_irq0, irq1=self.ade_irq1, **kw)
 
     def rs485(self, name, baud, parity, stop):
-        from machine import Pin, UART
+        from machine import Pin
         from drivers.rs485 import RS485
-        if name not in UARTS:
-            raise ValueError("RS485 port %r: the board has 'a' and 'b'" % (name,))
-        uid, pre = UARTS[name]
-        p = self.pin
-        uart = UART(uid, baudrate=baud, bits=8, parity=None, stop=stop,
-                    tx=Pin(p(pre + "_tx")), rx=Pin(p(pre + "_rx")), rxbuf=UART_RXBUF,
-                    timeout=0)
-        de = Pin(p(pre + "_de"), Pin.OUT, value=0)
+        uart, pre = self._uart(name, baud, stop)
+        de = Pin(self.pin(pre + "_de"), Pin.OUT, value=0)
         return RS485(uart, de, baud, parity, stop, txdone_late_us=TXDONE_LATE_US)
 
     def block_device(self):
