@@ -2,7 +2,7 @@
 """Live heap of the firmware on the 32-bit MicroPython, part by part (`make bench`).
 
     python tools/heap32.py [--out bench/heap32.json] [--cycles 100] [--clients 8]
-                           [--no-mpy] [--no-unix]
+                           [--no-mpy]
 
 Boots the firmware's parts the way firmware/app.py and firmware/ports.py do, on the
 WebAssembly port (tools/wasm/run.mjs: 32-bit objects as on the RP2040/ESP32), without
@@ -24,8 +24,9 @@ calls):
                every map through Modbus dispatchers (pdu.Dispatcher.handle): live heap
                after each cycle (peak), bytes allocated per cycle and per read pass
   frozen_residue  what the modules keep in RAM even when frozen (globals dicts,
-               function and class objects): each module's source compiled, then
-               executed into a fresh namespace, live heap before and after
+               function and class objects), every module a boot with everything on
+               loads: each module's source compiled, then executed into a fresh
+               namespace, live heap before and after (tools/heap_parts.py)
   warmup_residue  what is left after building every part once and dropping it (names
                interned on first use, tables built on first call); the parts are then
                built again and measured, so no part carries that noise
@@ -516,12 +517,6 @@ print("@@JSON", json.dumps({"bytes": A1 - A0, "modules": len(CODES),
 CONFIG_MODULES = ("firmware.cfgstore", "firmware.regmaps.device")
 
 
-def frozen_residue(split=False):
-    """Residue of all boot modules; with split, (all, of CONFIG_MODULES alone)."""
-    r = run_wasm(RESIDUE % (BOOT_MODULES, CONFIG_MODULES))
-    return (r["bytes"], r["config_modules"]) if split else r["bytes"]
-
-
 # The Modbus master push (firmware/pushmb.py, issue 13): its module objects (residue
 # with it less without it) and a Pusher configured with 10 TCP targets (the objects
 # the app keeps; its connections' sockets and streams are per connection, not here),
@@ -856,31 +851,21 @@ def main():
     ap.add_argument("--cycles", type=int, default=100)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--no-mpy", action="store_true", help="skip the .mpy module figure")
-    ap.add_argument("--no-unix", action="store_true", help="skip the unix-port TCP figure")
     a = ap.parse_args()
     t0 = time.time()
     import heap_parts        # the budget's accounting (tests/test_heap32.py asserts it)
     res = heap_parts.budget_figures(a.cycles, a.clients)
-    res["budget_parts"] = heap_parts.measured(res)
+    parts = res["budget_parts"] = heap_parts.measured(res)
     res["budget_total"] = heap_parts.total(res)
     res["runtime"] = "wasm32 (MicroPython WebAssembly port 1.27.0, 32-bit objects)"
     res["tcp_clients"] = a.clients
     res["modules_src"] = res["parts"]["modules"]
     if not a.no_mpy:
         res["modules_mpy"], res["modules_mpy_note"] = modules_mpy()
-    res["frozen_residue"] = frozen_residue()
-    if not a.no_unix:
-        c64 = tcp_conn_unix(a.clients)
-        res["tcp_conn_unix64"] = c64
-        res["tcp_conn_32_estimate"] = (c64 + 1) // 2
-    p = res["parts"]
-    conn = res.get("tcp_conn_32_estimate", 0) * a.clients
-    cyc = res["cycles"]
+    res["frozen_residue"] = res["all_modules"]
+    res["tcp_conn_32_estimate"] = res["tcp_conn_32"]
     # first use (names interned, tables built on first call) and growth over the cycles
-    res["growth"] = res["warmup_residue"] + max(0, cyc["live_peak"])
-    res["firmware_objects"] = (p["meter"] + p["maps"] + p["rtu_a"] + p["rtu_b"] + p["tcp"]
-                               + res["growth"])
-    res["firmware_objects_with_clients"] = res["firmware_objects"] + conn
+    res["growth"] = parts["growth"]
     # what a frozen build keeps in RAM, everything on: the budget's accounting
     res["ram_frozen_build"] = res["budget_total"]
     # per real board (issue 11): its objects, the App's boot on it, its module's objects
