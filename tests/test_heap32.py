@@ -57,12 +57,9 @@ BUDGET = 64 * KB
 RTIME_SHARE = 1536
 
 
-def test_records_time_objects_within_their_share():
-    got = heap32.run_wasm(heap_parts.RTIME_OBJECTS)["bytes"]
+def test_records_time_objects_within_their_share(heap):
+    got = heap["rtime_objects"]
     assert 0 < got <= RTIME_SHARE, "records-time: %d B live on 32-bit" % got
-    own = heap_parts.RTIME_MODULES
-    mods = heap32.run_wasm(heap32.RESIDUE % (own, own))
-    print("records-time objects %d B, modules %d B" % (got, mods["config_modules"]))
 
 
 @pytest.fixture(scope="module")
